@@ -1,0 +1,366 @@
+"""Restore points: taking them (ad hoc, scheduled), listing and deleting them.
+
+A restore point is ``Queued`` when asked for, ``BackingUp`` while the provider works and
+``BackedUp`` only in the transaction that records the provider's finished result. A
+failed attempt goes back to ``Queued`` for its retry, or to ``Failed`` for good.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator import audit, backup_providers, jobs, lookup, routing
+from orchestrator.accounts import find_account
+from orchestrator.actor import Actor
+from orchestrator.core import Core, Scope
+from orchestrator.errors import Conflict, NotFound, PermissionDenied, ProviderError, Unsupported
+from orchestrator.execution import Finish, JobHandler, ProgressFn
+from orchestrator.inventory import find_zone
+from orchestrator.models import (
+    LIVE_STATUSES,
+    USABLE_STATUSES,
+    Account,
+    Backup,
+    BackupOrigin,
+    BackupSchedule,
+    BackupStatus,
+    BackupType,
+    Job,
+    JobKind,
+    VirtualMachine,
+    utcnow,
+)
+from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
+from orchestrator.refs import point_ref, vm_ref
+from orchestrator.retention import PointInfo, expired_by_count
+from orchestrator.validate import parse_enum
+from providers.base import BackupRequest, Capability
+
+IN_FLIGHT = (BackupStatus.ALLOCATED, BackupStatus.QUEUED, BackupStatus.BACKING_UP)
+
+
+def require_user_driven(scope: Scope, vm: VirtualMachine) -> None:
+    """Users may take backups and keep schedules only where the offering allows it."""
+    if vm.backup_offering is None:
+        raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
+    if not vm.backup_offering.allow_user_driven_backups and not scope.actor.is_admin:
+        raise PermissionDenied(
+            f"offering {vm.backup_offering.name!r} does not allow user-driven backups or schedules"
+        )
+
+
+def _in_flight(session: Session, vm_id: str) -> Backup | None:
+    return session.scalar(select(Backup).where(Backup.vm_id == vm_id, Backup.status.in_(IN_FLIGHT)).limit(1))
+
+
+def create_backup(
+    scope: Scope,
+    vm_id: str,
+    *,
+    idempotency_key: str | None = None,
+    origin: BackupOrigin = BackupOrigin.ADHOC,
+    schedule: BackupSchedule | None = None,
+) -> Job:
+    """Queue a backup of every volume of the VM as one restore point; returns its job."""
+    vm = lookup.vm(scope, vm_id)
+    if origin is BackupOrigin.ADHOC:
+        require_user_driven(scope, vm)
+    offering = vm.backup_offering
+    if offering is None:
+        raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
+    if idempotency_key:
+        existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            return jobs.create(
+                scope,
+                kind=existing.kind,
+                account_id=vm.account_id,
+                subject_type="backup",
+                subject_id=existing.subject_id,
+                queue=existing.queue,
+                idempotency_key=idempotency_key,
+            )
+    backup_providers.usable(scope, offering.provider)
+    if running := _in_flight(scope.session, vm.id):
+        raise Conflict(f"a backup of {vm.name} is already in progress (restore point {running.id})")
+    point = Backup(
+        vm_id=vm.id,
+        vm_name=vm.name,
+        account_id=vm.account_id,
+        zone_id=vm.zone_id,
+        vm_metadata=vm_ref(vm).to_dict(),
+        offering_id=offering.id,
+        provider_id=offering.provider_id,
+        schedule_id=schedule.id if schedule else None,
+        origin=origin,
+        status=BackupStatus.QUEUED,
+    )
+    scope.session.add(point)
+    scope.session.flush()
+    job = jobs.create(
+        scope,
+        kind=JobKind.BACKUP,
+        account_id=vm.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        queue=routing.queue_for(JobKind.BACKUP, vm),
+        idempotency_key=idempotency_key or f"backup:{point.id}",
+    )
+    audit.record(scope, "backup.create", "backup", point.id, vm=vm.id, origin=origin.value, job=job.id)
+    return job
+
+
+def list_backups(
+    scope: Scope,
+    *,
+    backup_id: str | None = None,
+    vm_id: str | None = None,
+    zone: str | None = None,
+    account: str | None = None,
+    offering_id: str | None = None,
+    status: str | None = None,
+    keyword: str | None = None,
+    include_removed: bool = False,
+    page: int = 1,
+    pagesize: int = DEFAULT_PAGESIZE,
+) -> Page[Backup]:
+    stmt = select(Backup).order_by(Backup.created_at.desc(), Backup.id)
+    if not scope.actor.is_admin:
+        stmt = stmt.where(Backup.account_id == scope.actor.account_id)
+    elif account:
+        stmt = stmt.where(Backup.account_id == find_account(scope.session, account).id)
+    if backup_id:
+        stmt = stmt.where(Backup.id == backup_id)
+    if vm_id:
+        stmt = stmt.where(Backup.vm_id == vm_id)
+    if zone:
+        stmt = stmt.where(Backup.zone_id == find_zone(scope, zone).id)
+    if offering_id:
+        stmt = stmt.where(Backup.offering_id == offering_id)
+    if status:
+        stmt = stmt.where(Backup.status == parse_enum(BackupStatus, status, "status"))
+    elif not include_removed:
+        stmt = stmt.where(Backup.status.not_in((BackupStatus.REMOVED, BackupStatus.EXPUNGED)))
+    if keyword:
+        stmt = stmt.where(Backup.vm_name.contains(keyword, autoescape=True))
+    return paginate(scope.session, stmt, page, pagesize)
+
+
+def show(scope: Scope, backup_id: str) -> Backup:
+    return lookup.backup(scope, backup_id)
+
+
+def _descendants(session: Session, point: Backup) -> list[Backup]:
+    """Live points that depend on ``point``, nearest first."""
+    found: list[Backup] = []
+    frontier = [point.id]
+    while frontier:
+        children = list(
+            session.scalars(
+                select(Backup).where(Backup.parent_id.in_(frontier), Backup.status.in_(LIVE_STATUSES))
+            )
+        )
+        found.extend(children)
+        frontier = [c.id for c in children]
+    return found
+
+
+def _chain_root(point: Backup) -> Backup:
+    root = point
+    while root.parent is not None and root.parent.status in LIVE_STATUSES:
+        root = root.parent
+    return root
+
+
+def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
+    """Delete a restore point. Where others depend on it and the provider cannot delete one
+    point in the middle of a chain, this is Unsupported; ``forced`` then deletes the whole
+    chain if the provider can do that."""
+    point = lookup.backup(scope, backup_id)
+    if point.status in (BackupStatus.REMOVED, BackupStatus.EXPUNGED):
+        raise NotFound.of("backup", backup_id)
+    if point.status in (*IN_FLIGHT, BackupStatus.RESTORING):
+        raise Conflict(f"restore point {point.id} is {point.status.value}; wait until it ends")
+    driver = scope.driver(point.provider)
+    targets = [point]
+    dependents = _descendants(scope.session, point)
+    if dependents and not driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT):
+        if not driver.supports(Capability.DELETE_CHAIN):
+            raise Unsupported(
+                f"provider {point.provider.name!r} cannot delete restore point {point.id}: "
+                f"{len(dependents)} newer restore point(s) depend on it"
+            )
+        if not forced:
+            raise Unsupported(
+                f"provider {point.provider.name!r} cannot delete one restore point in the middle of a "
+                f"chain ({len(dependents)} depend on it); forced=true deletes the whole chain"
+            )
+        root = _chain_root(point)
+        chain = [root, *_descendants(scope.session, root)]
+        targets = chain
+    # Newest first, so a chain is never left with an incremental whose parent is gone.
+    ordered = sorted(targets, key=lambda p: p.created_at, reverse=True)
+    job = jobs.create(
+        scope,
+        kind=JobKind.DELETE_BACKUP,
+        account_id=point.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        queue=f"provider.{point.provider_id}",
+        idempotency_key=f"delete:{point.id}:{uuid.uuid4()}",
+        params={"ids": [p.id for p in ordered], "forced": forced},
+    )
+    audit.record(scope, "backup.delete", "backup", point.id, forced=forced, ids=[p.id for p in ordered])
+    return job
+
+
+def prune_schedule(scope: Scope, schedule_id: str) -> list[Job]:
+    """Enforce a schedule's max_backups over its own restore points only."""
+    schedule = scope.session.get(BackupSchedule, schedule_id)
+    if schedule is None or not schedule.max_backups:
+        return []
+    points = list(
+        scope.session.scalars(
+            select(Backup)
+            .where(Backup.schedule_id == schedule.id, Backup.status == BackupStatus.BACKED_UP)
+            .order_by(Backup.created_at.desc())
+        )
+    )
+    if not points:
+        return []
+    driver = scope.driver(points[0].provider)
+    expired = expired_by_count(
+        [PointInfo(p.id, p.parent_id) for p in points],
+        schedule.max_backups,
+        chains_matter=not driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT),
+    )
+    # Incrementals of other origins may hang off a schedule's full: those block it too.
+    return [
+        delete_backup(scope, point_id)
+        for point_id in expired
+        if driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT)
+        or not _descendants(scope.session, scope.session.get(Backup, point_id))
+    ]
+
+
+# -- job handlers ----------------------------------------------------------------------------
+
+
+def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    with core.db.session() as session:
+        point = session.get(Backup, job.subject_id)
+        if point is None:
+            raise ProviderError(f"restore point {job.subject_id} no longer exists", retryable=False)
+        if point.status is BackupStatus.BACKED_UP:
+            # A re-delivered job whose work was already recorded: nothing to do twice.
+            return lambda _s: _backup_result(point)
+        vm = session.get(VirtualMachine, point.vm_id)
+        if vm is None or vm.removed_at is not None:
+            raise ProviderError(f"virtual machine {point.vm_name} was destroyed", retryable=False)
+        driver = core.drivers.for_row(point.provider)
+        parent = None
+        if driver.supports(Capability.INCREMENTAL):
+            parent = session.scalar(
+                select(Backup)
+                .where(
+                    Backup.vm_id == vm.id,
+                    Backup.offering_id == point.offering_id,
+                    Backup.status.in_(USABLE_STATUSES),
+                    Backup.id != point.id,
+                )
+                .order_by(Backup.created_at.desc())
+                .limit(1)
+            )
+        ref = vm_ref(vm)
+        point.vm_metadata = ref.to_dict()
+        point.status = BackupStatus.BACKING_UP
+        point.error = None
+        request = BackupRequest(
+            restore_point_id=point.id,
+            vm=ref,
+            offering_external_id=point.offering.external_id,
+            parent=point_ref(parent) if parent else None,
+            quiesce=driver.supports(Capability.QUIESCE),
+        )
+        parent_id = parent.id if parent else None
+    result = driver.take_backup(request, progress)
+
+    def finish(session: Session) -> dict[str, Any]:
+        done = session.get(Backup, job.subject_id)
+        assert done is not None
+        done.external_id = result.external_id
+        done.backup_type = BackupType(result.backup_type)
+        done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
+        done.size = result.size
+        done.protected_size = result.protected_size
+        done.status = BackupStatus.BACKED_UP
+        done.completed_at = utcnow()
+        return _backup_result(done)
+
+    return finish
+
+
+def _backup_result(point: Backup) -> dict[str, Any]:
+    return {
+        "backup_id": point.id,
+        "external_id": point.external_id,
+        "type": point.backup_type.value,
+        "size": point.size,
+    }
+
+
+def _fail_backup(session: Session, job: Job, message: str, final: bool) -> None:
+    point = session.get(Backup, job.subject_id)
+    if point is not None and point.status in IN_FLIGHT:
+        point.status = BackupStatus.FAILED if final else BackupStatus.QUEUED
+        point.error = message
+
+
+def _after_backup(core: Core, job: Job) -> None:
+    """A scheduled restore point landed: let its schedule drop what exceeds max_backups."""
+    with core.db.session() as session:
+        point = session.get(Backup, job.subject_id)
+        if point is None or point.schedule_id is None:
+            return
+        owner = session.get(Account, point.account_id)
+        assert owner is not None
+        actor, schedule_id = Actor.of(owner), point.schedule_id
+    with core.scope(actor) as scope:
+        prune_schedule(scope, schedule_id)
+
+
+def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    ids: list[str] = job.params["ids"]
+    with core.db.session() as session:
+        points = [session.get(Backup, i) for i in ids]
+        refs = [(p.id, point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
+    for done, (_pid, ref, driver) in enumerate(refs, start=1):
+        driver.delete_backup(ref, forced=bool(job.params.get("forced")))
+        progress(done, len(refs))
+
+    def finish(session: Session) -> dict[str, Any]:
+        for point_id in ids:
+            point = session.get(Backup, point_id)
+            if point is None:
+                continue
+            for child in session.scalars(select(Backup).where(Backup.parent_id == point.id)):
+                child.parent_id = point.parent_id
+            point.status = BackupStatus.EXPUNGED
+        return {"deleted": ids}
+
+    return finish
+
+
+def _fail_delete(session: Session, job: Job, message: str, final: bool) -> None:
+    for point_id in job.params.get("ids", ()):
+        point = session.get(Backup, point_id)
+        if point is not None:
+            point.error = f"delete failed: {message}"
+
+
+BACKUP_HANDLER = JobHandler(run=_run_backup, on_failure=_fail_backup, after=_after_backup)
+DELETE_HANDLER = JobHandler(run=_run_delete, on_failure=_fail_delete)

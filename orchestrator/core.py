@@ -1,0 +1,86 @@
+"""The core's entry point: a database, the provider drivers, and a runner for jobs.
+
+A use case runs inside a ``Scope``: one transaction, one actor. Jobs it creates are
+handed to the runner only after the transaction commits, so a worker never sees a job
+whose row is not there yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.orm import Session
+
+from orchestrator.actor import Actor
+from orchestrator.config import Settings
+from orchestrator.db import Database
+from orchestrator.errors import NotFound
+from orchestrator.models import BackupProvider as ProviderRow
+from providers import registry
+from providers.base import BackupProvider
+
+if TYPE_CHECKING:
+    from orchestrator.runner import Runner
+
+T = TypeVar("T")
+
+
+class Drivers:
+    """Driver instances per provider row, each with a private data directory."""
+
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = data_root
+        self._cache: dict[tuple[str, str], BackupProvider] = {}
+
+    def for_row(self, row: ProviderRow) -> BackupProvider:
+        key = (row.id, repr(sorted(row.config.items())))
+        driver = self._cache.get(key)
+        if driver is None:
+            driver = registry.create(row.driver, row.name, row.config, self.data_root / row.id)
+            self._cache[key] = driver
+        return driver
+
+
+@dataclass
+class Scope:
+    session: Session
+    actor: Actor
+    core: Core
+    pending_jobs: list[str] = field(default_factory=list)
+
+    def driver(self, row: ProviderRow) -> BackupProvider:
+        return self.core.drivers.for_row(row)
+
+    def enqueue(self, job_id: str) -> None:
+        self.pending_jobs.append(job_id)
+
+    def get(self, model: type[T], ident: str, kind: str) -> T:
+        obj = self.session.get(model, ident)
+        if obj is None:
+            raise NotFound.of(kind, ident)
+        return obj
+
+
+class Core:
+    def __init__(self, settings: Settings, db: Database | None = None, runner: Runner | None = None) -> None:
+        self.settings = settings
+        self.db = db or Database.from_settings(settings)
+        self.drivers = Drivers(settings.home / "providers")
+        if runner is None:
+            from orchestrator.runner import InlineRunner
+
+            runner = InlineRunner()
+        self.runner = runner
+        self.runner.bind(self)
+
+    @contextmanager
+    def scope(self, actor: Actor) -> Iterator[Scope]:
+        with self.db.session() as session:
+            scope = Scope(session, actor, self)
+            yield scope
+        if scope.pending_jobs:
+            self.runner.submit(scope.pending_jobs)

@@ -1,0 +1,99 @@
+"""Jobs: created by use cases, listed and cancelled by their owners."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from orchestrator import audit, lookup
+from orchestrator.core import Scope
+from orchestrator.errors import Conflict
+from orchestrator.models import Job, JobKind, JobState, utcnow
+from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
+from orchestrator.validate import parse_enum
+
+DEFAULT_MAX_ATTEMPTS = {JobKind.BACKUP: 3, JobKind.DELETE_BACKUP: 3, JobKind.VERIFY: 2}
+
+
+def create(
+    scope: Scope,
+    *,
+    kind: JobKind,
+    account_id: str,
+    subject_type: str,
+    subject_id: str,
+    queue: str,
+    idempotency_key: str,
+    params: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
+    deadline: datetime | None = None,
+    state: JobState = JobState.QUEUED,
+) -> Job:
+    """Create the job row; it reaches the runner when the scope commits. A key seen before
+    returns the existing job instead of a second one."""
+    existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    if existing is not None:
+        if existing.account_id != account_id:
+            raise Conflict(f"idempotency key {idempotency_key!r} is already used", field="idempotency_key")
+        return existing
+    job = Job(
+        kind=kind,
+        state=state,
+        account_id=account_id,
+        requested_by=scope.actor.account_id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        queue=queue,
+        idempotency_key=idempotency_key,
+        params=params or {},
+        not_before=not_before or utcnow(),
+        deadline=deadline,
+        max_attempts=DEFAULT_MAX_ATTEMPTS.get(kind, 1),
+    )
+    scope.session.add(job)
+    scope.session.flush()
+    if state is JobState.QUEUED:
+        scope.enqueue(job.id)
+    return job
+
+
+def list_jobs(
+    scope: Scope,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    subject_id: str | None = None,
+    page: int = 1,
+    pagesize: int = DEFAULT_PAGESIZE,
+) -> Page[Job]:
+    stmt = select(Job).order_by(Job.created_at.desc(), Job.id)
+    if not scope.actor.is_admin:
+        stmt = stmt.where(Job.account_id == scope.actor.account_id)
+    if state:
+        stmt = stmt.where(Job.state == parse_enum(JobState, state, "state"))
+    if kind:
+        stmt = stmt.where(Job.kind == parse_enum(JobKind, kind, "kind"))
+    if subject_id:
+        stmt = stmt.where(Job.subject_id == subject_id)
+    return paginate(scope.session, stmt, page, pagesize)
+
+
+def show(scope: Scope, job_id: str) -> Job:
+    return lookup.job(scope, job_id)
+
+
+def cancel(scope: Scope, job_id: str) -> Job:
+    """Cancel a job that has not started. A running job is left to finish or fail."""
+    from orchestrator.execution import handler_for
+
+    job = lookup.job(scope, job_id)
+    if job.state not in (JobState.PLANNED, JobState.QUEUED):
+        raise Conflict(f"job {job.id} is {job.state.value}; only planned or queued jobs can be cancelled")
+    job.state = JobState.CANCELLED
+    job.finished_at = utcnow()
+    job.error = f"cancelled by {scope.actor.name}"
+    handler_for(job.kind).on_failure(scope.session, job, job.error)
+    audit.record(scope, "job.cancel", "job", job.id)
+    return job

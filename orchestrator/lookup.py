@@ -1,0 +1,43 @@
+"""Tenant-scoped lookups: another tenant's object is NotFound, never a hint that it exists."""
+
+from __future__ import annotations
+
+from orchestrator.core import Scope
+from orchestrator.errors import NotFound
+from orchestrator.models import Backup, BackupOffering, BackupProvider, Job, VirtualMachine
+
+
+def vm(scope: Scope, vm_id: str, *, include_removed: bool = False) -> VirtualMachine:
+    found = scope.session.get(VirtualMachine, vm_id)
+    if (
+        found is None
+        or not scope.actor.can_see(found.account_id)
+        or (found.removed_at is not None and not include_removed)
+    ):
+        raise NotFound.of("virtual machine", vm_id)
+    return found
+
+
+def backup(scope: Scope, backup_id: str) -> Backup:
+    found = scope.session.get(Backup, backup_id)
+    if found is None or not scope.actor.can_see(found.account_id):
+        raise NotFound.of("backup", backup_id)
+    return found
+
+
+def job(scope: Scope, job_id: str) -> Job:
+    found = scope.session.get(Job, job_id)
+    if found is None or not scope.actor.can_see(found.account_id):
+        raise NotFound.of("job", job_id)
+    return found
+
+
+def offering(scope: Scope, offering_id: str) -> BackupOffering:
+    found = scope.session.get(BackupOffering, offering_id)
+    if found is None or found.removed_at is not None:
+        raise NotFound.of("backup offering", offering_id)
+    return found
+
+
+def provider(scope: Scope, provider_id: str) -> BackupProvider:
+    return scope.get(BackupProvider, provider_id, "backup provider")

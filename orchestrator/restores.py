@@ -1,0 +1,210 @@
+"""Restores: a whole VM in place (recreated from the restore point if it was destroyed),
+or one volume attached to a VM of the same zone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator import audit, backup_providers, lookup, routing
+from orchestrator.core import Core, Scope
+from orchestrator.errors import Conflict, InvalidArgument, NotFound, ProviderError
+from orchestrator.execution import Finish, JobHandler, ProgressFn
+from orchestrator.jobs import create as create_job
+from orchestrator.models import (
+    USABLE_STATUSES,
+    Backup,
+    BackupStatus,
+    Job,
+    JobKind,
+    JobState,
+    StoragePool,
+    VirtualMachine,
+    VMState,
+    Volume,
+    VolumeType,
+    new_id,
+)
+from orchestrator.refs import point_ref, vm_ref
+from providers.base import Capability, VMRef
+
+
+def _usable_point(scope: Scope, backup_id: str) -> Backup:
+    point = lookup.backup(scope, backup_id)
+    if point.status not in USABLE_STATUSES:
+        raise Conflict(
+            f"restore point {point.id} is {point.status.value}; only BackedUp points can be restored"
+        )
+    backup_providers.usable(scope, point.provider)
+    return point
+
+
+def _restore_in_progress(session: Session, vm_id: str) -> bool:
+    return bool(
+        session.scalar(
+            select(Job.id)
+            .join(Backup, Backup.id == Job.subject_id)
+            .where(
+                Backup.vm_id == vm_id,
+                Job.kind == JobKind.RESTORE_VM,
+                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+            )
+            .limit(1)
+        )
+    )
+
+
+def restore_vm(scope: Scope, backup_id: str) -> Job:
+    """Write every volume of the restore point back to its VM. A destroyed VM is recreated
+    from the metadata the restore point keeps, with the same id and volumes."""
+    point = _usable_point(scope, backup_id)
+    vm = scope.session.get(VirtualMachine, point.vm_id)
+    if vm is not None and vm.removed_at is None:
+        vm = lookup.vm(scope, vm.id)
+        if vm.zone_id != point.zone_id:
+            raise InvalidArgument(f"virtual machine {vm.name} moved to another zone than its restore point")
+    if _restore_in_progress(scope.session, point.vm_id):
+        raise Conflict(f"a restore of virtual machine {point.vm_name} is already in progress")
+    host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
+    job = create_job(
+        scope,
+        kind=JobKind.RESTORE_VM,
+        account_id=point.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        queue=f"host.{host_id}" if host_id else routing.DEFAULT_QUEUE,
+        idempotency_key=f"restore:{point.id}:{new_id()}",
+        params={"vm_id": point.vm_id},
+    )
+    audit.record(scope, "backup.restore", "backup", point.id, vm=point.vm_id, job=job.id)
+    return job
+
+
+def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> Job:
+    """Restore one volume of the restore point as a new data disk attached to ``vm_id``."""
+    point = _usable_point(scope, backup_id)
+    scope.driver(point.provider).require(Capability.RESTORE_VOLUME, "restore a single volume")
+    if VMRef.from_dict(point.vm_metadata).volume(volume_id) is None:
+        raise NotFound(f"volume {volume_id} is not in restore point {point.id}")
+    target = lookup.vm(scope, vm_id)
+    if target.zone_id != point.zone_id:
+        raise InvalidArgument(
+            f"virtual machine {target.name} is in another zone than restore point {point.id}; "
+            "a volume can only be restored within its zone",
+            field="virtualmachineid",
+        )
+    job = create_job(
+        scope,
+        kind=JobKind.RESTORE_VOLUME,
+        account_id=target.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        queue=routing.queue_for(JobKind.RESTORE_VOLUME, target),
+        idempotency_key=f"restore-volume:{point.id}:{new_id()}",
+        params={"volume_id": volume_id, "vm_id": target.id},
+    )
+    audit.record(scope, "backup.restore_volume", "backup", point.id, volume=volume_id, vm=target.id)
+    return job
+
+
+# -- job handlers ----------------------------------------------------------------------------
+
+
+def _begin(session: Session, job: Job) -> Backup:
+    point = session.get(Backup, job.subject_id)
+    if point is None or point.status not in USABLE_STATUSES:
+        raise ProviderError(f"restore point {job.subject_id} is no longer restorable", retryable=False)
+    point.status = BackupStatus.RESTORING
+    return point
+
+
+def _end(session: Session, job: Job) -> None:
+    point = session.get(Backup, job.subject_id)
+    if point is not None and point.status is BackupStatus.RESTORING:
+        point.status = BackupStatus.BACKED_UP
+
+
+def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    with core.db.session() as session:
+        point = _begin(session, job)
+        ref = point_ref(point)
+        vm = session.get(VirtualMachine, point.vm_id)
+        recreate = vm is None or vm.removed_at is not None
+        target = ref.vm if recreate else vm_ref(vm)
+        driver = core.drivers.for_row(point.provider)
+    driver.restore_vm(ref, target, progress)
+
+    def finish(session: Session) -> dict[str, Any]:
+        _end(session, job)
+        if recreate:
+            _recreate_vm(session, job.subject_id, target)
+        return {"vm_id": target.id, "recreated": recreate, "backup_id": ref.id}
+
+    return finish
+
+
+def _recreate_vm(session: Session, backup_id: str, meta: VMRef) -> None:
+    """Bring back a destroyed VM (or one never known here) as the restore point describes it."""
+    point = session.get(Backup, backup_id)
+    assert point is not None
+    vm = session.get(VirtualMachine, meta.id)
+    if vm is None:
+        vm = VirtualMachine(id=meta.id, name=meta.name, account_id=point.account_id, zone_id=meta.zone_id)
+        session.add(vm)
+    vm.removed_at = None
+    vm.state = VMState.STOPPED
+    vm.details = dict(meta.details)
+    vm.host_id = meta.host_id
+    session.flush()
+    for ref in meta.volumes:
+        volume = session.get(Volume, ref.id)
+        if volume is None:
+            volume = Volume(id=ref.id, vm_id=vm.id)
+            session.add(volume)
+        volume.removed_at = None
+        volume.vm_id = vm.id
+        volume.name, volume.type, volume.device_id = ref.name, VolumeType(ref.type), ref.device_id
+        volume.size, volume.path, volume.format, volume.pool_id = ref.size, ref.path, ref.format, ref.pool_id
+
+
+def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    with core.db.session() as session:
+        point = _begin(session, job)
+        ref = point_ref(point)
+        volume = ref.vm.volume(job.params["volume_id"])
+        target = session.get(VirtualMachine, job.params["vm_id"])
+        if volume is None or target is None or target.removed_at is not None:
+            raise ProviderError("the volume or the target virtual machine is gone", retryable=False)
+        target_ref = vm_ref(target)
+        driver = core.drivers.for_row(point.provider)
+    restored = driver.restore_volume(ref, volume, target_ref, progress)
+
+    def finish(session: Session) -> dict[str, Any]:
+        _end(session, job)
+        pool_id = restored.pool_id if session.get(StoragePool, restored.pool_id) else volume.pool_id
+        used = {v.device_id for v in session.scalars(select(Volume).where(Volume.vm_id == target_ref.id))}
+        row = Volume(
+            id=restored.id,
+            vm_id=target_ref.id,
+            pool_id=pool_id,
+            type=VolumeType.DATADISK,
+            device_id=restored.device_id if restored.device_id not in used else max(used, default=0) + 1,
+            size=restored.size,
+            path=restored.path,
+            format=restored.format,
+            name=restored.name,
+        )
+        session.add(row)
+        return {"volume_id": row.id, "vm_id": target_ref.id, "path": row.path, "backup_id": ref.id}
+
+    return finish
+
+
+def _fail_restore(session: Session, job: Job, message: str, final: bool) -> None:
+    _end(session, job)
+
+
+RESTORE_VM_HANDLER = JobHandler(run=_run_restore_vm, on_failure=_fail_restore)
+RESTORE_VOLUME_HANDLER = JobHandler(run=_run_restore_volume, on_failure=_fail_restore)

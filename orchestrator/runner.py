@@ -1,0 +1,69 @@
+"""How jobs get executed. The in-process runners here need no service at all; the
+Celery runner in ``workers/`` implements the same interface for distributed sites."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import select
+
+from orchestrator.models import Job, JobState, utcnow
+
+if TYPE_CHECKING:
+    from orchestrator.core import Core
+
+
+class Runner(Protocol):
+    def bind(self, core: Core) -> None:
+        """Called once by the core that owns this runner."""
+
+    def submit(self, job_ids: Sequence[str]) -> None:
+        """Deliver committed, queued jobs for execution (at least once)."""
+
+
+def due_job_ids(core: Core, limit: int = 100) -> list[str]:
+    with core.db.session() as session:
+        return list(
+            session.scalars(
+                select(Job.id)
+                .where(Job.state == JobState.QUEUED, Job.not_before <= utcnow())
+                .order_by(Job.not_before)
+                .limit(limit)
+            )
+        )
+
+
+class InlineRunner:
+    """Runs each job in the caller's thread before ``submit`` returns.
+
+    A retry due within ``max_wait`` seconds is waited for and run; a later one stays
+    queued for ``run_due`` (the CLI's ``job run-due``, or the server loop).
+    """
+
+    def __init__(self, max_wait: float = 5.0) -> None:
+        self.max_wait = max_wait
+        self.core: Core | None = None
+
+    def bind(self, core: Core) -> None:
+        self.core = core
+
+    def submit(self, job_ids: Sequence[str]) -> None:
+        from orchestrator.execution import Outcome, execute
+
+        assert self.core is not None
+        for job_id in job_ids:
+            while execute(self.core, job_id) is Outcome.RETRY:
+                with self.core.db.session() as session:
+                    job = session.get(Job, job_id)
+                    wait = (job.not_before - utcnow()).total_seconds() if job else self.max_wait + 1
+                if wait > self.max_wait:
+                    break
+                time.sleep(max(wait, 0))
+
+    def run_due(self) -> int:
+        assert self.core is not None
+        ids = due_job_ids(self.core)
+        self.submit(ids)
+        return len(ids)

@@ -1,0 +1,152 @@
+"""User backup schedules, in CloudStack's format, one per VM and interval type.
+
+``schedule`` is ``MM`` (HOURLY), ``MM:HH`` (DAILY), ``MM:HH:DD`` (WEEKLY, DD 1-7 with
+1 = Sunday, as CloudStack counts) or ``MM:HH:DD`` (MONTHLY, DD 1-28). Times are local to
+the schedule's time zone. Each schedule keeps at most ``max_backups`` restore points of
+its own (0 = no limit); it never prunes ad-hoc or SLA restore points.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from croniter import croniter
+from sqlalchemy import select
+
+from orchestrator import audit, lookup, validate
+from orchestrator.core import Scope
+from orchestrator.errors import InvalidArgument, NotFound
+from orchestrator.models import BackupSchedule, IntervalType, VirtualMachine, utcnow
+from orchestrator.sla import parse_timezone
+
+_FORMATS = {
+    IntervalType.HOURLY: ("MM", (59,)),
+    IntervalType.DAILY: ("MM:HH", (59, 23)),
+    IntervalType.WEEKLY: ("MM:HH:DD", (59, 23, 7)),
+    IntervalType.MONTHLY: ("MM:HH:DD", (59, 23, 28)),
+}
+MAX_BACKUPS_LIMIT = 1000
+
+
+def cron_expression(interval: IntervalType, schedule: str) -> str:
+    """The cron line for a CloudStack schedule string, with a clear error for bad input."""
+    shape, limits = _FORMATS[interval]
+    parts = str(schedule).strip().split(":")
+    if len(parts) != len(limits) or not all(p.isdigit() for p in parts):
+        raise InvalidArgument(
+            f"schedule: {schedule!r} does not match {shape} for a {interval.value} schedule", field="schedule"
+        )
+    values = [int(p) for p in parts]
+    lows = (0, 0, 1)
+    for name, value, low, high in zip(("minute", "hour", "day"), values, lows, limits, strict=False):
+        if not low <= value <= high:
+            raise InvalidArgument(
+                f"schedule: {name} {value} out of range {low}-{high} in {schedule!r}", field="schedule"
+            )
+    if interval is IntervalType.HOURLY:
+        return f"{values[0]} * * * *"
+    if interval is IntervalType.DAILY:
+        return f"{values[0]} {values[1]} * * *"
+    if interval is IntervalType.WEEKLY:
+        return f"{values[0]} {values[1]} * * {values[2] - 1}"
+    return f"{values[0]} {values[1]} {values[2]} * *"
+
+
+def next_run(interval: IntervalType, schedule: str, timezone: str, after: datetime) -> datetime:
+    local = after.astimezone(parse_timezone(timezone))
+    return croniter(cron_expression(interval, schedule), local).get_next(datetime).astimezone(after.tzinfo)
+
+
+def create(
+    scope: Scope,
+    *,
+    vm_id: str,
+    interval_type: str,
+    schedule: str,
+    timezone: str = "UTC",
+    max_backups: int = 0,
+) -> BackupSchedule:
+    """Create the VM's schedule for this interval type, or update it if it exists (as CloudStack)."""
+    vm = lookup.vm(scope, vm_id)
+    from orchestrator.backups import require_user_driven
+
+    require_user_driven(scope, vm)
+    interval = validate.parse_enum(IntervalType, str(interval_type).upper(), "interval_type")
+    row = scope.session.scalar(
+        select(BackupSchedule).where(BackupSchedule.vm_id == vm.id, BackupSchedule.interval_type == interval)
+    )
+    if row is None:
+        row = BackupSchedule(vm_id=vm.id, interval_type=interval)
+        scope.session.add(row)
+    _apply(row, schedule=schedule, timezone=timezone, max_backups=max_backups)
+    scope.session.flush()
+    audit.record(scope, "schedule.save", "schedule", row.id, vm=vm.id, interval=interval.value)
+    return row
+
+
+def _apply(row: BackupSchedule, *, schedule: str, timezone: str, max_backups: int) -> None:
+    parse_timezone(timezone)
+    max_backups = validate.non_negative(max_backups, "max_backups") or 0
+    if max_backups > MAX_BACKUPS_LIMIT:
+        raise InvalidArgument(f"max_backups: at most {MAX_BACKUPS_LIMIT}", field="max_backups")
+    row.next_run_at = next_run(row.interval_type, schedule, timezone, utcnow())
+    row.schedule = str(schedule).strip()
+    row.timezone = timezone
+    row.max_backups = max_backups
+
+
+def _visible(scope: Scope, schedule_id: str) -> BackupSchedule:
+    row = scope.session.get(BackupSchedule, schedule_id)
+    if row is None or not scope.actor.can_see(row.vm.account_id) or row.vm.removed_at is not None:
+        raise NotFound.of("backup schedule", schedule_id)
+    return row
+
+
+def update(
+    scope: Scope,
+    schedule_id: str,
+    *,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    max_backups: int | None = None,
+) -> BackupSchedule:
+    row = _visible(scope, schedule_id)
+    _apply(
+        row,
+        schedule=row.schedule if schedule is None else schedule,
+        timezone=row.timezone if timezone is None else timezone,
+        max_backups=row.max_backups if max_backups is None else max_backups,
+    )
+    audit.record(scope, "schedule.update", "schedule", row.id)
+    return row
+
+
+def list_schedules(scope: Scope, vm_id: str | None = None) -> list[BackupSchedule]:
+    stmt = (
+        select(BackupSchedule)
+        .join(VirtualMachine, VirtualMachine.id == BackupSchedule.vm_id)
+        .where(VirtualMachine.removed_at.is_(None))
+        .order_by(VirtualMachine.name, BackupSchedule.interval_type)
+    )
+    if vm_id:
+        stmt = stmt.where(BackupSchedule.vm_id == lookup.vm(scope, vm_id).id)
+    if not scope.actor.is_admin:
+        stmt = stmt.where(VirtualMachine.account_id == scope.actor.account_id)
+    return list(scope.session.scalars(stmt))
+
+
+def delete(scope: Scope, schedule_id: str) -> None:
+    row = _visible(scope, schedule_id)
+    scope.session.delete(row)
+    audit.record(scope, "schedule.delete", "schedule", schedule_id)
+
+
+def due(scope: Scope, now: datetime) -> list[BackupSchedule]:
+    return list(
+        scope.session.scalars(
+            select(BackupSchedule)
+            .join(VirtualMachine, VirtualMachine.id == BackupSchedule.vm_id)
+            .where(BackupSchedule.next_run_at <= now, VirtualMachine.removed_at.is_(None))
+            .order_by(BackupSchedule.next_run_at)
+        )
+    )

@@ -1,0 +1,1 @@
+"""Backup provider drivers behind one interface with declared capabilities."""

@@ -1,0 +1,192 @@
+"""The provider port: what a backup back end promises, and the plain data it works on.
+
+Imports only the standard library and the core's errors, so the core may depend on it
+while drivers (which import heavy client libraries) stay out of the core.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from orchestrator.errors import InvalidArgument, Unsupported
+
+
+class Capability(StrEnum):
+    """What a provider can do beyond full backups and whole-VM restores."""
+
+    INCREMENTAL = "incremental"
+    # Delete one restore point even when others in its chain depend on it.
+    DELETE_SINGLE_RESTORE_POINT = "delete_single_restore_point"
+    # A forced delete removes a whole chain (the full and every incremental on it).
+    DELETE_CHAIN = "delete_chain"
+    # Removing a VM from its offering deletes the VM's restore points at the back end.
+    REMOVES_BACKUPS_ON_UNASSIGN = "removes_backups_on_unassign"
+    RESTORE_TO_NEW_VM = "restore_to_new_vm"
+    RESTORE_VOLUME = "restore_volume"
+    FILE_RESTORE = "file_restore"
+    QUIESCE = "quiesce"
+    MULTI_VOLUME_CONSISTENT = "multi_volume_consistent"
+    VERIFY = "verify"
+
+
+@dataclass(frozen=True)
+class ProviderOffering:
+    """A job, template or policy that exists at the back end and can back an SLA offering."""
+
+    external_id: str
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeRef:
+    id: str
+    name: str
+    type: str
+    device_id: int
+    size: int
+    path: str
+    format: str
+    pool_id: str
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> VolumeRef:
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class VMRef:
+    """A VM as the back end needs to see it; also the metadata each restore point keeps."""
+
+    id: str
+    name: str
+    zone_id: str
+    host_id: str | None
+    volumes: tuple[VolumeRef, ...]
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["details"] = dict(self.details)
+        return raw
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> VMRef:
+        return cls(
+            id=raw["id"],
+            name=raw["name"],
+            zone_id=raw["zone_id"],
+            host_id=raw.get("host_id"),
+            volumes=tuple(VolumeRef.from_dict(v) for v in raw.get("volumes", ())),
+            details=dict(raw.get("details") or {}),
+        )
+
+    def volume(self, volume_id: str) -> VolumeRef | None:
+        return next((v for v in self.volumes if v.id == volume_id), None)
+
+
+@dataclass(frozen=True)
+class RestorePointRef:
+    """A restore point as recorded by the framework, handed back to the provider that made it."""
+
+    id: str
+    external_id: str
+    backup_type: str
+    vm: VMRef
+    parent_external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    restore_point_id: str
+    vm: VMRef
+    offering_external_id: str
+    # The newest good restore point of the same offering, for providers that chain increments.
+    parent: RestorePointRef | None = None
+    quiesce: bool = False
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    external_id: str
+    backup_type: str
+    size: int
+    protected_size: int
+
+
+# done, total (bytes); providers call it as they go, the framework stores it on the job.
+Progress = Callable[[int, int], None]
+
+
+class BackupProvider(ABC):
+    """One back end. The constructor validates configuration and fails early with a clear error.
+
+    Operations raise ``ProviderError`` for failures of the back end (retryable or not) and
+    never leave a half-made restore point looking complete.
+    """
+
+    driver: ClassVar[str]
+
+    def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
+        self.name = name
+        self.config = dict(config)
+        self.data_dir = data_dir
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> frozenset[Capability]:
+        """What this instance can do; the framework hides and refuses everything else."""
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def require(self, capability: Capability, action: str) -> None:
+        if capability not in self.capabilities:
+            raise Unsupported(f"provider {self.name!r} ({self.driver}) cannot {action}")
+
+    @abstractmethod
+    def list_offerings(self, zone_id: str | None) -> list[ProviderOffering]:
+        """The back end's own jobs/policies usable as offerings in the zone."""
+
+    def assign_vm(self, vm: VMRef, offering_external_id: str) -> None:  # noqa: B027
+        """Start protecting the VM under the given back-end policy (no-op where nothing is needed)."""
+
+    def remove_vm(self, vm: VMRef, offering_external_id: str, *, forced: bool) -> None:  # noqa: B027
+        """Stop protecting the VM; removes its restore points when REMOVES_BACKUPS_ON_UNASSIGN."""
+
+    @abstractmethod
+    def take_backup(self, request: BackupRequest, progress: Progress) -> BackupResult:
+        """Capture every volume of the VM as one restore point and return it once durable."""
+
+    @abstractmethod
+    def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
+        """Remove the restore point's data at the back end; idempotent for an unknown point."""
+
+    @abstractmethod
+    def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
+        """Write every volume of the restore point back to the target VM's volume paths."""
+
+    def restore_volume(
+        self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
+    ) -> VolumeRef:
+        """Restore one volume as a new volume for the target VM and return where it was written."""
+        raise Unsupported(f"provider {self.name!r} ({self.driver}) cannot restore a single volume")
+
+    def verify(self, point: RestorePointRef) -> None:
+        """Re-read the restore point and raise ProviderError if anything is damaged."""
+        raise Unsupported(f"provider {self.name!r} ({self.driver}) cannot verify restore points")
+
+
+def parse_capabilities(values: Iterable[str], *, field_name: str = "capabilities") -> frozenset[Capability]:
+    known = {c.value for c in Capability}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InvalidArgument(
+            f"{field_name}: unknown capabilities {unknown}; known: {sorted(known)}", field=field_name
+        )
+    return frozenset(Capability(v) for v in values)

@@ -1,0 +1,189 @@
+"""A back end that moves no data: for tests, demos and trying the framework.
+
+It keeps its restore points in a JSON file of its own, simulates time and size, and
+takes its capabilities and failures from its configuration:
+
+    {"capabilities": ["incremental", "restore_volume", ...],   # default: all
+     "offerings": [{"id": "gold-policy", "name": "Gold"}],      # default: gold/silver/bronze
+     "fail": ["backup", "restore", "delete"],                   # operations that fail
+     "fail_times": 1,                                           # fail only the first N calls
+     "duration_s": 0.0, "incremental_ratio": 0.1}
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import InvalidArgument, ProviderError
+from providers.base import (
+    BackupProvider,
+    BackupRequest,
+    BackupResult,
+    Capability,
+    Progress,
+    ProviderOffering,
+    RestorePointRef,
+    VMRef,
+    VolumeRef,
+    parse_capabilities,
+)
+
+DEFAULT_OFFERINGS = (
+    {"id": "dummy-gold", "name": "Gold policy", "description": "hourly, kept 30 days"},
+    {"id": "dummy-silver", "name": "Silver policy", "description": "every 6 hours, kept 14 days"},
+    {"id": "dummy-bronze", "name": "Bronze policy", "description": "daily, kept 7 days"},
+)
+OPERATIONS = ("assign", "remove", "backup", "delete", "restore", "restore_volume", "verify")
+PROGRESS_STEPS = 4
+
+
+class DummyProvider(BackupProvider):
+    driver = "dummy"
+
+    def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
+        super().__init__(name, config, data_dir)
+        caps = config.get("capabilities")
+        self._capabilities = frozenset(Capability) if caps is None else parse_capabilities(caps)
+        self._offerings = [
+            ProviderOffering(o["id"], o.get("name", o["id"]), o.get("description", ""))
+            for o in config.get("offerings", DEFAULT_OFFERINGS)
+        ]
+        self._fail = set(config.get("fail", ()))
+        if bad := self._fail - set(OPERATIONS):
+            raise InvalidArgument(f"config.fail: unknown operations {sorted(bad)}; known: {OPERATIONS}")
+        self._fail_times = config.get("fail_times")
+        self._duration = float(config.get("duration_s", 0.0))
+        self._incremental_ratio = float(config.get("incremental_ratio", 0.1))
+        self._state_file = data_dir / "state.json"
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._capabilities
+
+    # -- state ---------------------------------------------------------------------------
+    @contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write of the state file under an exclusive lock (many workers share it)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "state.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = {"points": {}, "calls": {}, "restores": []}
+            if self._state_file.exists():
+                state = json.loads(self._state_file.read_text())
+            yield state
+            tmp = self._state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+            os.replace(tmp, self._state_file)
+
+    def restore_points(self) -> dict[str, Any]:
+        with self._state() as state:
+            return dict(state["points"])
+
+    def restores(self) -> list[dict[str, Any]]:
+        with self._state() as state:
+            return list(state["restores"])
+
+    def _maybe_fail(self, operation: str) -> None:
+        if operation not in self._fail:
+            return
+        with self._state() as state:
+            calls = state["calls"].get(operation, 0) + 1
+            state["calls"][operation] = calls
+        if self._fail_times is None or calls <= int(self._fail_times):
+            raise ProviderError(f"dummy provider {self.name!r} told to fail {operation} (call {calls})")
+
+    def _simulate(self, total: int, progress: Progress) -> None:
+        for step in range(1, PROGRESS_STEPS + 1):
+            if self._duration:
+                time.sleep(self._duration / PROGRESS_STEPS)
+            progress(total * step // PROGRESS_STEPS, total)
+
+    # -- operations ----------------------------------------------------------------------
+    def list_offerings(self, zone_id: str | None) -> list[ProviderOffering]:
+        return list(self._offerings)
+
+    def assign_vm(self, vm: VMRef, offering_external_id: str) -> None:
+        self._maybe_fail("assign")
+
+    def remove_vm(self, vm: VMRef, offering_external_id: str, *, forced: bool) -> None:
+        self._maybe_fail("remove")
+        if self.supports(Capability.REMOVES_BACKUPS_ON_UNASSIGN):
+            with self._state() as state:
+                state["points"] = {k: p for k, p in state["points"].items() if p["vm_id"] != vm.id}
+
+    def take_backup(self, request: BackupRequest, progress: Progress) -> BackupResult:
+        protected = sum(v.size for v in request.vm.volumes)
+        incremental = request.parent is not None and self.supports(Capability.INCREMENTAL)
+        size = int(protected * self._incremental_ratio) if incremental else protected
+        self._simulate(size, progress)
+        self._maybe_fail("backup")
+        external_id = f"dummy-{uuid.uuid4()}"
+        with self._state() as state:
+            state["points"][external_id] = {
+                "restore_point_id": request.restore_point_id,
+                "vm_id": request.vm.id,
+                "offering": request.offering_external_id,
+                "type": "INCREMENTAL" if incremental else "FULL",
+                "parent": request.parent.external_id if incremental and request.parent else None,
+                "size": size,
+                "volumes": [v.id for v in request.vm.volumes],
+            }
+        return BackupResult(external_id, "INCREMENTAL" if incremental else "FULL", size, protected)
+
+    def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
+        self._maybe_fail("delete")
+        with self._state() as state:
+            state["points"].pop(point.external_id, None)
+
+    def _known(self, point: RestorePointRef) -> dict[str, Any]:
+        with self._state() as state:
+            found = state["points"].get(point.external_id)
+        if found is None:
+            raise ProviderError(f"restore point {point.external_id} is not at the back end", retryable=False)
+        return found
+
+    def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
+        data = self._known(point)
+        self._simulate(sum(v.size for v in target.volumes), progress)
+        self._maybe_fail("restore")
+        with self._state() as state:
+            state["restores"].append(
+                {"point": point.external_id, "vm": target.id, "volumes": data["volumes"]}
+            )
+
+    def restore_volume(
+        self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
+    ) -> VolumeRef:
+        self.require(Capability.RESTORE_VOLUME, "restore a single volume")
+        self._known(point)
+        self._simulate(volume.size, progress)
+        self._maybe_fail("restore_volume")
+        new_id = str(uuid.uuid4())
+        stem, _, suffix = volume.path.rpartition(".")
+        path = f"{stem}-restored-{new_id[:8]}.{suffix}" if stem else f"{volume.path}-restored-{new_id[:8]}"
+        restored = VolumeRef(
+            id=new_id,
+            name=f"{volume.name}-restored",
+            type="DATADISK",
+            device_id=max((v.device_id for v in target.volumes), default=0) + 1,
+            size=volume.size,
+            path=path,
+            format=volume.format,
+            pool_id=volume.pool_id,
+        )
+        with self._state() as state:
+            state["restores"].append({"point": point.external_id, "vm": target.id, "volumes": [volume.id]})
+        return restored
+
+    def verify(self, point: RestorePointRef) -> None:
+        self.require(Capability.VERIFY, "verify restore points")
+        self._known(point)
+        self._maybe_fail("verify")
