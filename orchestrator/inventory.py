@@ -273,3 +273,19 @@ def show_vm(scope: Scope, vm_id: str) -> VirtualMachine:
 
 def list_volumes(scope: Scope, vm_id: str) -> list[Volume]:
     return lookup.vm(scope, vm_id).live_volumes
+
+
+def find_vm(scope: Scope, value: str) -> VirtualMachine:
+    """A VM the actor can see, by id or by name."""
+    by_id = scope.session.get(VirtualMachine, value)
+    if by_id is not None:
+        return lookup.vm(scope, value)
+    stmt = select(VirtualMachine).where(VirtualMachine.name == value, VirtualMachine.removed_at.is_(None))
+    if not scope.actor.is_admin:
+        stmt = stmt.where(VirtualMachine.account_id == scope.actor.account_id)
+    found = scope.session.scalars(stmt).all()
+    if not found:
+        raise NotFound.of("virtual machine", value)
+    if len(found) > 1:
+        raise InvalidArgument(f"virtual machine name {value!r} is ambiguous: use its id", field="vm")
+    return found[0]

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from orchestrator import audit, backup_providers, lookup, validate
 from orchestrator.core import Scope
-from orchestrator.errors import Conflict, InvalidArgument
+from orchestrator.errors import Conflict, InvalidArgument, NotFound
 from orchestrator.inventory import find_zone
 from orchestrator.models import BackupOffering, VirtualMachine, utcnow
 from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
@@ -169,3 +169,20 @@ def delete_offering(scope: Scope, offering_id: str) -> BackupOffering:
     offering.removed_at = utcnow()
     audit.record(scope, "offering.delete", "offering", offering.id, name=offering.name)
     return offering
+
+
+def find(scope: Scope, value: str, zone_id: str | None = None) -> BackupOffering:
+    """An offering by id, or by name (within a zone when names repeat across zones)."""
+    stmt = select(BackupOffering).where(
+        (BackupOffering.id == value) | (BackupOffering.name == value), BackupOffering.removed_at.is_(None)
+    )
+    if zone_id:
+        stmt = stmt.where(BackupOffering.zone_id == zone_id)
+    found = scope.session.scalars(stmt).all()
+    if not found:
+        raise NotFound.of("backup offering", value)
+    if len(found) > 1:
+        raise InvalidArgument(
+            f"offering name {value!r} exists in several zones: use its id", field="offering"
+        )
+    return found[0]

@@ -1,0 +1,63 @@
+"""Accounts and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from orchestrator import accounts, views
+from orchestrator.cli.app import App, pass_app
+from orchestrator.cli.output import emit, handle_errors, json_option
+
+
+@click.group()
+def account() -> None:
+    """Tenant and admin accounts."""
+
+
+@account.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["user", "admin"]), default="user", show_default=True)
+@json_option
+@pass_app
+@handle_errors
+def account_create(app: App, name: str, role: str, as_json: bool) -> None:
+    with app.scope() as s:
+        emit(views.account(accounts.create_account(s, name, role)), as_json)
+
+
+@account.command("list")
+@json_option
+@pass_app
+@handle_errors
+def account_list(app: App, as_json: bool) -> None:
+    with app.scope() as s:
+        emit([views.account(a) for a in accounts.list_accounts(s)], as_json)
+
+
+@click.group()
+def key() -> None:
+    """API key pairs. A secret is printed once, when created."""
+
+
+@key.command("create")
+@click.option("--account", "account_ref", required=True)
+@json_option
+@pass_app
+@handle_errors
+def key_create(app: App, account_ref: str, as_json: bool) -> None:
+    with app.scope() as s:
+        issued = accounts.create_key(s, account_ref)
+    emit(asdict(issued), as_json)
+
+
+@key.command("revoke")
+@click.argument("apikey")
+@json_option
+@pass_app
+@handle_errors
+def key_revoke(app: App, apikey: str, as_json: bool) -> None:
+    with app.scope() as s:
+        accounts.revoke_key(s, apikey)
+    emit({"revoked": apikey}, as_json)

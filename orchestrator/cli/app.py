@@ -1,0 +1,48 @@
+"""What every command shares: settings, the core, and who is acting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+import click
+
+from orchestrator import accounts, jobs, views
+from orchestrator.actor import Actor
+from orchestrator.config import Settings
+from orchestrator.core import Core, Scope
+from orchestrator.models import Job
+
+
+class App:
+    def __init__(self, as_account: str | None) -> None:
+        self.as_account = as_account
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+    @cached_property
+    def core(self) -> Core:
+        return Core(self.settings)
+
+    @cached_property
+    def actor(self) -> Actor:
+        return accounts.admin_actor(self.core, self.as_account)
+
+    @contextmanager
+    def scope(self) -> Iterator[Scope]:
+        with self.core.scope(self.actor) as scope:
+            yield scope
+
+    def run_job(self, make_job: Callable[[Scope], Job]) -> dict[str, Any]:
+        """Create a job, let the runner take it, and return the job as it stands afterwards."""
+        with self.scope() as scope:
+            job_id = make_job(scope).id
+        with self.scope() as scope:
+            return views.job(jobs.show(scope, job_id))
+
+
+pass_app = click.make_pass_decorator(App)

@@ -1,0 +1,76 @@
+"""``backupctl``: the operator's and the user's command line."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from orchestrator import __version__, accounts
+from orchestrator.cli.account_cmds import account, key
+from orchestrator.cli.app import App, pass_app
+from orchestrator.cli.backup_cmds import backup, job, restore, schedule
+from orchestrator.cli.demo import run_demo
+from orchestrator.cli.inventory_cmds import host, pool, vm, zone
+from orchestrator.cli.offering_cmds import offering, provider
+from orchestrator.cli.output import emit, handle_errors, json_option
+from orchestrator.config import Settings
+from orchestrator.core import Core
+
+
+@click.group()
+@click.version_option(__version__)
+@click.option(
+    "--as",
+    "as_account",
+    envvar="BACKUP_ACCOUNT",
+    help="Act as this account (name or id); default: the first admin.",
+)
+@click.pass_context
+def cli(ctx: click.Context, as_account: str | None) -> None:
+    """SLA-based backup & recovery orchestrator for VM clouds.
+
+    Data lives in $BACKUP_HOME (SQLite by default); BACKUP_DATABASE_URL selects PostgreSQL.
+    """
+    ctx.obj = App(as_account)
+
+
+@cli.command()
+@json_option
+@pass_app
+@handle_errors
+def init(app: App, as_json: bool) -> None:
+    """Create the database (or migrate it) and, the first time, the admin account and key."""
+    issued = accounts.bootstrap(app.core)
+    out = {
+        "home": str(app.settings.home),
+        "database": app.core.db.engine.url.render_as_string(hide_password=True),
+        "created_admin": issued is not None,
+    }
+    if issued:
+        out |= {"apikey": issued.apikey, "secretkey": issued.secretkey}
+    emit(out, as_json)
+    if issued and not as_json:
+        click.echo("\nThe secret key is shown only now: keep it.")
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Keep the demo's data here.")
+def demo(home: Path | None) -> None:
+    """Build a small cloud with the dummy provider, back up, restore, and narrate it."""
+    home = home or Path(tempfile.mkdtemp(prefix="backup-demo-"))
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'orchestrator.db'}")
+    core = Core(settings)
+    issued = accounts.bootstrap(core)
+    if issued is None:
+        raise click.ClickException(f"{home} already holds data; give the demo an empty --home")
+    click.echo(f"Embedded installation in {home} (SQLite). Admin API key: {issued.apikey}")
+    run_demo(core)
+    click.secho(f"\nDemo data kept in {home}. Explore it with:", bold=True)
+    click.echo(f"  BACKUP_HOME={home} backupctl backup list")
+    click.echo(f"  BACKUP_HOME={home} backupctl --as alice job list")
+
+
+for group in (zone, host, pool, vm, provider, offering, backup, schedule, restore, job, account, key):
+    cli.add_command(group)
