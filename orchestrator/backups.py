@@ -72,18 +72,8 @@ def create_backup(
     offering = vm.backup_offering
     if offering is None:
         raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
-    if idempotency_key:
-        existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
-        if existing is not None:
-            return jobs.create(
-                scope,
-                kind=existing.kind,
-                account_id=vm.account_id,
-                subject_type="backup",
-                subject_id=existing.subject_id,
-                queue=existing.queue,
-                idempotency_key=idempotency_key,
-            )
+    if idempotency_key and (existing := jobs.find_by_key(scope, idempotency_key, vm.account_id)):
+        return existing
     backup_providers.usable(scope, offering.provider)
     if running := _in_flight(scope.session, vm.id):
         raise Conflict(f"a backup of {vm.name} is already in progress (restore point {running.id})")

@@ -33,10 +33,8 @@ def create(
 ) -> Job:
     """Create the job row; it reaches the runner when the scope commits. A key seen before
     returns the existing job instead of a second one."""
-    existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    existing = find_by_key(scope, idempotency_key, account_id)
     if existing is not None:
-        if existing.account_id != account_id:
-            raise Conflict(f"idempotency key {idempotency_key!r} is already used", field="idempotency_key")
         return existing
     job = Job(
         kind=kind,
@@ -57,6 +55,14 @@ def create(
     if state is JobState.QUEUED:
         scope.enqueue(job.id)
     return job
+
+
+def find_by_key(scope: Scope, idempotency_key: str, account_id: str) -> Job | None:
+    """The job already made under this key; a key is never shared across tenants."""
+    existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    if existing is not None and existing.account_id != account_id:
+        raise Conflict(f"idempotency key {idempotency_key!r} is already used", field="idempotency_key")
+    return existing
 
 
 def list_jobs(

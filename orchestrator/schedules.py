@@ -13,10 +13,12 @@ from datetime import datetime
 from croniter import croniter
 from sqlalchemy import select
 
-from orchestrator import audit, lookup, validate
-from orchestrator.core import Scope
-from orchestrator.errors import InvalidArgument, NotFound
-from orchestrator.models import BackupSchedule, IntervalType, VirtualMachine, utcnow
+from orchestrator import audit, backups, lookup, validate
+from orchestrator.accounts import find_account
+from orchestrator.actor import Actor
+from orchestrator.core import Core, Scope
+from orchestrator.errors import Conflict, InvalidArgument, NotFound
+from orchestrator.models import BackupOrigin, BackupSchedule, IntervalType, VirtualMachine, utcnow
 from orchestrator.sla import parse_timezone
 
 _FORMATS = {
@@ -68,9 +70,7 @@ def create(
 ) -> BackupSchedule:
     """Create the VM's schedule for this interval type, or update it if it exists (as CloudStack)."""
     vm = lookup.vm(scope, vm_id)
-    from orchestrator.backups import require_user_driven
-
-    require_user_driven(scope, vm)
+    backups.require_user_driven(scope, vm)
     interval = validate.parse_enum(IntervalType, str(interval_type).upper(), "interval_type")
     row = scope.session.scalar(
         select(BackupSchedule).where(BackupSchedule.vm_id == vm.id, BackupSchedule.interval_type == interval)
@@ -141,12 +141,44 @@ def delete(scope: Scope, schedule_id: str) -> None:
     audit.record(scope, "schedule.delete", "schedule", schedule_id)
 
 
-def due(scope: Scope, now: datetime) -> list[BackupSchedule]:
-    return list(
-        scope.session.scalars(
-            select(BackupSchedule)
-            .join(VirtualMachine, VirtualMachine.id == BackupSchedule.vm_id)
-            .where(BackupSchedule.next_run_at <= now, VirtualMachine.removed_at.is_(None))
-            .order_by(BackupSchedule.next_run_at)
-        )
-    )
+def fire_due(core: Core, now: datetime | None = None) -> list[str]:
+    """Queue a backup for every schedule whose time has come, then move it to its next run.
+
+    Each firing carries the key ``schedule:<id>:<planned time>``, so firing the same
+    schedule twice (two dispatchers, a retry) still makes one restore point. A run that
+    finds the VM's previous backup still going is skipped, not stacked.
+    """
+    now = now or utcnow()
+    with core.db.session() as session:
+        due_ids = [
+            (row.id, row.vm.account_id)
+            for row in session.scalars(
+                select(BackupSchedule)
+                .join(VirtualMachine, VirtualMachine.id == BackupSchedule.vm_id)
+                .where(BackupSchedule.next_run_at <= now, VirtualMachine.removed_at.is_(None))
+                .order_by(BackupSchedule.next_run_at)
+            )
+        ]
+    fired: list[str] = []
+    for schedule_id, owner_id in due_ids:
+        with core.db.session() as session:
+            owner = Actor.of(find_account(session, owner_id))
+        with core.scope(owner) as scope:
+            row = scope.session.get(BackupSchedule, schedule_id, with_for_update=True)
+            if row is None or row.next_run_at is None or row.next_run_at > now:
+                continue
+            planned = row.next_run_at
+            row.next_run_at = next_run(row.interval_type, row.schedule, row.timezone, now)
+            try:
+                with scope.session.begin_nested():
+                    job = backups.create_backup(
+                        scope,
+                        row.vm_id,
+                        origin=BackupOrigin.SCHEDULE,
+                        schedule=row,
+                        idempotency_key=f"schedule:{row.id}:{planned.isoformat()}",
+                    )
+                fired.append(job.id)
+            except Conflict as exc:
+                audit.record(scope, "schedule.skip", "schedule", row.id, reason=exc.message)
+    return fired

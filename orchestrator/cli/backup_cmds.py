@@ -302,13 +302,15 @@ def job_cancel(app: App, job_id: str, as_json: bool) -> None:
         emit(views.job(jobs.cancel(s, job_id)), as_json)
 
 
-@job.command("run-due")
+@click.command()
 @json_option
 @pass_app
 @handle_errors
-def job_run_due(app: App, as_json: bool) -> None:
-    """Run queued jobs whose time has come (retries waiting for their backoff)."""
-    app.actor.require_admin("run due jobs")
+def tick(app: App, as_json: bool) -> None:
+    """Fire due user schedules and run due jobs. On the embedded default, run it every
+    minute (cron or a systemd timer) until the server's own loop does it."""
+    app.actor.require_admin("run the scheduler")
+    fired = schedules.fire_due(app.core)
     runner = app.core.runner
-    count = runner.run_due() if isinstance(runner, InlineRunner) else 0
-    emit({"ran": count}, as_json)
+    ran = runner.run_due() if isinstance(runner, InlineRunner) else 0
+    emit({"schedules_fired": len(fired), "due_jobs_run": ran}, as_json)

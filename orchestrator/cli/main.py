@@ -10,7 +10,7 @@ import click
 from orchestrator import __version__, accounts
 from orchestrator.cli.account_cmds import account, key
 from orchestrator.cli.app import App, pass_app
-from orchestrator.cli.backup_cmds import backup, job, restore, schedule
+from orchestrator.cli.backup_cmds import backup, job, restore, schedule, tick
 from orchestrator.cli.demo import run_demo
 from orchestrator.cli.inventory_cmds import host, pool, vm, zone
 from orchestrator.cli.offering_cmds import offering, provider
@@ -72,5 +72,5 @@ def demo(home: Path | None) -> None:
     click.echo(f"  BACKUP_HOME={home} backupctl --as alice job list")
 
 
-for group in (zone, host, pool, vm, provider, offering, backup, schedule, restore, job, account, key):
+for group in (zone, host, pool, vm, provider, offering, backup, schedule, restore, job, account, key, tick):
     cli.add_command(group)
