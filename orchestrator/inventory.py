@@ -194,8 +194,9 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
     p = find_pool(scope, spec.pool, vm.zone_id)
     if spec.format not in VOLUME_FORMATS:
         raise InvalidArgument(f"volume format {spec.format!r} is not one of {VOLUME_FORMATS}", field="format")
+    # Through the relationship, so vm.volumes is right without a reload.
     volume = Volume(
-        vm_id=vm.id,
+        vm=vm,
         pool_id=p.id,
         type=validate.parse_enum(VolumeType, spec.type, "type"),
         device_id=device_id,
@@ -205,7 +206,6 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
         name=spec.name or f"{'ROOT' if spec.type == 'ROOT' else 'DATA'}-{vm.name}-{device_id}",
     )
     scope.session.add(volume)
-    vm.volumes.append(volume)
     return volume
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.models import (
     Account,
+    AuditEvent,
     Backup,
     BackupOffering,
     BackupProvider,
@@ -199,4 +200,16 @@ def job(row: Job) -> dict[str, Any]:
         "created": _ts(row.created_at),
         "started": _ts(row.started_at),
         "finished": _ts(row.finished_at),
+    }
+
+
+def audit_event(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": _ts(row.at),
+        "actor": row.actor_name,
+        "action": row.action,
+        "object_type": row.object_type,
+        "object_id": row.object_id,
+        "details": row.details,
     }

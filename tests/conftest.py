@@ -22,7 +22,9 @@ from orchestrator.config import Settings
 from orchestrator.core import Core
 from orchestrator.db import Database
 
-POSTGRES_URL = os.environ.get("BACKUP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "BACKUP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 GiB = 2**30
 

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from orchestrator import accounts, views
+from orchestrator import accounts, audit, views
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.output import emit, handle_errors, json_option
 
@@ -61,3 +61,20 @@ def key_revoke(app: App, apikey: str, as_json: bool) -> None:
     with app.scope() as s:
         accounts.revoke_key(s, apikey)
     emit({"revoked": apikey}, as_json)
+
+
+@click.command("audit")
+@click.option("--object", "object_id", help="Only events about this object id.")
+@click.option("--action", help="e.g. backup.create, offering.update.")
+@click.option("--page", type=int, default=1)
+@click.option("--pagesize", type=int, default=50)
+@json_option
+@pass_app
+@handle_errors
+def audit_log(
+    app: App, object_id: str | None, action: str | None, page: int, pagesize: int, as_json: bool
+) -> None:
+    """Who did what, newest first."""
+    with app.scope() as s:
+        events = audit.list_events(s, object_id=object_id, action=action, page=page, pagesize=pagesize)
+        emit([views.audit_event(e) for e in events.items], as_json, ["at", "actor", "action", "object_id"])

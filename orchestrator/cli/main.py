@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from orchestrator import __version__, accounts
-from orchestrator.cli.account_cmds import account, key
+from orchestrator.cli.account_cmds import account, audit_log, key
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.backup_cmds import backup, job, restore, schedule, tick
 from orchestrator.cli.demo import run_demo
@@ -72,5 +72,20 @@ def demo(home: Path | None) -> None:
     click.echo(f"  BACKUP_HOME={home} backupctl --as alice job list")
 
 
-for group in (zone, host, pool, vm, provider, offering, backup, schedule, restore, job, account, key, tick):
+for group in (
+    zone,
+    host,
+    pool,
+    vm,
+    provider,
+    offering,
+    backup,
+    schedule,
+    restore,
+    job,
+    account,
+    key,
+    tick,
+    audit_log,
+):
     cli.add_command(group)

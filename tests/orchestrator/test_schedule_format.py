@@ -85,12 +85,16 @@ def test_schedule_value_out_of_range_is_rejected(interval, schedule, message):
 @example(interval=IntervalType.HOURLY, schedule="²")
 @example(interval=IntervalType.DAILY, schedule="①:02")
 def test_any_schedule_text_gives_cron_or_invalid_argument(interval, schedule):
+    outcome: str | InvalidArgument
     try:
-        cron = cron_expression(interval, schedule)
+        outcome = cron_expression(interval, schedule)
     except InvalidArgument as exc:
-        assert "schedule" in str(exc)
+        outcome = exc
+    if isinstance(outcome, InvalidArgument):
+        assert outcome.field == "schedule"
+        assert outcome.message.startswith("schedule: ")
     else:
-        assert len(cron.split()) == 5
+        assert len(outcome.split()) == 5
 
 
 # -- next_run --------------------------------------------------------------------------------

@@ -64,7 +64,9 @@ def test_parse_duration_accepts_units_and_plain_seconds(value, seconds):
 
 @pytest.mark.parametrize("value", ["abc", "", "   ", "5x", "6h30", "1.5h", "-1h", "h"])
 def test_parse_duration_rejects_text_that_is_not_a_duration(value):
-    with pytest.raises(InvalidArgument, match=r"^rpo: .* is not a duration \(use e\.g\. 30m, 6h, 1d\)") as exc:
+    with pytest.raises(
+        InvalidArgument, match=r"^rpo: .* is not a duration \(use e\.g\. 30m, 6h, 1d\)"
+    ) as exc:
         parse_duration(value, field_name="rpo")
     assert exc.value.field == "rpo"
 
@@ -240,7 +242,9 @@ def test_no_windows_means_any_minute_of_the_week():
 
 @pytest.mark.parametrize("rpo", ["14m", "1m", 60, 899])
 def test_rpo_below_15_minutes_is_rejected(rpo):
-    with pytest.raises(InvalidArgument, match=r"^rpo: .* is shorter than any backup can take \(minimum 15m\)$"):
+    with pytest.raises(
+        InvalidArgument, match=r"^rpo: .* is shorter than any backup can take \(minimum 15m\)$"
+    ):
         ServiceLevel.parse(rpo=rpo)
 
 
@@ -285,7 +289,7 @@ def test_weekday_only_window_makes_the_weekend_the_longest_gap():
 def test_blackout_inside_a_window_leaves_the_rest_of_the_window_allowed():
     level = ServiceLevel.parse(
         rpo="1w",
-        windows=[window("00:00", "06:00", ["mon"])] + [window("00:00", "24:00", ["tue", "wed"])],
+        windows=[window("00:00", "06:00", ["mon"]), window("00:00", "24:00", ["tue", "wed"])],
         blackouts=[window("02:00", "03:00", ["mon"])],
     )
     allowed = level.allowed_minutes

@@ -1,0 +1,247 @@
+"""backupctl end to end, through click, against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import update
+
+from orchestrator.cli.main import cli
+from orchestrator.db import Database
+from orchestrator.models import BackupSchedule, utcnow
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path):
+    env = {"BACKUP_HOME": str(tmp_path / "home"), "BACKUP_DATABASE_URL": database_url}
+    runner = CliRunner()
+
+    def invoke(*args: str, as_: str | None = None, ok: bool = True) -> Result:
+        argv = (["--as", as_] if as_ else []) + list(args)
+        result = runner.invoke(cli, argv, env=env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    invoke("init")
+    return invoke
+
+
+def data(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cloud(run):
+    run("zone", "create", "zone-1")
+    run("host", "register", "kvm-01", "--zone", "zone-1", "--hypervisor", "kvm")
+    run("pool", "register", "pool-a", "--zone", "zone-1", "--bandwidth", "500M")
+    run("account", "create", "alice")
+    run("account", "create", "bob")
+    run("provider", "add", "dummy", "--driver", "dummy", "--config", '{"api_password": "hunter2"}')
+    run(
+        "offering",
+        "import",
+        "gold",
+        "--zone",
+        "zone-1",
+        "--provider",
+        "dummy",
+        "--external-id",
+        "dummy-gold",
+        "--rpo",
+        "1d",
+        "--window",
+        "20:00-06:00",
+        "--blackout",
+        "22:00-23:00",
+    )
+    vm = data(
+        run(
+            "vm",
+            "register",
+            "web-01",
+            "--account",
+            "alice",
+            "--zone",
+            "zone-1",
+            "--host",
+            "kvm-01",
+            "--volume",
+            "pool=pool-a,size=20G",
+            "--volume",
+            "pool=pool-a,size=1G",
+            "--json",
+        )
+    )
+    run("vm", "assign", "web-01", "gold", as_="alice")
+    return vm
+
+
+def test_init_shows_the_admin_secret_only_the_first_time(run):
+    again = data(run("init", "--json"))
+    assert again["created_admin"] is False
+    assert "secretkey" not in again
+
+
+def test_registered_vm_has_root_and_data_volumes(cloud):
+    assert [v["type"] for v in cloud["volumes"]] == ["ROOT", "DATADISK"]
+    assert cloud["volumes"][0]["size"] == 20 * 2**30
+
+
+def test_backup_list_restore_through_the_cli(run, cloud):
+    job = data(run("backup", "create", "web-01", "--json", as_="alice"))
+    assert job["state"] == "succeeded"
+    assert job["result"]["type"] == "FULL"
+    listing = data(run("backup", "list", "--vm", "web-01", "--json", as_="alice"))
+    assert listing["count"] == 1
+    point = listing["backups"][0]
+    assert point["status"] == "BackedUp"
+    restored = data(run("restore", "vm", point["id"], "--json", as_="alice"))
+    assert restored["state"] == "succeeded"
+    kinds = {j["kind"] for j in data(run("job", "list", "--json", as_="alice"))}
+    assert kinds == {"backup", "restore_vm"}
+
+
+def test_another_tenant_gets_not_found(run, cloud):
+    point = data(run("backup", "create", "web-01", "--json", as_="alice"))["result"]["backup_id"]
+    shown = run("backup", "show", point, "--json", as_="bob", ok=False)
+    assert shown.exit_code == 3
+    assert data(shown)["error"] == "not_found"
+    assert data(run("backup", "list", "--json", as_="bob"))["count"] == 0
+
+
+def test_bad_rpo_is_rejected_with_exit_code_2_and_a_message(run, cloud):
+    result = run(
+        "offering",
+        "import",
+        "silver",
+        "--zone",
+        "zone-1",
+        "--provider",
+        "dummy",
+        "--external-id",
+        "dummy-silver",
+        "--rpo",
+        "2h",
+        "--window",
+        "20:00-22:00",
+        ok=False,
+    )
+    assert result.exit_code == 2
+    assert "rpo" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_user_cannot_import_offerings(run, cloud):
+    result = run(
+        "offering",
+        "import",
+        "x",
+        "--zone",
+        "zone-1",
+        "--provider",
+        "dummy",
+        "--external-id",
+        "dummy-gold",
+        "--rpo",
+        "1d",
+        "--json",
+        as_="alice",
+        ok=False,
+    )
+    assert result.exit_code == 6
+    assert data(result)["error"] == "permission_denied"
+
+
+def test_provider_secrets_are_never_printed(run, cloud):
+    out = run("provider", "list", "--json").stdout
+    assert "hunter2" not in out
+    assert data(run("provider", "list", "--json"))[0]["config"]["api_password"] == "********"
+
+
+def test_key_create_prints_a_key_pair_for_scripts(run, cloud):
+    issued = data(run("key", "create", "--account", "alice", "--json"))
+    assert issued["account"] == "alice"
+    assert len(issued["secretkey"]) >= 40
+    assert issued["secretkey"] not in run("account", "list", "--json").stdout
+
+
+def test_tick_fires_a_due_schedule_once(run, cloud, database_url):
+    sched = data(
+        run(
+            "schedule",
+            "create",
+            "web-01",
+            "--interval",
+            "DAILY",
+            "--schedule",
+            "30:02",
+            "--max-backups",
+            "3",
+            "--json",
+            as_="alice",
+        )
+    )
+    db = Database(database_url)
+    with db.session() as session:
+        session.execute(
+            update(BackupSchedule)
+            .where(BackupSchedule.id == sched["id"])
+            .values(next_run_at=utcnow() - timedelta(minutes=1))
+        )
+    db.dispose()
+    assert data(run("tick", "--json")) == {"schedules_fired": 1, "due_jobs_run": 0}
+    assert data(run("tick", "--json"))["schedules_fired"] == 0
+    points = data(run("backup", "list", "--json", as_="alice"))["backups"]
+    assert [(p["origin"], p["schedule_id"], p["status"]) for p in points] == [
+        ("schedule", sched["id"], "BackedUp")
+    ]
+    later = data(run("schedule", "list", "--vm", "web-01", "--json", as_="alice"))[0]["next_run"]
+    assert later > utcnow().isoformat()
+
+
+def test_unsupported_delete_exits_5(run, cloud):
+    run("provider", "add", "tape", "--driver", "dummy", "--config", '{"capabilities": ["incremental"]}')
+    run(
+        "offering",
+        "import",
+        "archive",
+        "--zone",
+        "zone-1",
+        "--provider",
+        "tape",
+        "--external-id",
+        "dummy-bronze",
+        "--rpo",
+        "1w",
+    )
+    run("vm", "change-offering", "web-01", "archive", "--forced", as_="alice")
+    full = data(run("backup", "create", "web-01", "--json", as_="alice"))["result"]["backup_id"]
+    run("backup", "create", "web-01", as_="alice")
+    result = run("backup", "delete", full, as_="alice", ok=False)
+    assert result.exit_code == 5
+    assert "cannot delete" in result.stderr
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--home", str(tmp_path / "demo")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "VM recreated from the restore point" in result.output
+    assert result.output.count("refused as expected") == 4
+    assert "✘" not in result.output
+
+
+def test_audit_shows_who_did_what_and_users_see_only_their_own(run, cloud):
+    run("backup", "create", "web-01", as_="alice")
+    admin_view = data(run("audit", "--json"))
+    actions = {(e["actor"], e["action"]) for e in admin_view}
+    assert {("admin", "zone.create"), ("alice", "vm.assign"), ("alice", "backup.create")} <= actions
+    alice_view = data(run("audit", "--json", as_="alice"))
+    assert alice_view
+    assert {e["actor"] for e in alice_view} == {"alice"}

@@ -1,0 +1,230 @@
+"""Restoring whole VMs (in place, or recreated after destruction) and single volumes."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import assignments, backups, inventory, jobs, restores
+from orchestrator.errors import Conflict, InvalidArgument, NotFound, Unsupported
+from orchestrator.models import BackupStatus, JobState, VMState, VolumeType
+from tests.conftest import GiB, add_provider, import_offering
+
+
+def _job(world, job_id):
+    with world.core.scope(world.admin) as s:
+        return jobs.show(s, job_id)
+
+
+def _backup(world, vm_id, actor=None):
+    with world.core.scope(actor or world.alice) as s:
+        job_id = backups.create_backup(s, vm_id).id
+    job = _job(world, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+    return job.subject_id
+
+
+def _point(world, backup_id):
+    with world.core.scope(world.admin) as s:
+        return backups.show(s, backup_id)
+
+
+def _volume_ids(world, vm_id):
+    with world.core.scope(world.admin) as s:
+        return [v.id for v in inventory.list_volumes(s, vm_id)]
+
+
+def _restore_vm(world, backup_id, actor=None):
+    with world.core.scope(actor or world.alice) as s:
+        return restores.restore_vm(s, backup_id).id
+
+
+def _restore_volume(world, backup_id, volume_id, vm_id, actor=None):
+    with world.core.scope(actor or world.alice) as s:
+        return restores.restore_volume(s, backup_id, volume_id, vm_id).id
+
+
+def _offering_on(world, name, **config):
+    provider = add_provider(world.core, world.admin, f"prov-{name}", **config)
+    return import_offering(world.core, world.admin, provider, name)
+
+
+@pytest.fixture
+def point(world):
+    return _backup(world, world.alice_vm)
+
+
+# -- whole VM ------------------------------------------------------------------------------------
+
+
+def test_restore_in_place_succeeds(world, point):
+    job = _job(world, _restore_vm(world, point))
+
+    assert job.state is JobState.SUCCEEDED
+    assert job.result["vm_id"] == world.alice_vm
+    assert job.result["recreated"] is False
+    assert _point(world, point).status is BackupStatus.BACKED_UP
+
+
+def test_restore_in_place_keeps_vm_and_volumes(world, point):
+    before = _volume_ids(world, world.alice_vm)
+
+    _restore_vm(world, point)
+
+    assert _volume_ids(world, world.alice_vm) == before
+
+
+def test_restore_point_can_be_restored_twice(world, point):
+    _restore_vm(world, point)
+
+    job = _job(world, _restore_vm(world, point))
+
+    assert job.state is JobState.SUCCEEDED
+
+
+def test_restore_recreates_destroyed_vm(world, point):
+    volumes = _volume_ids(world, world.alice_vm)
+    with world.core.scope(world.admin) as s:
+        inventory.destroy_vm(s, world.alice_vm)
+    with pytest.raises(NotFound), world.core.scope(world.alice) as s:
+        inventory.show_vm(s, world.alice_vm)
+
+    job = _job(world, _restore_vm(world, point))
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert job.result["recreated"] is True
+    with world.core.scope(world.alice) as s:
+        vm = inventory.show_vm(s, world.alice_vm)
+        assert vm.state is VMState.STOPPED
+        assert vm.name == "web1"
+        assert vm.removed_at is None
+        restored = inventory.list_volumes(s, world.alice_vm)
+        assert [v.id for v in restored] == volumes
+        assert [v.type for v in restored] == [VolumeType.ROOT, VolumeType.DATADISK]
+        assert [v.size for v in restored] == [10 * GiB, 2 * GiB]
+        assert all(v.removed_at is None for v in restored)
+    assert _point(world, point).status is BackupStatus.BACKED_UP
+
+
+def test_recreated_vm_is_listed_for_its_owner(world, point):
+    with world.core.scope(world.admin) as s:
+        inventory.destroy_vm(s, world.alice_vm)
+    _restore_vm(world, point)
+
+    with world.core.scope(world.alice) as s:
+        names = [vm.name for vm in inventory.list_vms(s).items]
+    assert "web1" in names
+
+
+def test_restore_of_failed_point_conflicts(world):
+    offering = _offering_on(world, "broken", fail=["backup"])
+    with world.core.scope(world.admin) as s:
+        assignments.assign(s, world.alice_vm2, offering)
+    with world.core.scope(world.alice) as s:
+        job_id = backups.create_backup(s, world.alice_vm2).id
+    failed = _job(world, job_id).subject_id
+    assert _point(world, failed).status is BackupStatus.FAILED
+
+    with pytest.raises(Conflict, match=rf"{failed} is Failed"), world.core.scope(world.alice) as s:
+        restores.restore_vm(s, failed)
+
+
+def test_restore_of_expunged_point_conflicts(world, point):
+    with world.core.scope(world.alice) as s:
+        backups.delete_backup(s, point)
+
+    with pytest.raises(Conflict, match="Expunged"), world.core.scope(world.alice) as s:
+        restores.restore_vm(s, point)
+
+
+def test_restore_by_other_tenant_is_not_found(world, point):
+    with pytest.raises(NotFound, match=point), world.core.scope(world.bob) as s:
+        restores.restore_vm(s, point)
+
+    with world.core.scope(world.admin) as s:
+        assert jobs.list_jobs(s, kind="restore_vm").total == 0
+
+
+def test_restore_by_admin_of_users_point_succeeds(world, point):
+    job = _job(world, _restore_vm(world, point, world.admin))
+
+    assert job.state is JobState.SUCCEEDED
+    assert job.account_id == _point(world, point).account_id
+
+
+# -- single volume -------------------------------------------------------------------------------
+
+
+def _datadisk_of(world, backup_id):
+    volumes = _point(world, backup_id).vm_metadata["volumes"]
+    return next(v for v in volumes if v["type"] == "DATADISK")
+
+
+def test_restore_volume_attaches_new_datadisk_to_other_vm(world, point):
+    source = _datadisk_of(world, point)
+    before = _volume_ids(world, world.alice_vm2)
+
+    job = _job(world, _restore_volume(world, point, source["id"], world.alice_vm2))
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    with world.core.scope(world.alice) as s:
+        volumes = inventory.list_volumes(s, world.alice_vm2)
+    new = [v for v in volumes if v.id not in before]
+    assert len(new) == 1
+    assert new[0].id == job.result["volume_id"]
+    assert new[0].type is VolumeType.DATADISK
+    assert new[0].size == source["size"]
+    assert new[0].id != source["id"]
+    assert new[0].device_id not in {v.device_id for v in volumes if v.id in before}
+    assert _point(world, point).status is BackupStatus.BACKED_UP
+
+
+def test_restore_volume_leaves_source_vm_alone(world, point):
+    before = _volume_ids(world, world.alice_vm)
+
+    _restore_volume(world, point, _datadisk_of(world, point)["id"], world.alice_vm2)
+
+    assert _volume_ids(world, world.alice_vm) == before
+
+
+def test_restore_volume_to_vm_in_other_zone_is_invalid(world, point):
+    with world.core.scope(world.admin) as s:
+        far = inventory.register_vm(
+            s,
+            name="far1",
+            account="alice",
+            zone="zone2",
+            host="kvm2",
+            volumes=[{"pool": "pool2", "size": GiB}],
+        ).id
+
+    with pytest.raises(InvalidArgument, match="zone") as err:
+        _restore_volume(world, point, _datadisk_of(world, point)["id"], far)
+    assert "far1" in err.value.message
+    assert len(_volume_ids(world, far)) == 1
+
+
+def test_restore_volume_unsupported_by_provider(world):
+    offering = _offering_on(world, "novolume", capabilities=["incremental"])
+    with world.core.scope(world.admin) as s:
+        assignments.assign(s, world.alice_vm2, offering)
+    point = _backup(world, world.alice_vm2)
+
+    with pytest.raises(Unsupported, match=r"'prov-novolume'.*restore a single volume"):
+        _restore_volume(world, point, _datadisk_of(world, point)["id"], world.alice_vm)
+
+
+def test_restore_volume_unknown_volume_is_not_found(world, point):
+    with pytest.raises(NotFound, match="no-such-volume"):
+        _restore_volume(world, point, "no-such-volume", world.alice_vm2)
+
+
+def test_restore_volume_to_other_tenants_vm_is_not_found(world, point):
+    with pytest.raises(NotFound, match=world.bob_vm):
+        _restore_volume(world, point, _datadisk_of(world, point)["id"], world.bob_vm)
+
+    assert len(_volume_ids(world, world.bob_vm)) == 2
+
+
+def test_restore_volume_by_other_tenant_is_not_found(world, point):
+    with pytest.raises(NotFound, match=point):
+        _restore_volume(world, point, _datadisk_of(world, point)["id"], world.bob_vm, world.bob)
