@@ -8,7 +8,7 @@ its own (0 = no limit); it never prunes ad-hoc or SLA restore points.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from croniter import croniter
 from sqlalchemy import select
@@ -34,7 +34,7 @@ def cron_expression(interval: IntervalType, schedule: str) -> str:
     """The cron line for a CloudStack schedule string, with a clear error for bad input."""
     shape, limits = _FORMATS[interval]
     parts = str(schedule).strip().split(":")
-    if len(parts) != len(limits) or not all(p.isdigit() for p in parts):
+    if len(parts) != len(limits) or not all(p.isascii() and p.isdigit() for p in parts):
         raise InvalidArgument(
             f"schedule: {schedule!r} does not match {shape} for a {interval.value} schedule", field="schedule"
         )
@@ -55,8 +55,17 @@ def cron_expression(interval: IntervalType, schedule: str) -> str:
 
 
 def next_run(interval: IntervalType, schedule: str, timezone: str, after: datetime) -> datetime:
-    local = after.astimezone(parse_timezone(timezone))
-    return croniter(cron_expression(interval, schedule), local).get_next(datetime).astimezone(after.tzinfo)
+    """The first run strictly after ``after``, in UTC.
+
+    Runs are found on the local wall clock, so a time the autumn change repeats runs once
+    (at its first occurrence), and a time the spring change skips runs just after the gap.
+    """
+    zone = parse_timezone(timezone)
+    wall = croniter(cron_expression(interval, schedule), after.astimezone(zone).replace(tzinfo=None))
+    while True:
+        candidate = wall.get_next(datetime).replace(tzinfo=zone)
+        if candidate > after:
+            return candidate.astimezone(UTC)
 
 
 def create(

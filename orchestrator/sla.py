@@ -17,13 +17,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from orchestrator.errors import InvalidArgument
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ALL_DAYS = frozenset(range(7))
 MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 # Below this no real backup finishes, so an RPO under it can never be met.
 MIN_RPO_SECONDS = 15 * 60
 
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_DURATION = re.compile(r"(\d+)\s*([smhdw])", re.ASCII)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -35,7 +36,7 @@ def parse_duration(value: str | int, *, field_name: str) -> int:
         seconds = value
     else:
         text = str(value).strip().lower()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             seconds = int(text)
         else:
             parts = _DURATION.findall(text)
@@ -60,12 +61,13 @@ def format_duration(seconds: int) -> str:
 def parse_timezone(name: str, *, field_name: str = "timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: names such as "Europe" are directories of the zone database.
         raise InvalidArgument(f"{field_name}: unknown time zone {name!r}", field=field_name) from None
 
 
 def _parse_clock(value: str, field_name: str) -> time:
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip(), re.ASCII)
     if not match or int(match[1]) > 24 or int(match[2]) > 59 or (int(match[1]) == 24 and int(match[2])):
         raise InvalidArgument(f"{field_name}: {value!r} is not a time of day HH:MM", field=field_name)
     hour, minute = int(match[1]), int(match[2])
@@ -77,7 +79,8 @@ def _parse_days(value: Iterable[str] | None, field_name: str) -> frozenset[int]:
         return ALL_DAYS
     days = set()
     for item in value:
-        key = str(item).strip().lower()[:3]
+        key = str(item).strip().lower()
+        key = key[:3] if key in _FULL_DAY_NAMES else key
         if key not in DAY_NAMES:
             raise InvalidArgument(f"{field_name}: {item!r} is not a day of the week", field=field_name)
         days.add(DAY_NAMES.index(key))
@@ -107,6 +110,8 @@ class TimeRange:
             raise InvalidArgument(f"{field_name}: needs 'start' and 'end' (HH:MM)", field=field_name)
         start = _parse_clock(raw["start"], f"{field_name}.start")
         end = _parse_clock(raw["end"], f"{field_name}.end")
+        if start == time.max:
+            raise InvalidArgument(f"{field_name}.start: 24:00 ends a day; start at 00:00", field=field_name)
         if start == end:
             raise InvalidArgument(
                 f"{field_name}: window of zero length ({raw['start']}-{raw['end']})", field=field_name
@@ -171,6 +176,8 @@ class ServiceLevel:
             )
         level = cls(rpo_seconds, timezone, win, black, frozenset(allowed_without_blackouts))
         gap = level.longest_gap_minutes()
+        # Starts are continuous in time: across a gap of N blocked minutes two starts are
+        # as little as N minutes apart, so an RPO of exactly N can be met.
         if gap * 60 > rpo_seconds:
             raise InvalidArgument(
                 f"rpo: {format_duration(rpo_seconds)} can never be met: backups are not allowed "

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from orchestrator.errors import InvalidArgument, ProviderError
@@ -58,7 +58,9 @@ class DummyProvider(BackupProvider):
         ]
         self._fail = set(config.get("fail", ()))
         if bad := self._fail - set(OPERATIONS):
-            raise InvalidArgument(f"config.fail: unknown operations {sorted(bad)}; known: {OPERATIONS}")
+            raise InvalidArgument(
+                f"config.fail: unknown operations {sorted(bad)}; known: {OPERATIONS}", field="config.fail"
+            )
         self._fail_times = config.get("fail_times")
         self._duration = float(config.get("duration_s", 0.0))
         self._incremental_ratio = float(config.get("incremental_ratio", 0.1))
@@ -167,8 +169,8 @@ class DummyProvider(BackupProvider):
         self._simulate(volume.size, progress)
         self._maybe_fail("restore_volume")
         new_id = str(uuid.uuid4())
-        stem, _, suffix = volume.path.rpartition(".")
-        path = f"{stem}-restored-{new_id[:8]}.{suffix}" if stem else f"{volume.path}-restored-{new_id[:8]}"
+        original = PurePosixPath(volume.path)
+        path = str(original.with_name(f"{original.stem}-restored-{new_id[:8]}{original.suffix}"))
         restored = VolumeRef(
             id=new_id,
             name=f"{volume.name}-restored",

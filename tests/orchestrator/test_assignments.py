@@ -177,7 +177,7 @@ def keeping_pair(world):
 
 
 def test_change_moves_vm_to_new_offering(world, keeping_pair):
-    gold, bronze = keeping_pair
+    _, bronze = keeping_pair
 
     with world.core.scope(world.alice) as s:
         assignments.change(s, world.alice_vm2, bronze)
@@ -203,7 +203,7 @@ def test_change_keeps_old_restore_points_on_old_offering(world, keeping_pair):
 
 
 def test_old_restore_point_is_restorable_after_change(world, keeping_pair):
-    gold, bronze = keeping_pair
+    _, bronze = keeping_pair
     point = _backup(world, world.alice_vm2)
     with world.core.scope(world.alice) as s:
         assignments.change(s, world.alice_vm2, bronze)
@@ -218,7 +218,7 @@ def test_old_restore_point_is_restorable_after_change(world, keeping_pair):
 
 
 def test_first_backup_after_change_is_full_without_parent(world, keeping_pair):
-    gold, bronze = keeping_pair
+    _, bronze = keeping_pair
     _backup(world, world.alice_vm2)
     with world.core.scope(world.alice) as s:
         assignments.change(s, world.alice_vm2, bronze)

@@ -96,7 +96,10 @@ def test_user_backup_refused_where_offering_disallows_it(world):
     with world.core.scope(world.admin) as s:
         assignments.assign(s, world.alice_vm2, world.bronze_id)
 
-    with pytest.raises(PermissionDenied, match=r"'bronze' does not allow"), world.core.scope(world.alice) as s:
+    with (
+        pytest.raises(PermissionDenied, match=r"'bronze' does not allow"),
+        world.core.scope(world.alice) as s,
+    ):
         backups.create_backup(s, world.alice_vm2)
 
     with world.core.scope(world.admin) as s:
@@ -346,9 +349,11 @@ def test_delete_full_with_dependents_unsupported_without_chain_capabilities(worl
     vm = _vm_on_provider(world, "plain", capabilities=["incremental"])
     full, incremental = _chain(world, vm, 2)
 
-    with pytest.raises(Unsupported, match=r"'prov-plain' cannot delete restore point") as err:
-        with world.core.scope(world.alice) as s:
-            backups.delete_backup(s, full, forced=True)
+    with (
+        pytest.raises(Unsupported, match=r"'prov-plain' cannot delete restore point") as err,
+        world.core.scope(world.alice) as s,
+    ):
+        backups.delete_backup(s, full, forced=True)
     assert full in err.value.message
     assert "1 newer restore point(s) depend on it" in err.value.message
     assert _point(world, full).status is BackupStatus.BACKED_UP

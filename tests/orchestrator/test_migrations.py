@@ -1,0 +1,106 @@
+"""The schema comes from Alembic: on an empty database it builds every table of the models."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from orchestrator.db import Database, alembic_config, is_current, make_engine, migrate
+from orchestrator.models import Base
+
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _tables(engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def _drift(engine) -> list:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def test_empty_database_is_not_current(engine):
+    assert _tables(engine) == set()
+    assert is_current(engine) is False
+
+
+def test_upgrade_creates_every_model_table(engine):
+    command.upgrade(alembic_config(engine), "head")
+
+    assert _tables(engine) == MODEL_TABLES
+    assert is_current(engine) is True
+
+
+def test_upgraded_schema_matches_the_models(engine):
+    command.upgrade(alembic_config(engine), "head")
+
+    assert _drift(engine) == []
+
+
+def test_upgraded_tables_have_model_columns(engine):
+    command.upgrade(alembic_config(engine), "head")
+
+    inspector = sa.inspect(engine)
+    for name, table in Base.metadata.tables.items():
+        columns = {c["name"] for c in inspector.get_columns(name)}
+        assert columns == set(table.columns.keys()), name
+
+
+def test_downgrade_to_base_drops_every_table(engine):
+    cfg = alembic_config(engine)
+    command.upgrade(cfg, "head")
+
+    command.downgrade(cfg, "base")
+
+    assert _tables(engine) == set()
+    assert is_current(engine) is False
+
+
+def test_upgrade_after_downgrade_restores_schema(engine):
+    cfg = alembic_config(engine)
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "base")
+
+    command.upgrade(cfg, "head")
+
+    assert _tables(engine) == MODEL_TABLES
+    assert is_current(engine) is True
+    assert _drift(engine) == []
+
+
+def test_migrate_is_idempotent(engine):
+    migrate(engine)
+    migrate(engine)
+
+    assert _tables(engine) == MODEL_TABLES
+    assert is_current(engine) is True
+
+
+def test_database_migrates_on_first_use(database_url):
+    db = Database(database_url)
+    try:
+        assert is_current(db.engine) is True
+        assert _tables(db.engine) == MODEL_TABLES
+    finally:
+        db.dispose()
+
+
+def test_database_without_auto_migrate_leaves_schema_alone(database_url):
+    db = Database(database_url, auto_migrate=False)
+    try:
+        assert _tables(db.engine) == set()
+        assert is_current(db.engine) is False
+    finally:
+        db.dispose()
