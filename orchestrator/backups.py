@@ -17,7 +17,14 @@ from orchestrator import audit, backup_providers, jobs, lookup, routing
 from orchestrator.accounts import find_account
 from orchestrator.actor import Actor
 from orchestrator.core import Core, Scope
-from orchestrator.errors import Conflict, NotFound, PermissionDenied, ProviderError, Unsupported
+from orchestrator.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    Unsupported,
+)
 from orchestrator.execution import Finish, JobHandler, ProgressFn
 from orchestrator.inventory import find_zone
 from orchestrator.models import (
@@ -72,7 +79,14 @@ def create_backup(
     offering = vm.backup_offering
     if offering is None:
         raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
+    if schedule is not None and schedule.vm_id != vm.id:
+        raise InvalidArgument(f"schedule {schedule.id} belongs to another virtual machine", field="schedule")
     if idempotency_key and (existing := jobs.find_by_key(scope, idempotency_key, vm.account_id)):
+        made = scope.session.get(Backup, existing.subject_id) if existing.kind is JobKind.BACKUP else None
+        if made is None or made.vm_id != vm.id:
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} was used for another request", field="idempotency_key"
+            )
         return existing
     backup_providers.usable(scope, offering.provider)
     if running := _in_flight(scope.session, vm.id):

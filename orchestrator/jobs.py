@@ -100,6 +100,6 @@ def cancel(scope: Scope, job_id: str) -> Job:
     job.state = JobState.CANCELLED
     job.finished_at = utcnow()
     job.error = f"cancelled by {scope.actor.name}"
-    handler_for(job.kind).on_failure(scope.session, job, job.error)
+    handler_for(job.kind).on_failure(scope.session, job, job.error, True)
     audit.record(scope, "job.cancel", "job", job.id)
     return job

@@ -127,27 +127,28 @@ def update_offering(scope: Scope, offering_id: str, **changes: Any) -> BackupOff
     if unknown := sorted(set(changes) - allowed):
         raise InvalidArgument(f"cannot update {', '.join(unknown)}; updatable: {', '.join(sorted(allowed))}")
     changes = {k: v for k, v in changes.items() if v is not None}
-    if "name" in changes:
-        name = validate.name(changes["name"])
+    # Everything is validated before anything changes: a refused update leaves no trace.
+    name = validate.name(changes["name"]) if "name" in changes else offering.name
+    if name != offering.name:
         _check_name_free(scope, offering.zone_id, name, except_id=offering.id)
-        offering.name = name
+    level = None
+    if any(f in changes for f in SLA_FIELDS):
+        level = ServiceLevel.parse(
+            rpo=changes.get("rpo", offering.rpo_seconds),
+            timezone=changes.get("timezone", offering.timezone),
+            windows=changes.get("windows", offering.windows),
+            blackouts=changes.get("blackouts", offering.blackouts),
+        )
+    retention = {f: validate.non_negative(changes[f], f) for f in RETENTION_FIELDS if f in changes}
+    offering.name = name
     if "description" in changes:
         offering.description = str(changes["description"])
     if "allow_user_driven_backups" in changes:
         offering.allow_user_driven_backups = bool(changes["allow_user_driven_backups"])
-    if any(f in changes for f in SLA_FIELDS):
-        _apply_sla(
-            offering,
-            ServiceLevel.parse(
-                rpo=changes.get("rpo", offering.rpo_seconds),
-                timezone=changes.get("timezone", offering.timezone),
-                windows=changes.get("windows", offering.windows),
-                blackouts=changes.get("blackouts", offering.blackouts),
-            ),
-        )
-    for field in RETENTION_FIELDS:
-        if field in changes:
-            setattr(offering, field, validate.non_negative(changes[field], field))
+    if level is not None:
+        _apply_sla(offering, level)
+    for field, value in retention.items():
+        setattr(offering, field, value)
     audit.record(scope, "offering.update", "offering", offering.id, fields=sorted(changes))
     return offering
 

@@ -8,7 +8,7 @@ its own (0 = no limit); it never prunes ad-hoc or SLA restore points.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 from sqlalchemy import select
@@ -57,11 +57,19 @@ def cron_expression(interval: IntervalType, schedule: str) -> str:
 def next_run(interval: IntervalType, schedule: str, timezone: str, after: datetime) -> datetime:
     """The first run strictly after ``after``, in UTC.
 
-    Runs are found on the local wall clock, so a time the autumn change repeats runs once
-    (at its first occurrence), and a time the spring change skips runs just after the gap.
+    Hourly runs follow real time, so none is lost or doubled when clocks change. Daily and
+    longer runs follow the local wall clock: a time the autumn change repeats runs once
+    (at its first occurrence), a time the spring change skips runs just after the gap.
     """
     zone = parse_timezone(timezone)
-    wall = croniter(cron_expression(interval, schedule), after.astimezone(zone).replace(tzinfo=None))
+    expression = cron_expression(interval, schedule)
+    if interval is IntervalType.HOURLY:
+        minute = int(expression.split()[0])
+        t = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        while t.astimezone(zone).minute != minute:
+            t += timedelta(minutes=1)
+        return t
+    wall = croniter(expression, after.astimezone(zone).replace(tzinfo=None))
     while True:
         candidate = wall.get_next(datetime).replace(tzinfo=zone)
         if candidate > after:

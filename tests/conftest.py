@@ -132,14 +132,24 @@ def world(core: Core) -> World:
         accounts.create_account(s, "alice")
         accounts.create_account(s, "bob")
         vols = [{"pool": "pool1", "size": 10 * GiB}, {"pool": "pool1", "size": 2 * GiB}]
-        alice_vm = inventory.register_vm(s, name="web1", account="alice", zone="zone1", host="kvm1", volumes=vols)
-        alice_vm2 = inventory.register_vm(s, name="db1", account="alice", zone="zone1", host="kvm1", volumes=vols)
+        alice_vm = inventory.register_vm(
+            s, name="web1", account="alice", zone="zone1", host="kvm1", volumes=vols
+        )
+        alice_vm2 = inventory.register_vm(
+            s, name="db1", account="alice", zone="zone1", host="kvm1", volumes=vols
+        )
         bob_vm = inventory.register_vm(s, name="app1", account="bob", zone="zone1", host="kvm1", volumes=vols)
         ids = (zone.id, zone2.id, pool.id, alice_vm.id, alice_vm2.id, bob_vm.id)
     provider_id = add_provider(core, admin, "dummy")
     gold = import_offering(core, admin, provider_id, "gold", rpo="24h", allow_user_driven_backups=True)
     bronze = import_offering(
-        core, admin, provider_id, "bronze", external_id="dummy-bronze", rpo="2d", allow_user_driven_backups=False
+        core,
+        admin,
+        provider_id,
+        "bronze",
+        external_id="dummy-bronze",
+        rpo="2d",
+        allow_user_driven_backups=False,
     )
     alice = accounts.admin_actor(core, "alice")
     bob = accounts.admin_actor(core, "bob")

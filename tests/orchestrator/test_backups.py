@@ -6,6 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator import assignments, backups, jobs, restores
+from orchestrator.core import Core
+from orchestrator.db import Database
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unsupported
 from orchestrator.models import Backup, BackupOrigin, BackupStatus, BackupType, JobState
 from tests.conftest import GiB, add_provider, import_offering
@@ -200,6 +202,61 @@ def test_idempotency_key_of_another_tenant_conflicts(world):
 
     with world.core.scope(world.bob) as s:
         assert backups.list_backups(s).total == 0
+
+
+# -- while a backup is queued ----------------------------------------------------------------------
+
+
+class Recorder:
+    """A runner that never runs anything: submitted jobs stay queued."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def bind(self, core: Core) -> None:
+        self.core = core
+
+    def submit(self, ids) -> None:
+        self.ids.extend(ids)
+
+
+@pytest.fixture
+def deferred(world, settings):
+    """A second core on the world's database whose jobs are queued and never run."""
+    db = Database(settings.database_url)
+    yield Core(settings, db, runner=Recorder())
+    db.dispose()
+
+
+def _queue(core, actor, vm_id, **kw):
+    with core.scope(actor) as s:
+        return backups.create_backup(s, vm_id, **kw)
+
+
+def test_second_backup_while_first_is_queued_conflicts(world, deferred):
+    queued = _queue(deferred, world.alice, world.alice_vm)
+
+    with pytest.raises(Conflict, match=rf"already in progress \(restore point {queued.subject_id}\)"):
+        _queue(deferred, world.alice, world.alice_vm)
+
+    with world.core.scope(world.admin) as s:
+        assert backups.list_backups(s, vm_id=world.alice_vm).total == 1
+
+
+def test_retry_with_same_idempotency_key_while_queued_returns_same_job(world, deferred):
+    first = _queue(deferred, world.alice, world.alice_vm, idempotency_key="retry-1")
+
+    second = _queue(deferred, world.alice, world.alice_vm, idempotency_key="retry-1")
+
+    assert second.id == first.id
+    assert deferred.runner.ids == [first.id]
+
+
+def test_queued_restore_point_cannot_be_deleted(world, deferred):
+    queued = _queue(deferred, world.alice, world.alice_vm)
+
+    with pytest.raises(Conflict, match="Queued"), world.core.scope(world.alice) as s:
+        backups.delete_backup(s, queued.subject_id)
 
 
 # -- listing -------------------------------------------------------------------------------------

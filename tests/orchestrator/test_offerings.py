@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import assignments, backups, offerings
+from orchestrator import assignments, backups, jobs, offerings, restores
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from tests.conftest import import_offering
+from orchestrator.models import BackupStatus, JobState
+from tests.conftest import add_provider, import_offering
 
 DAILY_2AM = [{"start": "01:00", "end": "03:00"}]
 
@@ -102,6 +103,13 @@ def test_import_rpo_shorter_than_gap_between_windows_is_invalid(world):
     with pytest.raises(InvalidArgument, match=r"rpo: 6h can never be met") as err:
         _import(world, rpo="6h", windows=DAILY_2AM)
     assert "22h" in err.value.message
+
+
+def test_import_rpo_shorter_than_weekend_without_windows_is_invalid(world):
+    weekdays = [{"start": "01:00", "end": "03:00", "days": ["mon", "tue", "wed", "thu", "fri"]}]
+
+    with pytest.raises(InvalidArgument, match=r"rpo: 1d can never be met.*70h"):
+        _import(world, rpo="1d", windows=weekdays)
 
 
 def test_import_rpo_covering_gap_between_windows_is_accepted(world):
@@ -285,3 +293,27 @@ def test_deleted_offering_cannot_be_assigned(world):
 
     with pytest.raises(NotFound, match="backup offering"), world.core.scope(world.alice) as s:
         assignments.assign(s, world.alice_vm2, world.bronze_id)
+
+
+def test_restore_points_of_deleted_offering_stay_restorable(world):
+    # A provider that keeps restore points when the VM leaves the offering.
+    provider = add_provider(world.core, world.admin, "keeper", capabilities=["restore_volume"])
+    offering_id = import_offering(world.core, world.admin, provider, "kept")
+    with world.core.scope(world.alice) as s:
+        assignments.assign(s, world.alice_vm2, offering_id)
+    with world.core.scope(world.alice) as s:
+        backup_job = backups.create_backup(s, world.alice_vm2).id
+    with world.core.scope(world.alice) as s:
+        assignments.remove(s, world.alice_vm2)
+    with world.core.scope(world.admin) as s:
+        offerings.delete_offering(s, offering_id)
+
+    with world.core.scope(world.alice) as s:
+        point_id = jobs.show(s, backup_job).subject_id
+        restore_job = restores.restore_vm(s, point_id).id
+
+    with world.core.scope(world.alice) as s:
+        assert jobs.show(s, restore_job).state is JobState.SUCCEEDED
+        point = backups.show(s, point_id)
+        assert point.status is BackupStatus.BACKED_UP
+        assert point.offering_id == offering_id

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import itertools
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -93,6 +94,44 @@ def test_next_run_is_stored(world):
     (stored,) = _list(world, vm_id=world.alice_vm)
     assert stored.next_run_at == row.next_run_at
     assert stored.next_run_at > utcnow()
+
+
+def _at(*args):
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("interval", "schedule", "timezone", "after", "expected"),
+    [
+        (IntervalType.HOURLY, "30", "UTC", _at(2025, 1, 15, 10, 30), _at(2025, 1, 15, 11, 30)),
+        (IntervalType.DAILY, "0:09", "Asia/Kolkata", _at(2025, 1, 15, 10), _at(2025, 1, 16, 3, 30)),
+        (IntervalType.DAILY, "0:02", "America/New_York", _at(2025, 7, 1, 12), _at(2025, 7, 2, 6)),
+        (IntervalType.DAILY, "0:02", "America/New_York", _at(2025, 1, 15, 12), _at(2025, 1, 16, 7)),
+        (IntervalType.WEEKLY, "0:3:1", "UTC", _at(2025, 1, 15), _at(2025, 1, 19, 3)),
+        (IntervalType.MONTHLY, "15:4:28", "UTC", _at(2025, 2, 28, 5), _at(2025, 3, 28, 4, 15)),
+    ],
+)
+def test_next_run_on_the_local_clock(interval, schedule, timezone, after, expected):
+    assert schedules.next_run(interval, schedule, timezone, after) == expected
+
+
+def test_hourly_schedule_runs_every_hour_across_dst_fall_back():
+    # Berlin goes from CEST (UTC+2) back to CET (UTC+1) at 01:00 UTC on 2025-10-26.
+    runs = [_at(2025, 10, 25, 23, 50)]
+    for _ in range(4):
+        runs.append(schedules.next_run(IntervalType.HOURLY, "30", "Europe/Berlin", runs[-1]))
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(runs[1:])]
+    assert gaps == [timedelta(hours=1)] * 3
+
+
+def test_daily_schedule_runs_once_on_dst_fall_back_day():
+    # 02:30 happens twice in Berlin on 2025-10-26; a daily backup must not run twice.
+    first = schedules.next_run(IntervalType.DAILY, "30:02", "Europe/Berlin", _at(2025, 10, 25, 23))
+    second = schedules.next_run(IntervalType.DAILY, "30:02", "Europe/Berlin", first)
+
+    assert first == _at(2025, 10, 26, 0, 30)
+    assert second == _at(2025, 10, 27, 1, 30)
 
 
 @pytest.mark.parametrize(
@@ -326,3 +365,17 @@ def test_adhoc_backups_do_not_trigger_pruning(world):
 
     assert _status(world, scheduled) is BackupStatus.BACKED_UP
     assert [_status(world, p) for p in adhoc] == [BackupStatus.BACKED_UP] * 2
+
+
+def test_deleting_schedule_keeps_its_restore_points(world):
+    row = _create(world, "DAILY", "0:1")
+    point = _scheduled_backup(world, row.id)
+
+    with world.core.scope(world.alice) as s:
+        schedules.delete(s, row.id)
+
+    with world.core.scope(world.alice) as s:
+        kept = backups.show(s, point)
+        assert kept.status is BackupStatus.BACKED_UP
+        assert kept.schedule_id is None
+        assert kept.origin is BackupOrigin.SCHEDULE
