@@ -132,11 +132,10 @@ class TimeRange:
 
     def to_dict(self) -> dict[str, Any]:
         end = "24:00" if self.end == time.max else self.end.strftime("%H:%M")
-        return {
-            "start": self.start.strftime("%H:%M"),
-            "end": end,
-            "days": [DAY_NAMES[d] for d in sorted(self.days)],
-        }
+        out: dict[str, Any] = {"start": self.start.strftime("%H:%M"), "end": end}
+        if self.days != ALL_DAYS:
+            out["days"] = [DAY_NAMES[d] for d in sorted(self.days)]
+        return out
 
 
 @dataclass(frozen=True)

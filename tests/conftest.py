@@ -80,6 +80,27 @@ def core(settings: Settings) -> Iterator[Core]:
     db.dispose()
 
 
+class Recorder:
+    """A runner that only records what it is given: submitted jobs stay queued."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def bind(self, core: Core) -> None:
+        self.core = core
+
+    def submit(self, ids: list[str]) -> None:
+        self.ids.extend(ids)
+
+
+@pytest.fixture
+def deferred(world: World, settings: Settings) -> Iterator[Core]:
+    """A second core on the world's database whose jobs are queued but never run."""
+    db = Database(settings.database_url)
+    yield Core(settings, db, runner=Recorder())
+    db.dispose()
+
+
 @dataclass
 class World:
     """A small cloud: one zone (plus an empty second one), two tenants, a dummy provider

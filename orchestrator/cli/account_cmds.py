@@ -8,7 +8,7 @@ import click
 
 from orchestrator import accounts, audit, views
 from orchestrator.cli.app import App, pass_app
-from orchestrator.cli.output import emit, handle_errors, json_option
+from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
 
 
 @click.group()
@@ -66,8 +66,7 @@ def key_revoke(app: App, apikey: str, as_json: bool) -> None:
 @click.command("audit")
 @click.option("--object", "object_id", help="Only events about this object id.")
 @click.option("--action", help="e.g. backup.create, offering.update.")
-@click.option("--page", type=int, default=1)
-@click.option("--pagesize", type=int, default=50)
+@paging_options
 @json_option
 @pass_app
 @handle_errors

@@ -9,7 +9,7 @@ import click
 from orchestrator import assignments, backups, inventory, jobs, offerings, restores, schedules, views
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.inventory_cmds import vm
-from orchestrator.cli.output import emit, handle_errors, json_option
+from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
 from orchestrator.runner import InlineRunner
 
 BACKUP_COLUMNS = ["id", "vm_name", "offering", "type", "status", "size", "date"]
@@ -95,8 +95,7 @@ def backup_create(app: App, vm_ref: str, idempotency_key: str | None, as_json: b
 @click.option("--status")
 @click.option("--keyword")
 @click.option("--all", "include_removed", is_flag=True, help="Include removed and expunged points.")
-@click.option("--page", type=int, default=1)
-@click.option("--pagesize", type=int, default=50)
+@paging_options
 @json_option
 @pass_app
 @handle_errors
@@ -263,8 +262,7 @@ def job() -> None:
 @click.option("--state")
 @click.option("--kind")
 @click.option("--subject")
-@click.option("--page", type=int, default=1)
-@click.option("--pagesize", type=int, default=50)
+@paging_options
 @json_option
 @pass_app
 @handle_errors

@@ -8,7 +8,7 @@ import click
 
 from orchestrator import inventory, views
 from orchestrator.cli.app import App, pass_app
-from orchestrator.cli.output import emit, handle_errors, json_option
+from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
 from orchestrator.cli.parsing import size, volume
 
 VM_COLUMNS = ["id", "name", "account", "state", "backup_offering"]
@@ -178,8 +178,7 @@ def vm_register(
 @click.option("--zone")
 @click.option("--account")
 @click.option("--keyword")
-@click.option("--page", type=int, default=1)
-@click.option("--pagesize", type=int, default=50)
+@paging_options
 @json_option
 @pass_app
 @handle_errors

@@ -9,7 +9,7 @@ import click
 
 from orchestrator import backup_providers, offerings, views
 from orchestrator.cli.app import App, pass_app
-from orchestrator.cli.output import emit, handle_errors, json_option
+from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
 from orchestrator.cli.parsing import time_range
 
 OFFERING_COLUMNS = ["id", "name", "provider", "rpo", "timezone", "windows", "allow_user_driven_backups"]
@@ -140,8 +140,7 @@ def offering_import(
 @offering.command("list")
 @click.option("--zone")
 @click.option("--keyword")
-@click.option("--page", type=int, default=1)
-@click.option("--pagesize", type=int, default=50)
+@paging_options
 @json_option
 @pass_app
 @handle_errors

@@ -12,6 +12,7 @@ import click
 from tabulate import tabulate
 
 from orchestrator import errors
+from orchestrator.paging import DEFAULT_PAGESIZE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +28,13 @@ EXIT_CODES: dict[type[errors.DomainError], int] = {
 
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def paging_options(fn: F) -> F:
+    fn = click.option(
+        "--pagesize", type=int, default=DEFAULT_PAGESIZE, show_default=True, help="Items per page."
+    )(fn)
+    return click.option("--page", type=int, default=1, show_default=True, help="Page number, from 1.")(fn)
 
 
 def _human(value: Any) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import assignments, backups, inventory, jobs, restores, schedules
-from orchestrator.core import Core
-from orchestrator.db import Database
 from orchestrator.errors import Conflict, InvalidArgument, NotFound
 from orchestrator.models import BackupStatus, BackupType, JobState
 from tests.conftest import add_provider, import_offering
@@ -165,30 +163,12 @@ def test_remove_keeps_restore_points_when_provider_keeps_them(world):
         assert [b.id for b in backups.list_backups(s, vm_id=world.alice_vm2).items] == [point]
 
 
-class Recorder:
-    """A runner that never runs anything: submitted jobs stay queued."""
+def test_remove_refused_while_backup_is_queued(world, deferred):
+    with deferred.scope(world.alice) as s:
+        backups.create_backup(s, world.alice_vm)
 
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    def bind(self, core: Core) -> None:
-        self.core = core
-
-    def submit(self, ids) -> None:
-        self.ids.extend(ids)
-
-
-def test_remove_refused_while_backup_is_queued(world, settings):
-    db = Database(settings.database_url)
-    try:
-        deferred = Core(settings, db, runner=Recorder())
-        with deferred.scope(world.alice) as s:
-            backups.create_backup(s, world.alice_vm)
-
-        with pytest.raises(Conflict, match="in progress"), world.core.scope(world.alice) as s:
-            assignments.remove(s, world.alice_vm, forced=True)
-    finally:
-        db.dispose()
+    with pytest.raises(Conflict, match="in progress"), world.core.scope(world.alice) as s:
+        assignments.remove(s, world.alice_vm, forced=True)
 
     assert _offering_of(world, world.alice_vm) == world.gold_id
 

@@ -6,8 +6,6 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator import assignments, backups, jobs, restores
-from orchestrator.core import Core
-from orchestrator.db import Database
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unsupported
 from orchestrator.models import Backup, BackupOrigin, BackupStatus, BackupType, JobState
 from tests.conftest import GiB, add_provider, import_offering
@@ -205,27 +203,6 @@ def test_idempotency_key_of_another_tenant_conflicts(world):
 
 
 # -- while a backup is queued ----------------------------------------------------------------------
-
-
-class Recorder:
-    """A runner that never runs anything: submitted jobs stay queued."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    def bind(self, core: Core) -> None:
-        self.core = core
-
-    def submit(self, ids) -> None:
-        self.ids.extend(ids)
-
-
-@pytest.fixture
-def deferred(world, settings):
-    """A second core on the world's database whose jobs are queued and never run."""
-    db = Database(settings.database_url)
-    yield Core(settings, db, runner=Recorder())
-    db.dispose()
 
 
 def _queue(core, actor, vm_id, **kw):

@@ -6,34 +6,10 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator import accounts, backups, jobs
-from orchestrator.core import Core
-from orchestrator.db import Database
 from orchestrator.errors import AuthenticationFailed, Conflict, InvalidArgument, NotFound, PermissionDenied
 from orchestrator.execution import Outcome, execute
 from orchestrator.models import BackupStatus, JobState, Role
 from orchestrator.sealing import Sealer
-
-
-class Recorder:
-    """A runner that only records what it was given: jobs stay queued."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    def bind(self, core: Core) -> None:
-        self.core = core
-
-    def submit(self, ids) -> None:
-        self.ids.extend(ids)
-
-
-@pytest.fixture
-def deferred(world, settings):
-    """A second core on the same database whose jobs are queued but never run."""
-    db = Database(settings.database_url)
-    core = Core(settings, db, runner=Recorder())
-    yield core
-    db.dispose()
 
 
 def _backup_job(core, actor, vm_id):

@@ -52,7 +52,7 @@ def test_import_normalises_windows(world):
     assert len(windows) == 1
     assert windows[0]["start"] == "01:00"
     assert windows[0]["end"] == "03:00"
-    assert len(windows[0]["days"]) == 7
+    assert "days" not in windows[0]  # every day: stored without a day list
 
 
 def test_import_unknown_external_id_is_invalid(world):

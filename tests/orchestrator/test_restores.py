@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import assignments, backups, inventory, jobs, restores
-from orchestrator.core import Core
-from orchestrator.db import Database
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, Unsupported
 from orchestrator.models import BackupStatus, JobState, VMState, VolumeType
 from tests.conftest import GiB, add_provider, import_offering
@@ -153,30 +151,12 @@ def test_restore_by_admin_of_users_point_succeeds(world, point):
     assert job.account_id == _point(world, point).account_id
 
 
-class Recorder:
-    """A runner that never runs anything: submitted jobs stay queued."""
+def test_second_restore_while_first_is_queued_conflicts(world, deferred, point):
+    with deferred.scope(world.alice) as s:
+        restores.restore_vm(s, point)
 
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    def bind(self, core: Core) -> None:
-        self.core = core
-
-    def submit(self, ids) -> None:
-        self.ids.extend(ids)
-
-
-def test_second_restore_while_first_is_queued_conflicts(world, settings, point):
-    db = Database(settings.database_url)
-    try:
-        deferred = Core(settings, db, runner=Recorder())
-        with deferred.scope(world.alice) as s:
-            restores.restore_vm(s, point)
-
-        with pytest.raises(Conflict, match="restore of virtual machine web1 is already in progress"):
-            _restore_vm(world, point)
-    finally:
-        db.dispose()
+    with pytest.raises(Conflict, match="restore of virtual machine web1 is already in progress"):
+        _restore_vm(world, point)
 
 
 # -- single volume -------------------------------------------------------------------------------
