@@ -43,7 +43,6 @@ from orchestrator.models import (
 )
 from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
 from orchestrator.refs import point_ref, vm_ref
-from orchestrator.retention import PointInfo, expired_by_count
 from orchestrator.validate import parse_enum
 from providers.base import BackupRequest, Capability
 
@@ -158,7 +157,7 @@ def show(scope: Scope, backup_id: str) -> Backup:
     return lookup.backup(scope, backup_id)
 
 
-def _descendants(session: Session, point: Backup) -> list[Backup]:
+def descendants(session: Session, point: Backup) -> list[Backup]:
     """Live points that depend on ``point``, nearest first."""
     found: list[Backup] = []
     frontier = [point.id]
@@ -191,7 +190,7 @@ def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
         raise Conflict(f"restore point {point.id} is {point.status.value}; wait until it ends")
     driver = scope.driver(point.provider)
     targets = [point]
-    dependents = _descendants(scope.session, point)
+    dependents = descendants(scope.session, point)
     if dependents and not driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT):
         if not driver.supports(Capability.DELETE_CHAIN):
             raise Unsupported(
@@ -204,51 +203,27 @@ def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
                 f"chain ({len(dependents)} depend on it); forced=true deletes the whole chain"
             )
         root = _chain_root(point)
-        chain = [root, *_descendants(scope.session, root)]
+        chain = [root, *descendants(scope.session, root)]
         targets = chain
-    # Newest first, so a chain is never left with an incremental whose parent is gone.
+    return queue_delete(scope, point, targets, forced=forced)
+
+
+def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced: bool = False) -> Job:
+    """One job deleting ``targets`` newest first, so no chain is left with an incremental
+    whose parent is gone at any moment."""
     ordered = sorted(targets, key=lambda p: p.created_at, reverse=True)
     job = jobs.create(
         scope,
         kind=JobKind.DELETE_BACKUP,
-        account_id=point.account_id,
+        account_id=subject.account_id,
         subject_type="backup",
-        subject_id=point.id,
-        queue=f"provider.{point.provider_id}",
-        idempotency_key=f"delete:{point.id}:{uuid.uuid4()}",
+        subject_id=subject.id,
+        queue=f"provider.{subject.provider_id}",
+        idempotency_key=f"delete:{subject.id}:{uuid.uuid4()}",
         params={"ids": [p.id for p in ordered], "forced": forced},
     )
-    audit.record(scope, "backup.delete", "backup", point.id, forced=forced, ids=[p.id for p in ordered])
+    audit.record(scope, "backup.delete", "backup", subject.id, forced=forced, ids=[p.id for p in ordered])
     return job
-
-
-def prune_schedule(scope: Scope, schedule_id: str) -> list[Job]:
-    """Enforce a schedule's max_backups over its own restore points only."""
-    schedule = scope.session.get(BackupSchedule, schedule_id)
-    if schedule is None or not schedule.max_backups:
-        return []
-    points = list(
-        scope.session.scalars(
-            select(Backup)
-            .where(Backup.schedule_id == schedule.id, Backup.status == BackupStatus.BACKED_UP)
-            .order_by(Backup.created_at.desc())
-        )
-    )
-    if not points:
-        return []
-    driver = scope.driver(points[0].provider)
-    expired = expired_by_count(
-        [PointInfo(p.id, p.parent_id) for p in points],
-        schedule.max_backups,
-        chains_matter=not driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT),
-    )
-    # Incrementals of other origins may hang off a schedule's full: those block it too.
-    return [
-        delete_backup(scope, point_id)
-        for point_id in expired
-        if driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT)
-        or not _descendants(scope.session, scope.session.get(Backup, point_id))
-    ]
 
 
 # -- job handlers ----------------------------------------------------------------------------
@@ -325,16 +300,18 @@ def _fail_backup(session: Session, job: Job, message: str, final: bool) -> None:
 
 
 def _after_backup(core: Core, job: Job) -> None:
-    """A scheduled restore point landed: let its schedule drop what exceeds max_backups."""
+    """A restore point landed: apply its schedule's max_backups, or its offering's retention."""
+    from orchestrator import pruning
+
     with core.db.session() as session:
         point = session.get(Backup, job.subject_id)
-        if point is None or point.schedule_id is None:
+        if point is None:
             return
         owner = session.get(Account, point.account_id)
         assert owner is not None
-        actor, schedule_id = Actor.of(owner), point.schedule_id
+        actor, point_id = Actor.of(owner), point.id
     with core.scope(actor) as scope:
-        prune_schedule(scope, schedule_id)
+        pruning.after_backup(scope, point_id)
 
 
 def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:

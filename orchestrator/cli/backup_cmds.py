@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from orchestrator import assignments, backups, inventory, jobs, offerings, restores, schedules, views
+from orchestrator import assignments, backups, inventory, jobs, offerings, pruning, restores, schedules, views
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.inventory_cmds import vm
 from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
@@ -140,6 +140,21 @@ def backup_list(
 def backup_show(app: App, backup_id: str, as_json: bool) -> None:
     with app.scope() as s:
         emit(views.backup(backups.show(s, backup_id)), as_json)
+
+
+@backup.command("prune")
+@click.option("--vm", "vm_ref", help="Only this VM.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted, delete nothing.")
+@json_option
+@pass_app
+@handle_errors
+def backup_prune(app: App, vm_ref: str | None, dry_run: bool, as_json: bool) -> None:
+    """Apply retention: offerings' keep rules and schedules' max backups, never breaking a chain."""
+    with app.scope() as s:
+        vm_id = inventory.find_vm(s, vm_ref).id if vm_ref else None
+        decisions = pruning.prune(s, vm_id=vm_id, dry_run=dry_run)
+    rows = [{"vm_id": d.vm_id, "rule": d.rule, "expire": d.expire, "job_id": d.job_id} for d in decisions]
+    emit(rows, as_json)
 
 
 @backup.command("delete")
