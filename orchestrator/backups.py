@@ -70,8 +70,13 @@ def create_backup(
     idempotency_key: str | None = None,
     origin: BackupOrigin = BackupOrigin.ADHOC,
     schedule: BackupSchedule | None = None,
+    planned: Job | None = None,
 ) -> Job:
-    """Queue a backup of every volume of the VM as one restore point; returns its job."""
+    """Queue a backup of every volume of the VM as one restore point; returns its job.
+
+    ``planned`` is a job the SLA planner made earlier (state ``planned``): it becomes the
+    queued job of this restore point instead of a new one.
+    """
     vm = lookup.vm(scope, vm_id)
     if origin is BackupOrigin.ADHOC:
         require_user_driven(scope, vm)
@@ -104,15 +109,18 @@ def create_backup(
     )
     scope.session.add(point)
     scope.session.flush()
-    job = jobs.create(
-        scope,
-        kind=JobKind.BACKUP,
-        account_id=vm.account_id,
-        subject_type="backup",
-        subject_id=point.id,
-        queue=routing.queue_for(JobKind.BACKUP, vm),
-        idempotency_key=idempotency_key or f"backup:{point.id}",
-    )
+    if planned is not None:
+        job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id)
+    else:
+        job = jobs.create(
+            scope,
+            kind=JobKind.BACKUP,
+            account_id=vm.account_id,
+            subject_type="backup",
+            subject_id=point.id,
+            queue=routing.queue_for(JobKind.BACKUP, vm),
+            idempotency_key=idempotency_key or f"backup:{point.id}",
+        )
     audit.record(scope, "backup.create", "backup", point.id, vm=vm.id, origin=origin.value, job=job.id)
     return job
 

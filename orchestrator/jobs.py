@@ -57,6 +57,18 @@ def create(
     return job
 
 
+def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str) -> Job:
+    """A planned job whose time has come: point it at its subject and queue it."""
+    if job.state is not JobState.PLANNED:
+        raise Conflict(f"job {job.id} is {job.state.value}, not planned")
+    job.state = JobState.QUEUED
+    job.subject_type = subject_type
+    job.subject_id = subject_id
+    job.not_before = utcnow()
+    scope.enqueue(job.id)
+    return job
+
+
 def find_by_key(scope: Scope, idempotency_key: str, account_id: str) -> Job | None:
     """The job already made under this key; a key is never shared across tenants."""
     existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))

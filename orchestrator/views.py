@@ -23,6 +23,7 @@ from orchestrator.models import (
     Volume,
     Zone,
 )
+from orchestrator.planner.model import PlannedJob
 from orchestrator.sla import format_duration
 from providers.base import BackupProvider as Driver
 from providers.base import ProviderOffering
@@ -194,12 +195,28 @@ def job(row: Job) -> dict[str, Any]:
         "attempts": row.attempts,
         "max_attempts": row.max_attempts,
         "not_before": _ts(row.not_before),
+        "deadline": _ts(row.deadline),
+        "reason": row.params.get("reason"),
         "progress": {"done": row.progress_done, "total": row.progress_total},
         "result": row.result,
         "error": row.error,
         "created": _ts(row.created_at),
         "started": _ts(row.started_at),
         "finished": _ts(row.finished_at),
+    }
+
+
+def planned_job(job: PlannedJob) -> dict[str, Any]:
+    return {
+        "vm_id": job.vm_id,
+        "offering_id": job.offering_id,
+        "queue": job.queue,
+        "start": _ts(job.start),
+        "end": _ts(job.end),
+        "deadline": _ts(job.deadline),
+        "late": job.late,
+        "lateness_s": job.lateness_seconds,
+        "reason": job.reason,
     }
 
 

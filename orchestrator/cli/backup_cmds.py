@@ -6,7 +6,18 @@ import sys
 
 import click
 
-from orchestrator import assignments, backups, inventory, jobs, offerings, pruning, restores, schedules, views
+from orchestrator import (
+    assignments,
+    backups,
+    inventory,
+    jobs,
+    offerings,
+    planning,
+    pruning,
+    restores,
+    schedules,
+    views,
+)
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.inventory_cmds import vm
 from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
@@ -320,10 +331,23 @@ def job_cancel(app: App, job_id: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def tick(app: App, as_json: bool) -> None:
-    """Fire due user schedules and run due jobs. On the embedded default, run it every
-    minute (cron or a systemd timer) until the server's own loop does it."""
+    """Fire due user schedules, release due SLA backups, re-plan the rest, run due retries.
+
+    On the embedded default, run it every minute (cron or a systemd timer)."""
     app.actor.require_admin("run the scheduler")
     fired = schedules.fire_due(app.core)
+    # Release what the standing plan says is due before re-planning the rest.
+    released = planning.release_due(app.core)
+    plan = planning.replan(app.core)
     runner = app.core.runner
     ran = runner.run_due() if isinstance(runner, InlineRunner) else 0
-    emit({"schedules_fired": len(fired), "due_jobs_run": ran}, as_json)
+    emit(
+        {
+            "schedules_fired": len(fired),
+            "sla_jobs_planned": len(plan.jobs),
+            "sla_jobs_late": len(plan.late),
+            "sla_jobs_released": len(released),
+            "due_jobs_run": ran,
+        },
+        as_json,
+    )

@@ -15,6 +15,7 @@ from orchestrator.cli.demo import run_demo
 from orchestrator.cli.inventory_cmds import host, pool, vm, zone
 from orchestrator.cli.offering_cmds import offering, provider
 from orchestrator.cli.output import emit, handle_errors, json_option
+from orchestrator.cli.plan_cmds import plan_cmd
 from orchestrator.config import Settings
 from orchestrator.core import Core
 
@@ -87,5 +88,6 @@ for group in (
     key,
     tick,
     audit_log,
+    plan_cmd,
 ):
     cli.add_command(group)

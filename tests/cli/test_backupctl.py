@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from orchestrator.cli.main import cli
 from orchestrator.db import Database
-from orchestrator.models import BackupSchedule, utcnow
+from orchestrator.models import BackupSchedule, Job, utcnow
 
 
 @pytest.fixture
@@ -196,7 +196,8 @@ def test_tick_fires_a_due_schedule_once(run, cloud, database_url):
             .values(next_run_at=utcnow() - timedelta(minutes=1))
         )
     db.dispose()
-    assert data(run("tick", "--json")) == {"schedules_fired": 1, "due_jobs_run": 0}
+    first = data(run("tick", "--json"))
+    assert (first["schedules_fired"], first["due_jobs_run"]) == (1, 0)
     assert data(run("tick", "--json"))["schedules_fired"] == 0
     points = data(run("backup", "list", "--json", as_="alice"))["backups"]
     assert [(p["origin"], p["schedule_id"], p["status"]) for p in points] == [
@@ -245,3 +246,28 @@ def test_audit_shows_who_did_what_and_users_see_only_their_own(run, cloud):
     alice_view = data(run("audit", "--json", as_="alice"))
     assert alice_view
     assert {e["actor"] for e in alice_view} == {"alice"}
+
+
+def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_url):
+    ticked = data(run("tick", "--json"))
+    assert ticked["sla_jobs_planned"] == 1  # web-01 has never been backed up
+    planned = data(run("job", "list", "--state", "planned", "--json"))
+    assert len(planned) == 1
+    assert planned[0]["subject_id"] == cloud["id"]
+    assert planned[0]["queue"] == f"pool.{cloud['volumes'][0]['pool_id']}"
+    db = Database(database_url)
+    with db.session() as session:
+        session.execute(
+            update(Job).where(Job.id == planned[0]["id"]).values(not_before=utcnow() - timedelta(minutes=1))
+        )
+    db.dispose()
+    released = data(run("tick", "--json"))
+    assert released["sla_jobs_released"] == 1
+    points = data(run("backup", "list", "--json", as_="alice"))["backups"]
+    assert [(p["origin"], p["status"]) for p in points] == [("sla", "BackedUp")]
+    job = data(run("job", "show", planned[0]["id"], "--json"))
+    assert (job["state"], job["subject_id"]) == ("succeeded", points[0]["id"])
+    # The next plan starts from that restore point: one job, due a day later.
+    replanned = data(run("job", "list", "--state", "planned", "--json"))
+    assert len(replanned) == 1
+    assert replanned[0]["id"] != planned[0]["id"]
