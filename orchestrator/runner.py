@@ -3,8 +3,13 @@ Celery runner in ``workers/`` implements the same interface for distributed site
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
@@ -14,6 +19,8 @@ from orchestrator.models import Job, JobState, utcnow
 if TYPE_CHECKING:
     from orchestrator.core import Core
 
+log = logging.getLogger(__name__)
+
 
 class Runner(Protocol):
     def bind(self, core: Core) -> None:
@@ -21,6 +28,9 @@ class Runner(Protocol):
 
     def submit(self, job_ids: Sequence[str]) -> None:
         """Deliver committed, queued jobs for execution (at least once)."""
+
+    def run_due(self) -> int:
+        """Deliver queued jobs whose time has come (retries after their backoff); how many."""
 
 
 def due_job_ids(core: Core, limit: int = 100) -> list[str]:
@@ -67,3 +77,42 @@ class InlineRunner:
         ids = due_job_ids(self.core)
         self.submit(ids)
         return len(ids)
+
+
+class ThreadRunner:
+    """Runs jobs on a pool of threads in this process: the embedded server's worker."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+        self.core: Core | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def bind(self, core: Core) -> None:
+        self.core = core
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="job")
+
+    def submit(self, job_ids: Sequence[str]) -> None:
+        assert self._pool is not None
+        for job_id in job_ids:
+            self._pool.submit(self._run, job_id)
+
+    def _run(self, job_id: str) -> None:
+        from orchestrator.execution import execute
+
+        assert self.core is not None
+        try:
+            execute(
+                self.core, job_id, f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+            )
+        except Exception:
+            log.exception("job %s could not be run", job_id)
+
+    def run_due(self) -> int:
+        assert self.core is not None
+        ids = due_job_ids(self.core)
+        self.submit(ids)
+        return len(ids)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

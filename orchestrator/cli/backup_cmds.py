@@ -9,10 +9,10 @@ import click
 from orchestrator import (
     assignments,
     backups,
+    dispatch,
     inventory,
     jobs,
     offerings,
-    planning,
     pruning,
     restores,
     schedules,
@@ -21,7 +21,6 @@ from orchestrator import (
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.inventory_cmds import vm
 from orchestrator.cli.output import emit, handle_errors, json_option, paging_options
-from orchestrator.runner import InlineRunner
 
 BACKUP_COLUMNS = ["id", "vm_name", "offering", "type", "status", "size", "date"]
 JOB_COLUMNS = ["id", "kind", "state", "subject_id", "attempts", "progress", "error"]
@@ -335,19 +334,4 @@ def tick(app: App, as_json: bool) -> None:
 
     On the embedded default, run it every minute (cron or a systemd timer)."""
     app.actor.require_admin("run the scheduler")
-    fired = schedules.fire_due(app.core)
-    # Release what the standing plan says is due before re-planning the rest.
-    released = planning.release_due(app.core)
-    plan = planning.replan(app.core)
-    runner = app.core.runner
-    ran = runner.run_due() if isinstance(runner, InlineRunner) else 0
-    emit(
-        {
-            "schedules_fired": len(fired),
-            "sla_jobs_planned": len(plan.jobs),
-            "sla_jobs_late": len(plan.late),
-            "sla_jobs_released": len(released),
-            "due_jobs_run": ran,
-        },
-        as_json,
-    )
+    emit(dispatch.tick(app.core), as_json)
