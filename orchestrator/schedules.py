@@ -112,7 +112,7 @@ def _apply(row: BackupSchedule, *, schedule: str, timezone: str, max_backups: in
     row.max_backups = max_backups
 
 
-def _visible(scope: Scope, schedule_id: str) -> BackupSchedule:
+def show(scope: Scope, schedule_id: str) -> BackupSchedule:
     row = scope.session.get(BackupSchedule, schedule_id)
     if row is None or not scope.actor.can_see(row.vm.account_id) or row.vm.removed_at is not None:
         raise NotFound.of("backup schedule", schedule_id)
@@ -127,7 +127,7 @@ def update(
     timezone: str | None = None,
     max_backups: int | None = None,
 ) -> BackupSchedule:
-    row = _visible(scope, schedule_id)
+    row = show(scope, schedule_id)
     _apply(
         row,
         schedule=row.schedule if schedule is None else schedule,
@@ -153,7 +153,7 @@ def list_schedules(scope: Scope, vm_id: str | None = None) -> list[BackupSchedul
 
 
 def delete(scope: Scope, schedule_id: str) -> None:
-    row = _visible(scope, schedule_id)
+    row = show(scope, schedule_id)
     scope.session.delete(row)
     audit.record(scope, "schedule.delete", "schedule", schedule_id)
 

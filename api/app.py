@@ -1,0 +1,32 @@
+"""The Flask application: both faces over one core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from api.cloudstack.endpoint import blueprint as cloudstack
+from orchestrator.config import Settings
+from orchestrator.core import Core
+
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def create_app(core: Core | None = None) -> Flask:
+    app = Flask("backup_orchestrator")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["orchestrator"] = core or Core(Settings.from_env())
+    app.register_blueprint(cloudstack)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        body: dict[str, Any] = {
+            "error": (exc.name or "error").lower().replace(" ", "_"),
+            "message": exc.description,
+        }
+        return jsonify(body), exc.code or 500
+
+    return app

@@ -1,0 +1,83 @@
+"""Who is calling: CloudStack-style signed requests, or an API key and secret in headers.
+
+Signed requests (both faces): every parameter except ``signature`` sorted by name,
+``name=value`` with the value URL-encoded (space as ``%20``), joined by ``&``, the whole
+string lower-cased, then Base64(HMAC-SHA1(secret, string)). With ``signatureversion=3``
+the ``expires`` parameter (``%Y-%m-%dT%H:%M:%S%z``) must be in the future. The REST face
+also accepts ``X-Api-Key`` + ``X-Api-Secret`` headers (use TLS).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from urllib.parse import quote
+
+from sqlalchemy.orm import Session
+
+from orchestrator import accounts
+from orchestrator.actor import Actor
+from orchestrator.errors import AuthenticationFailed
+from orchestrator.models import utcnow
+from orchestrator.sealing import Sealer
+
+EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def _get(params: Mapping[str, str], name: str) -> str | None:
+    for key, value in params.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def canonical(params: Mapping[str, str], *, lower_keys_first: bool) -> str:
+    """The string CloudStack signs. Clients sort names as written or lower-cased; both are accepted."""
+    items = [(k, v) for k, v in params.items() if k.lower() != "signature"]
+    items.sort(key=(lambda kv: kv[0].lower()) if lower_keys_first else (lambda kv: kv[0]))
+    return "&".join(f"{k}={quote(v, safe='*')}" for k, v in items).lower()
+
+
+def sign(params: Mapping[str, str], secret: str, *, lower_keys_first: bool = False) -> str:
+    text = canonical(params, lower_keys_first=lower_keys_first).encode()
+    return base64.b64encode(hmac.new(secret.encode(), text, hashlib.sha1).digest()).decode()
+
+
+def _check_expiry(params: Mapping[str, str], now: datetime) -> None:
+    if _get(params, "signatureversion") != "3":
+        return
+    expires = _get(params, "expires")
+    if not expires:
+        raise AuthenticationFailed("signatureversion=3 needs an 'expires' parameter")
+    try:
+        deadline = datetime.strptime(expires, EXPIRES_FORMAT)
+    except ValueError:
+        raise AuthenticationFailed(f"expires: {expires!r} is not {EXPIRES_FORMAT}") from None
+    if deadline <= now:
+        raise AuthenticationFailed(f"the request expired at {expires}")
+
+
+def verify_signed(session: Session, sealer: Sealer, params: Mapping[str, str]) -> Actor:
+    apikey, signature = _get(params, "apikey"), _get(params, "signature")
+    if not apikey or not signature:
+        raise AuthenticationFailed("unsigned request: 'apikey' and 'signature' are required")
+    _check_expiry(params, utcnow())
+    actor, secret = accounts.signing_secret(session, sealer, apikey)
+    for lower_keys_first in (False, True):
+        if hmac.compare_digest(
+            sign(params, secret, lower_keys_first=lower_keys_first).encode(), signature.encode()
+        ):
+            return actor
+    raise AuthenticationFailed("the signature does not match the request")
+
+
+def verify_headers(session: Session, headers: Mapping[str, str]) -> Actor | None:
+    apikey, secret = headers.get("X-Api-Key"), headers.get("X-Api-Secret")
+    if not apikey and not secret:
+        return None
+    if not apikey or not secret:
+        raise AuthenticationFailed("send both X-Api-Key and X-Api-Secret")
+    return accounts.authenticate(session, apikey, secret)

@@ -1,0 +1,1 @@
+"""The CloudStack-compatible command endpoint: ``/client/api?command=…&response=json``."""

@@ -1,0 +1,87 @@
+"""One route for every command: authenticate the signature, run the command, wrap the answer
+in CloudStack's envelope. Errors carry CloudStack's codes, with the same HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from api.auth import verify_signed
+from api.cloudstack.commands import COMMANDS, Call, Listing, check_available
+from api.cloudstack.params import Params
+from orchestrator import errors
+from orchestrator.core import Core
+from orchestrator.models import Job
+from orchestrator.sealing import Sealer
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("cloudstack", __name__)
+
+# CloudStack's ApiErrorCode values.
+ERROR_CODES: list[tuple[type[errors.DomainError], int]] = [
+    (errors.AuthenticationFailed, 401),
+    (errors.InvalidArgument, 431),
+    (errors.NotFound, 431),
+    (errors.Unsupported, 432),
+    (errors.PermissionDenied, 531),
+    (errors.Conflict, 536),
+]
+INTERNAL_ERROR = 530
+
+
+def _params() -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for source in (request.args, request.form):
+        for key in source:
+            merged.setdefault(key, source[key])
+    return merged
+
+
+def _answer(name: str, body: dict[str, Any], status: int = 200) -> Response:
+    response = jsonify({f"{name.lower()}response": body})
+    response.status_code = status
+    return response
+
+
+def _error(name: str, code: int, text: str) -> Response:
+    return _answer(name, {"errorcode": code, "cserrorcode": 9999, "errortext": text}, code)
+
+
+def _body(out: Any, cmd_async: bool) -> dict[str, Any]:
+    if cmd_async:
+        assert isinstance(out, Job)
+        return {"jobid": out.id, "id": out.subject_id}
+    if isinstance(out, Listing):
+        return {"count": out.total, out.name: out.items}
+    return dict(out)
+
+
+@blueprint.route("/client/api", methods=["GET", "POST"])
+def dispatch() -> Response:
+    raw = _params()
+    name = Params(raw).str("command") or "error"
+    core: Core = current_app.extensions["orchestrator"]
+    try:
+        if name == "error":
+            raise errors.InvalidArgument("Unable to execute API command due to missing parameter command")
+        if (Params(raw).str("response") or "json").lower() != "json":
+            raise errors.InvalidArgument("only response=json is supported")
+        cmd = COMMANDS.get(name.lower())
+        with core.db.session() as session:
+            actor = verify_signed(session, Sealer(core.settings.home), raw)
+        if cmd is None:
+            return _error(
+                name, 432, f"The given command {name} does not exist or it is not available for the user"
+            )
+        with core.scope(actor) as scope:
+            check_available(scope, cmd)
+            body = _body(cmd.handler(Call(scope, Params(raw))), cmd.is_async)
+        return _answer(cmd.name, body)
+    except errors.DomainError as exc:
+        code = next((c for t, c in ERROR_CODES if isinstance(exc, t)), INTERNAL_ERROR)
+        return _error(name, code, exc.message)
+    except Exception:
+        log.exception("command %s failed", name)
+        return _error(name, INTERNAL_ERROR, f"internal error while running {name}; see the server log")

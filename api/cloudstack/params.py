@@ -1,0 +1,51 @@
+"""Typed access to a CloudStack command's parameters, with CloudStack's error wording."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator.errors import InvalidArgument
+
+TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+class Params:
+    """Parameter names are case-insensitive, as CloudStack treats them."""
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self.raw = {k.lower(): v for k, v in raw.items()}
+
+    def str(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        return value if value not in (None, "") else None
+
+    def required(self, name: str) -> str:
+        value = self.str(name)
+        if value is None:
+            raise InvalidArgument(
+                f"Unable to execute API command due to missing parameter {name}", field=name
+            )
+        return value
+
+    def int(self, name: str, default: int | None = None) -> int | None:
+        value = self.str(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidArgument(
+                f"Unable to execute API command due to invalid value. Invalid parameter {name} value={value} "
+                "due to incorrect long value format, or entity does not exist",
+                field=name,
+            ) from None
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.str(name)
+        if value is None:
+            return default
+        if value.lower() in TRUE:
+            return True
+        if value.lower() in FALSE:
+            return False
+        raise InvalidArgument(f"Invalid parameter {name} value={value}: expected true or false", field=name)
