@@ -16,6 +16,7 @@ from orchestrator.cli.inventory_cmds import host, pool, vm, zone
 from orchestrator.cli.offering_cmds import offering, provider
 from orchestrator.cli.output import emit, handle_errors, json_option
 from orchestrator.cli.plan_cmds import plan_cmd
+from orchestrator.cli.serve_cmd import serve
 from orchestrator.config import Settings
 from orchestrator.core import Core
 
@@ -89,5 +90,6 @@ for group in (
     tick,
     audit_log,
     plan_cmd,
+    serve,
 ):
     cli.add_command(group)

@@ -1,0 +1,66 @@
+"""``backupctl serve``: the embedded server — API, job threads and dispatcher in one process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from orchestrator import accounts, dispatch
+from orchestrator.cli.output import handle_errors
+from orchestrator.config import Settings
+from orchestrator.core import Core
+from orchestrator.runner import ThreadRunner
+
+log = logging.getLogger(__name__)
+
+
+def _dispatcher(core: Core, every: float, stop: threading.Event) -> None:
+    while not stop.wait(every):
+        try:
+            dispatch.tick(core)
+        except Exception:
+            log.exception("dispatcher round failed; next round in %ss", every)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True, help="HTTP request threads.")
+@click.option("--job-workers", type=int, default=2, show_default=True, help="Jobs run at once.")
+@click.option(
+    "--tick", "tick_seconds", type=float, default=30.0, show_default=True, help="Dispatcher period."
+)
+@handle_errors
+def serve(host: str, port: int, threads: int, job_workers: int, tick_seconds: float) -> None:
+    """Run the API with an in-process worker and dispatcher (the embedded default).
+
+    Distributed sites run the API under gunicorn (``gunicorn 'api.wsgi:app'``) with
+    workers and a dispatcher of their own."""
+    import waitress
+
+    from api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    runner = ThreadRunner(workers=job_workers)
+    core = Core(Settings.from_env(), runner=runner)
+    issued = accounts.bootstrap(core)
+    click.echo(
+        f"data: {core.settings.home}  database: {core.db.engine.url.render_as_string(hide_password=True)}"
+    )
+    if issued:
+        click.echo(f"first start: admin API key {issued.apikey}")
+        click.echo(f"              secret key  {issued.secretkey}  (shown only now)")
+    stop = threading.Event()
+    ticker = threading.Thread(
+        target=_dispatcher, args=(core, tick_seconds, stop), name="dispatcher", daemon=True
+    )
+    ticker.start()
+    click.echo(f"serving on http://{host}:{port}  (CloudStack endpoint: http://{host}:{port}/client/api)")
+    try:
+        waitress.serve(create_app(core), host=host, port=port, threads=threads, ident="backup-orchestrator")
+    finally:
+        stop.set()
+        runner.shutdown()
