@@ -84,3 +84,92 @@ def test_admin_commands_are_hidden_from_users(server, world):
             name="x", zoneid=world.zone_id, externalid="dummy-gold", description="x"
         )
     assert err.value.error["errorcode"] == 531
+
+
+def test_every_backup_command_through_cs(server, world):
+    admin, alice = client(server, "admin"), client(server, "alice")
+    assert {p["name"] for p in admin.listBackupProviders()["providers"]} == {"dummy"}
+    offered = admin.listBackupProviderOfferings(zoneid=world.zone_id)["backupoffering"]
+    assert "dummy-silver" in {o["externalid"] for o in offered}
+    silver = admin.importBackupOffering(
+        name="silver",
+        description="12h",
+        zoneid=world.zone_id,
+        externalid="dummy-silver",
+        allowuserdrivenbackups=True,
+    )["backupoffering"]
+    updated = admin.updateBackupOffering(id=silver["id"], description="every 12 hours")["backupoffering"]
+    assert updated["description"] == "every 12 hours"
+    alice.assignVirtualMachineToBackupOffering(
+        virtualmachineid=world.alice_vm2, backupofferingid=silver["id"]
+    )
+    vms = alice.listVirtualMachines(id=world.alice_vm2)["virtualmachine"]
+    assert vms[0]["backupofferingid"] == silver["id"]
+    schedule = alice.createBackupSchedule(
+        virtualmachineid=world.alice_vm2,
+        intervaltype="DAILY",
+        schedule="30:02",
+        timezone="Europe/Berlin",
+        maxbackups=3,
+    )["backupschedule"]
+    assert schedule["intervaltype"] == "DAILY"
+    alice.updateBackupSchedule(virtualmachineid=world.alice_vm2, intervaltype="DAILY", schedule="45:03")
+    listed = alice.listBackupSchedule(virtualmachineid=world.alice_vm2)["backupschedule"]
+    assert [s["schedule"] for s in listed] == ["45:03"]
+    point = alice.createBackup(virtualmachineid=world.alice_vm2)["backup"]
+    volumes = alice.listVolumes(virtualmachineid=world.alice_vm)["volume"]
+    restored = alice.restoreVolumeFromBackupAndAttachToVM(
+        id=point["id"], volumeid=point["volumes"][1]["uuid"], virtualmachineid=world.alice_vm
+    )
+    assert restored["volume"]["virtualmachineid"] == world.alice_vm
+    assert len(alice.listVolumes(virtualmachineid=world.alice_vm)["volume"]) == len(volumes) + 1
+    assert alice.restoreBackup(id=point["id"])["success"] is True
+    jobs = alice.listAsyncJobs()["asyncjobs"]
+    assert {j["cmd"] for j in jobs} >= {"backup", "restore_vm", "restore_volume"}
+    assert all(j["jobstatus"] == 1 for j in jobs)
+    assert alice.deleteBackup(id=point["id"])["success"] is True
+    assert alice.listBackups(virtualmachineid=world.alice_vm2)["count"] == 0
+    alice.deleteBackupSchedule(virtualmachineid=world.alice_vm2)
+    assert alice.listBackupSchedule(virtualmachineid=world.alice_vm2)["count"] == 0
+    alice.removeVirtualMachineFromBackupOffering(virtualmachineid=world.alice_vm2, forced=True)
+    assert admin.deleteBackupOffering(id=silver["id"])["success"] is True
+    assert silver["id"] not in {o["id"] for o in alice.listBackupOfferings()["backupoffering"]}
+
+
+def test_cs_command_line(server, world):
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    keys = server.keys["alice"]
+    env = {
+        **os.environ,
+        "CLOUDSTACK_ENDPOINT": server.endpoint,
+        "CLOUDSTACK_KEY": keys.apikey,
+        "CLOUDSTACK_SECRET": keys.secretkey,
+        "CLOUDSTACK_POLL_INTERVAL": "0.1",
+    }
+    cs_cli = shutil.which("cs") or os.path.join(os.path.dirname(os.sys.executable), "cs")
+    made = subprocess.run(
+        [cs_cli, "createBackup", f"virtualmachineid={world.alice_vm}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(made.stdout)["backup"]["status"] == "BackedUp"
+    listed = subprocess.run(
+        [cs_cli, "listBackups"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(listed.stdout)["count"] == 1
+    failed = subprocess.run(
+        [cs_cli, "createBackup", f"virtualmachineid={world.bob_vm}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode != 0
+    assert "not found" in failed.stderr + failed.stdout

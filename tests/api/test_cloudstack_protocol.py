@@ -1,0 +1,146 @@
+"""The CloudStack endpoint's protocol edges: signatures, expiry, parameters, codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import requests
+
+from api.auth import EXPIRES_FORMAT, sign
+
+
+def call(server, who: str | None, secret: str | None = None, method: str = "get", **params):
+    params = {"response": "json", **params}
+    if who:
+        keys = server.keys[who]
+        params["apiKey"] = keys.apikey
+        params["signature"] = sign(params, secret or keys.secretkey)
+    send = requests.get if method == "get" else requests.post
+    kw = {"params": params} if method == "get" else {"data": params}
+    return send(server.endpoint, timeout=10, **kw)
+
+
+def future(minutes: int = 5) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime(EXPIRES_FORMAT)
+
+
+def test_signed_request_lists_zones(server, world):
+    response = call(server, "alice", command="listZones")
+    assert response.status_code == 200
+    body = response.json()["listzonesresponse"]
+    assert body["count"] == 2
+    assert {z["name"] for z in body["zone"]} == {"zone1", "zone2"}
+
+
+def test_unsigned_request_is_401(server, world):
+    response = call(server, None, command="listZones")
+    assert response.status_code == 401
+    assert response.json()["listzonesresponse"]["errorcode"] == 401
+
+
+def test_wrong_secret_is_401(server, world):
+    response = call(server, "alice", secret="wrong", command="listZones")
+    assert response.status_code == 401
+    assert "signature does not match" in response.json()["listzonesresponse"]["errortext"]
+
+
+def test_tampered_parameter_breaks_the_signature(server, world):
+    keys = server.keys["alice"]
+    params = {"response": "json", "command": "listBackups", "apiKey": keys.apikey}
+    params["signature"] = sign(params, keys.secretkey)
+    params["virtualmachineid"] = world.bob_vm  # added after signing
+    response = requests.get(server.endpoint, params=params, timeout=10)
+    assert response.status_code == 401
+
+
+def test_expired_request_is_401_and_a_future_one_passes(server, world):
+    past = (datetime.now(UTC) - timedelta(minutes=1)).strftime(EXPIRES_FORMAT)
+    expired = call(server, "alice", command="listZones", signatureVersion="3", expires=past)
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["listzonesresponse"]["errortext"]
+    fresh = call(server, "alice", command="listZones", signatureVersion="3", expires=future())
+    assert fresh.status_code == 200
+
+
+def test_version_3_without_expires_is_401(server, world):
+    response = call(server, "alice", command="listZones", signatureVersion="3")
+    assert response.status_code == 401
+
+
+def test_values_with_spaces_and_symbols_sign_like_cloudstack(server, world):
+    response = call(server, "alice", command="listBackups", keyword="web 1+2/ä*")
+    assert response.status_code == 200
+    assert response.json()["listbackupsresponse"]["count"] == 0
+
+
+def test_missing_parameter_is_431_naming_it(server, world):
+    response = call(server, "alice", command="createBackup")
+    assert response.status_code == 431
+    body = response.json()["createbackupresponse"]
+    assert body["errorcode"] == 431
+    assert "virtualmachineid" in body["errortext"]
+
+
+def test_wrong_type_is_431(server, world):
+    response = call(server, "alice", command="listBackups", page="first")
+    assert response.status_code == 431
+    assert "page" in response.json()["listbackupsresponse"]["errortext"]
+
+
+def test_unknown_command_is_432(server, world):
+    response = call(server, "alice", command="launchRockets")
+    assert response.status_code == 432
+    assert "does not exist" in response.json()["launchrocketsresponse"]["errortext"]
+
+
+def test_missing_command_is_431(server, world):
+    response = call(server, "alice")
+    assert response.status_code == 431
+
+
+def test_xml_responses_are_refused_clearly(server, world):
+    keys = server.keys["alice"]
+    params = {"response": "xml", "command": "listZones", "apiKey": keys.apikey}
+    params["signature"] = sign(params, keys.secretkey)
+    response = requests.get(server.endpoint, params=params, timeout=10)
+    assert response.status_code == 431
+    assert "json" in response.text
+
+
+def test_unsupported_command_is_hidden_and_refused(server, world):
+    # Every provider in the world supports restore_volume; disable it and the command goes.
+    from orchestrator import backup_providers
+
+    with world.core.scope(world.admin) as s:
+        backup_providers.set_enabled(s, world.provider_id, False)
+    apis = call(server, "alice", command="listApis").json()["listapisresponse"]["api"]
+    assert "restoreVolumeFromBackupAndAttachToVM" not in {a["name"] for a in apis}
+    response = call(
+        server,
+        "alice",
+        command="restoreVolumeFromBackupAndAttachToVM",
+        id="x",
+        volumeid="y",
+        virtualmachineid=world.alice_vm,
+    )
+    assert response.status_code == 432
+    assert "restore_volume" in response.json()["restorevolumefrombackupandattachtovmresponse"]["errortext"]
+
+
+def test_tenants_are_isolated(server, world):
+    made = call(server, "bob", command="createBackup", virtualmachineid=world.bob_vm).json()
+    point = made["createbackupresponse"]["id"]
+    listed = call(server, "alice", command="listBackups", id=point).json()["listbackupsresponse"]
+    assert listed["count"] == 0
+    for command, params in [
+        ("restoreBackup", {"id": point}),
+        ("deleteBackup", {"id": point}),
+        (
+            "createBackupSchedule",
+            {"virtualmachineid": world.bob_vm, "intervaltype": "DAILY", "schedule": "0:1", "timezone": "UTC"},
+        ),
+        ("listVolumes", {"virtualmachineid": world.bob_vm}),
+    ]:
+        response = call(server, "alice", command=command, **params)
+        assert response.status_code == 431, command
+        assert "not found" in response.text, command
