@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo serve test lint install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/backupctl demo
+
+serve: $(BIN)/.installed
+	$(BIN)/backupctl serve
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
