@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from api import rest
 from api.cloudstack.endpoint import blueprint as cloudstack
 from orchestrator.config import Settings
 from orchestrator.core import Core
@@ -20,6 +21,7 @@ def create_app(core: Core | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["orchestrator"] = core or Core(Settings.from_env())
     app.register_blueprint(cloudstack)
+    rest.register(app)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

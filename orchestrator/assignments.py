@@ -115,5 +115,8 @@ def change(scope: Scope, vm_id: str, offering_id: str, *, forced: bool = False) 
     scope.driver(offering.provider).assign_vm(vm_ref(vm), offering.external_id)
     vm.backup_offering_id = offering.id
     vm.backup_offering = offering
+    if not offering.allow_user_driven_backups:
+        # The new offering does not let users schedule their own backups.
+        scope.session.execute(delete(BackupSchedule).where(BackupSchedule.vm_id == vm.id))
     audit.record(scope, "vm.change_offering", "vm", vm.id, old=old, new=offering.id, forced=forced)
     return vm

@@ -13,10 +13,11 @@ from orchestrator.errors import Conflict, InvalidArgument, NotFound
 from orchestrator.inventory import find_zone
 from orchestrator.models import BackupProvider
 from providers import registry
-from providers.base import ProviderOffering
+from providers.base import Capability, ProviderOffering
 
 
 def find(scope: Scope, value: str) -> BackupProvider:
+    scope.actor.require_admin("look up backup providers")
     found = scope.session.scalar(
         select(BackupProvider).where((BackupProvider.id == value) | (BackupProvider.name == value))
     )
@@ -56,7 +57,16 @@ def add(
 
 
 def list_providers(scope: Scope) -> list[BackupProvider]:
+    scope.actor.require_admin("list backup providers")
     return list(scope.session.scalars(select(BackupProvider).order_by(BackupProvider.name)))
+
+
+def capabilities_in_use(scope: Scope) -> set[Capability]:
+    """What the enabled providers can do between them: capability discovery for any caller."""
+    caps: set[Capability] = set()
+    for row in scope.session.scalars(select(BackupProvider).where(BackupProvider.enabled.is_(True))):
+        caps |= scope.driver(row).capabilities
+    return caps
 
 
 def set_enabled(scope: Scope, provider: str, enabled: bool) -> BackupProvider:

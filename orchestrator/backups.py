@@ -78,7 +78,7 @@ def create_backup(
     queued job of this restore point instead of a new one.
     """
     vm = lookup.vm(scope, vm_id)
-    if origin is BackupOrigin.ADHOC:
+    if origin in (BackupOrigin.ADHOC, BackupOrigin.SCHEDULE):
         require_user_driven(scope, vm)
     offering = vm.backup_offering
     if offering is None:

@@ -62,7 +62,7 @@ def create_zone(scope: Scope, name: str, description: str = "") -> Zone:
     name = validate.name(name)
     if scope.session.scalar(select(Zone).where(Zone.name == name)):
         raise Conflict(f"zone {name!r} already exists", field="name")
-    row = Zone(name=name, description=description)
+    row = Zone(name=name, description=validate.text(description, "description"))
     scope.session.add(row)
     scope.session.flush()
     audit.record(scope, "zone.create", "zone", row.id, name=name)
@@ -81,7 +81,7 @@ def create_host(
         zone_id=z.id,
         name=name,
         hypervisor=validate.parse_enum(Hypervisor, hypervisor, "hypervisor"),
-        address=address,
+        address=validate.text(address, "address", 255),
         max_concurrent_backups=validate.positive(max_concurrent_backups, "max_concurrent_backups"),
     )
     scope.session.add(row)
@@ -105,11 +105,11 @@ def create_pool(
     if scope.session.scalar(select(StoragePool).where(StoragePool.zone_id == z.id, StoragePool.name == name)):
         raise Conflict(f"storage pool {name!r} already exists in zone {z.name}", field="name")
     if bandwidth_bytes_per_s is not None:
-        validate.positive(bandwidth_bytes_per_s, "bandwidth_bytes_per_s")
+        validate.positive(bandwidth_bytes_per_s, "bandwidth_bytes_per_s", validate.MAX_BYTES)
     row = StoragePool(
         zone_id=z.id,
         name=name,
-        path=path,
+        path=validate.text(path, "path"),
         max_concurrent_backups=validate.positive(max_concurrent_backups, "max_concurrent_backups"),
         bandwidth_bytes_per_s=bandwidth_bytes_per_s,
     )
@@ -170,6 +170,8 @@ def register_vm(
         raise InvalidArgument("volumes: a VM needs at least its ROOT volume", field="volumes")
     if sum(s.type == "ROOT" for s in specs) != 1:
         raise InvalidArgument("volumes: exactly one volume must be ROOT", field="volumes")
+    if vm_id and len(vm_id) != 36:
+        raise InvalidArgument(f"id: {vm_id!r} is not a UUID", field="id")
     if vm_id and scope.session.get(VirtualMachine, vm_id):
         raise Conflict(f"virtual machine {vm_id} is already in the inventory", field="id")
     vm = VirtualMachine(
@@ -200,8 +202,9 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
         pool_id=p.id,
         type=validate.parse_enum(VolumeType, spec.type, "type"),
         device_id=device_id,
-        size=validate.positive(spec.size, "size"),
-        path=spec.path or f"{p.path or '/' + p.name}/{vm.id}-{device_id}.{spec.format}",
+        size=validate.positive(spec.size, "size", validate.MAX_BYTES),
+        path=validate.text(spec.path, "path")
+        or f"{p.path or '/' + p.name}/{vm.id}-{device_id}.{spec.format}",
         format=spec.format,
         name=spec.name or f"{'ROOT' if spec.type == 'ROOT' else 'DATA'}-{vm.name}-{device_id}",
     )

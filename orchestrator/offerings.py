@@ -81,7 +81,7 @@ def import_offering(
     level = ServiceLevel.parse(rpo=rpo, timezone=timezone, windows=windows, blackouts=blackouts)
     offering = BackupOffering(
         name=name,
-        description=description,
+        description=validate.text(description, "description"),
         zone_id=z.id,
         provider_id=prov.id,
         external_id=external_id,
@@ -142,7 +142,7 @@ def update_offering(scope: Scope, offering_id: str, **changes: Any) -> BackupOff
     retention = {f: validate.non_negative(changes[f], f) for f in RETENTION_FIELDS if f in changes}
     offering.name = name
     if "description" in changes:
-        offering.description = str(changes["description"])
+        offering.description = validate.text(changes["description"], "description")
     if "allow_user_driven_backups" in changes:
         offering.allow_user_driven_backups = bool(changes["allow_user_driven_backups"])
     if level is not None:

@@ -10,6 +10,7 @@ from orchestrator.errors import InvalidArgument
 
 T = TypeVar("T")
 MAX_PAGESIZE = 500
+MAX_PAGE = 1_000_000
 DEFAULT_PAGESIZE = 50
 
 
@@ -24,8 +25,8 @@ class Page(Generic[T]):
 def paginate(
     session: Session, stmt: Select[Any], page: int = 1, pagesize: int = DEFAULT_PAGESIZE
 ) -> Page[Any]:
-    if page < 1:
-        raise InvalidArgument(f"page: must be 1 or more, got {page}", field="page")
+    if not 1 <= page <= MAX_PAGE:
+        raise InvalidArgument(f"page: must be between 1 and {MAX_PAGE}, got {page}", field="page")
     if not 1 <= pagesize <= MAX_PAGESIZE:
         raise InvalidArgument(
             f"pagesize: must be between 1 and {MAX_PAGESIZE}, got {pagesize}", field="pagesize"

@@ -17,7 +17,7 @@ from orchestrator import audit, backups, lookup, validate
 from orchestrator.accounts import find_account
 from orchestrator.actor import Actor
 from orchestrator.core import Core, Scope
-from orchestrator.errors import Conflict, InvalidArgument, NotFound
+from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from orchestrator.models import BackupOrigin, BackupSchedule, IntervalType, VirtualMachine, utcnow
 from orchestrator.sla import parse_timezone
 
@@ -196,6 +196,7 @@ def fire_due(core: Core, now: datetime | None = None) -> list[str]:
                         idempotency_key=f"schedule:{row.id}:{planned.isoformat()}",
                     )
                 fired.append(job.id)
-            except Conflict as exc:
+            except (Conflict, PermissionDenied) as exc:
+                # A backup still running, or an offering that no longer allows user schedules.
                 audit.record(scope, "schedule.skip", "schedule", row.id, reason=exc.message)
     return fired

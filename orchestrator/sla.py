@@ -23,6 +23,8 @@ MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 # Below this no real backup finishes, so an RPO under it can never be met.
 MIN_RPO_SECONDS = 15 * 60
+# Longer than any retention anyone sells; also keeps values inside a 64-bit column.
+MAX_DURATION_SECONDS = 10 * 366 * 86400
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])", re.ASCII)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -48,6 +50,8 @@ def parse_duration(value: str | int, *, field_name: str) -> int:
             seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise InvalidArgument(f"{field_name}: must be positive, got {value!r}", field=field_name)
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidArgument(f"{field_name}: {value!r} is longer than ten years", field=field_name)
     return seconds
 
 

@@ -20,24 +20,40 @@ def parse_enum(enum: type[E], value: str | E, field: str) -> E:
         raise InvalidArgument(f"{field}: {value!r} is not one of {allowed}", field=field) from None
 
 
-def non_negative(value: int | None, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(f"{field}: must be a whole number ≥ 0, got {value!r}", field=field)
+# Counts (limits, retention) stay far inside 32-bit columns.
+MAX_COUNT = 1_000_000
+# Byte figures (sizes, bandwidth) stay inside 64-bit columns.
+MAX_BYTES = 2**62
+
+
+def _whole(value: object, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidArgument(
+            f"{field}: must be a whole number from {low} to {high}, got {value!r}", field=field
+        )
     return value
 
 
-def positive(value: int, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(f"{field}: must be a whole number ≥ 1, got {value!r}", field=field)
-    return value
+def non_negative(value: int | None, field: str, high: int = MAX_COUNT) -> int | None:
+    return None if value is None else _whole(value, field, 0, high)
+
+
+def positive(value: int, field: str, high: int = MAX_COUNT) -> int:
+    return _whole(value, field, 1, high)
+
+
+def text(value: str | None, field: str, max_length: int = 1024) -> str:
+    """Free text (descriptions, paths, addresses): bounded, and no NUL that databases refuse."""
+    out = "" if value is None else str(value)
+    if len(out) > max_length:
+        raise InvalidArgument(f"{field}: longer than {max_length} characters", field=field)
+    if "\x00" in out:
+        raise InvalidArgument(f"{field}: contains a NUL character", field=field)
+    return out
 
 
 def name(value: str, field: str = "name", max_length: int = 255) -> str:
-    text = (value or "").strip()
-    if not text:
+    out = text((value or "").strip(), field, max_length)
+    if not out:
         raise InvalidArgument(f"{field}: must not be empty", field=field)
-    if len(text) > max_length:
-        raise InvalidArgument(f"{field}: longer than {max_length} characters", field=field)
-    return text
+    return out

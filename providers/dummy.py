@@ -45,25 +45,40 @@ OPERATIONS = ("assign", "remove", "backup", "delete", "restore", "restore_volume
 PROGRESS_STEPS = 4
 
 
+def _typed(config: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = config.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidArgument(f"config.{key}: expected {names}, got {value!r}", field=f"config.{key}")
+    return value
+
+
 class DummyProvider(BackupProvider):
     driver = "dummy"
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
         super().__init__(name, config, data_dir)
-        caps = config.get("capabilities")
+        caps = _typed(config, "capabilities", list, None)
         self._capabilities = frozenset(Capability) if caps is None else parse_capabilities(caps)
+        offerings = _typed(config, "offerings", list, list(DEFAULT_OFFERINGS))
+        if not all(isinstance(o, dict) and isinstance(o.get("id"), str) for o in offerings):
+            raise InvalidArgument(
+                "config.offerings: a list of objects with a string 'id'", field="config.offerings"
+            )
         self._offerings = [
-            ProviderOffering(o["id"], o.get("name", o["id"]), o.get("description", ""))
-            for o in config.get("offerings", DEFAULT_OFFERINGS)
+            ProviderOffering(o["id"], str(o.get("name", o["id"])), str(o.get("description", "")))
+            for o in offerings
         ]
-        self._fail = set(config.get("fail", ()))
+        self._fail = set(_typed(config, "fail", list, []))
         if bad := self._fail - set(OPERATIONS):
             raise InvalidArgument(
                 f"config.fail: unknown operations {sorted(bad)}; known: {OPERATIONS}", field="config.fail"
             )
-        self._fail_times = config.get("fail_times")
-        self._duration = float(config.get("duration_s", 0.0))
-        self._incremental_ratio = float(config.get("incremental_ratio", 0.1))
+        self._fail_times = _typed(config, "fail_times", int, None)
+        self._duration = float(_typed(config, "duration_s", (int, float), 0.0))
+        self._incremental_ratio = float(_typed(config, "incremental_ratio", (int, float), 0.1))
         self._state_file = data_dir / "state.json"
 
     @property

@@ -349,17 +349,9 @@ def list_apis(call: Call) -> Listing:
     return Listing("api", rows, len(rows))
 
 
-def capabilities_in_use(scope: Scope) -> set[Capability]:
-    caps: set[Capability] = set()
-    for provider in backup_providers.list_providers(scope):
-        if provider.enabled:
-            caps |= scope.driver(provider).capabilities
-    return caps
-
-
 def available(scope: Scope) -> list[Command]:
     """Commands this caller may use: role allows it and some enabled provider can do it."""
-    caps = capabilities_in_use(scope)
+    caps = backup_providers.capabilities_in_use(scope)
     return [
         c
         for c in COMMANDS.values()
@@ -368,7 +360,7 @@ def available(scope: Scope) -> list[Command]:
 
 
 def check_available(scope: Scope, cmd: Command) -> None:
-    if cmd.needs is not None and cmd.needs not in capabilities_in_use(scope):
+    if cmd.needs is not None and cmd.needs not in backup_providers.capabilities_in_use(scope):
         raise Unsupported(
             f"{cmd.name} is not available: no enabled backup provider supports {cmd.needs.value}"
         )

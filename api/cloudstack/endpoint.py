@@ -66,6 +66,8 @@ def dispatch() -> Response:
     try:
         if name == "error":
             raise errors.InvalidArgument("Unable to execute API command due to missing parameter command")
+        if bad := next((k for k, v in raw.items() if "\x00" in k or "\x00" in v), None):
+            raise errors.InvalidArgument(f"Invalid parameter {bad}: contains a NUL character", field=bad)
         if (Params(raw).str("response") or "json").lower() != "json":
             raise errors.InvalidArgument("only response=json is supported")
         cmd = COMMANDS.get(name.lower())

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import InvalidArgument
 from orchestrator.models import IntervalType
-from orchestrator.paging import MAX_PAGESIZE, paginate
+from orchestrator.paging import MAX_PAGE, MAX_PAGESIZE, paginate
 from orchestrator.validate import non_negative, parse_enum, positive
 
 NUMBERS = sa.Table("numbers", sa.MetaData(), sa.Column("n", sa.Integer, primary_key=True))
@@ -30,9 +30,11 @@ def session() -> Iterator[Session]:
 # -- paginate --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("page", [0, -1])
-def test_paginate_rejects_page_below_one(session, page):
-    with pytest.raises(InvalidArgument, match=rf"^page: must be 1 or more, got {page}$") as exc:
+@pytest.mark.parametrize("page", [0, -1, MAX_PAGE + 1])
+def test_paginate_rejects_page_outside_1_to_max(session, page):
+    with pytest.raises(
+        InvalidArgument, match=rf"^page: must be between 1 and {MAX_PAGE}, got {page}$"
+    ) as exc:
         paginate(session, ALL, page=page)
     assert exc.value.field == "page"
 
@@ -90,7 +92,9 @@ def test_parse_enum_accepts_values_and_members():
 
 @pytest.mark.parametrize("value", [-1, True, "3", 1.5])
 def test_non_negative_rejects_negatives_bools_and_non_ints(value):
-    with pytest.raises(InvalidArgument, match=r"^max_backups: must be a whole number ≥ 0, got "):
+    with pytest.raises(
+        InvalidArgument, match=r"^max_backups: must be a whole number from 0 to 1000000, got "
+    ):
         non_negative(value, "max_backups")
 
 
@@ -101,5 +105,5 @@ def test_non_negative_passes_zero_and_none_through():
 
 @pytest.mark.parametrize("value", [0, False, "1"])
 def test_positive_rejects_zero_bools_and_non_ints(value):
-    with pytest.raises(InvalidArgument, match=r"^keep: must be a whole number ≥ 1, got "):
+    with pytest.raises(InvalidArgument, match=r"^keep: must be a whole number from 1 to 1000000, got "):
         positive(value, "keep")

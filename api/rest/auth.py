@@ -1,0 +1,50 @@
+"""Who is calling the REST face: X-Api-Key + X-Api-Secret headers, or a CloudStack-style
+signature in the query string. Runs before every REST route (not the OpenAPI document or
+the docs page) and leaves the actor on ``flask.g``."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+from flask import current_app, g, request
+
+from api.auth import verify_headers, verify_signed
+from orchestrator.core import Core, Scope
+from orchestrator.errors import AuthenticationFailed
+from orchestrator.sealing import Sealer
+
+
+def _core() -> Core:
+    return current_app.extensions["orchestrator"]
+
+
+def _refuse_nul(values: list[str | None]) -> None:
+    # PostgreSQL cannot even compare a string holding NUL (the key lookup would crash).
+    if any("\x00" in v for v in values if v):
+        raise AuthenticationFailed("malformed credentials: NUL character")
+
+
+def authenticate() -> None:
+    core = _core()
+    query_keys = [v for k, v in request.args.items(multi=True) if k.lower() == "apikey"]
+    _refuse_nul([request.headers.get("X-Api-Key"), *query_keys])
+    with core.db.session() as session:
+        actor = verify_headers(session, request.headers)
+        if actor is None:
+            params = request.args.to_dict()
+            names = {k.lower(): v for k, v in params.items()}
+            if "apikey" not in names and "signature" not in names:
+                raise AuthenticationFailed(
+                    "authentication required: send X-Api-Key and X-Api-Secret headers, "
+                    "or sign the query string (apikey, signature, signatureversion=3, expires)"
+                )
+            # A signed URL covers its query only, so on this face it must expire.
+            if names.get("signatureversion") != "3" or not names.get("expires"):
+                raise AuthenticationFailed("signed requests need signatureversion=3 and an 'expires' time")
+            actor = verify_signed(session, Sealer(core.settings.home), params)
+    g.actor = actor
+
+
+def use_case() -> AbstractContextManager[Scope]:
+    """The scope one route runs its one use case in, as the authenticated actor."""
+    return _core().scope(g.actor)

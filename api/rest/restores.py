@@ -1,0 +1,40 @@
+"""Restores: a whole VM from a restore point, or one volume attached to a VM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.rest import schemas as s
+from api.rest.auth import use_case
+from api.rest.blueprint import rest_blueprint
+from api.rest.jobs import ACCEPTED_HEADERS, accepted
+from orchestrator import restores
+
+blp = rest_blueprint(
+    "restores",
+    __name__,
+    "Restoring answers 202 with the job that does it. A destroyed VM is recreated from its restore point.",
+)
+
+
+@blp.route("/backups/<id:backup_id>/restore", methods=["POST"])
+@blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
+@blp.errors(404, 409)
+def restore_vm(backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Restore the whole VM from this restore point"""
+    with use_case() as scope:
+        return accepted(restores.restore_vm(scope, backup_id))
+
+
+@blp.route("/backups/<id:backup_id>/restore-volume", methods=["POST"])
+@blp.arguments(s.VolumeRestore)
+@blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
+@blp.errors(400, 404, 409, 422)
+def restore_volume(args: dict[str, Any], backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Restore one volume and attach it to a VM
+
+    The VM must be in the restore point's zone. 422 where the provider cannot restore
+    single volumes.
+    """
+    with use_case() as scope:
+        return accepted(restores.restore_volume(scope, backup_id, args["volume_id"], args["vm_id"]))
