@@ -3,15 +3,18 @@ or one volume attached to a VM of the same zone."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator import audit, backup_providers, lookup, routing
+from orchestrator import audit, backup_providers, lookup, routing, validate
 from orchestrator.core import Core, Scope
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, ProviderError
 from orchestrator.execution import Finish, JobHandler, ProgressFn
+from orchestrator.inventory import find_host
 from orchestrator.jobs import create as create_job
 from orchestrator.models import (
     USABLE_STATUSES,
@@ -82,6 +85,41 @@ def restore_vm(scope: Scope, backup_id: str) -> Job:
     return job
 
 
+def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None = None) -> Job:
+    """Create a new VM (new id, new volume ids and paths beside the originals) from a restore
+    point, owned by the point's account, in its zone; the original VM is left alone."""
+    point = _usable_point(scope, backup_id)
+    scope.driver(point.provider).require(Capability.RESTORE_TO_NEW_VM, "restore to a new virtual machine")
+    meta = VMRef.from_dict(point.vm_metadata)
+    host_id = find_host(scope, host, point.zone_id).id if host else meta.host_id
+    vm_id = new_id()
+    target = VMRef(
+        id=vm_id,
+        name=validate.name(name),
+        zone_id=meta.zone_id,
+        host_id=host_id,
+        volumes=tuple(
+            replace(
+                v, id=new_id(), path=str(PurePosixPath(v.path).with_name(f"{vm_id}-{v.device_id}.{v.format}"))
+            )
+            for v in meta.volumes
+        ),
+        details=meta.details,
+    )
+    job = create_job(
+        scope,
+        kind=JobKind.RESTORE_VM,
+        account_id=point.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        queue=f"host.{host_id}" if host_id else routing.DEFAULT_QUEUE,
+        idempotency_key=f"restore-new:{point.id}:{vm_id}",
+        params={"vm_id": vm_id, "target": target.to_dict()},
+    )
+    audit.record(scope, "backup.restore_new_vm", "backup", point.id, vm=vm_id, job=job.id)
+    return job
+
+
 def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> Job:
     """Restore one volume of the restore point as a new data disk attached to ``vm_id``."""
     point = _usable_point(scope, backup_id)
@@ -131,8 +169,11 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
         point = _begin(session, job)
         ref = point_ref(point)
         vm = session.get(VirtualMachine, point.vm_id)
-        recreate = vm is None or vm.removed_at is not None
-        target = ref.vm if recreate else vm_ref(vm)
+        recreate = "target" in job.params or vm is None or vm.removed_at is not None
+        if "target" in job.params:
+            target = VMRef.from_dict(job.params["target"])
+        else:
+            target = ref.vm if recreate else vm_ref(vm)
         driver = core.drivers.for_row(point.provider)
     driver.restore_vm(ref, target, progress)
 

@@ -312,6 +312,15 @@ def restore_volume(call: Call) -> Job:
     )
 
 
+@command("createVMFromBackup", needs=Capability.RESTORE_TO_NEW_VM, is_async=True)
+def create_vm_from_backup(call: Call) -> Job:
+    p = call.params
+    name = p.str("name") or p.str("displayname")
+    if name is None:
+        raise InvalidArgument("Unable to execute API command due to missing parameter name", field="name")
+    return restores.restore_to_new_vm(call.scope, p.required("backupid"), name, host=p.str("hostid"))
+
+
 # -- async jobs and discovery ------------------------------------------------------------------
 
 
@@ -327,6 +336,8 @@ def job_result(scope: Scope, job: Job) -> dict[str, Any] | None:
         return None
     if job.subject_type == "backup" and job.kind.value == "backup":
         return {"backup": render.backup(backups.show(scope, job.subject_id))}
+    if job.kind.value == "restore_vm" and "target" in job.params:
+        return {"virtualmachine": render.vm(inventory.show_vm(scope, job.params["vm_id"]))}
     if job.kind.value == "restore_volume" and job.result:
         volume = scope.session.get(Volume, job.result["volume_id"])
         return {"volume": render.volume(volume)} if volume else {"success": True}

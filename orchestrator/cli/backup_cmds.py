@@ -261,6 +261,18 @@ def restore_vm(app: App, backup_id: str, as_json: bool) -> None:
     _finish(app.run_job(lambda s: restores.restore_vm(s, backup_id)), as_json)
 
 
+@restore.command("new-vm")
+@click.argument("backup_id")
+@click.option("--name", required=True, help="Name of the new VM.")
+@click.option("--host", help="Host of the new VM (default: the original's).")
+@json_option
+@pass_app
+@handle_errors
+def restore_new_vm(app: App, backup_id: str, name: str, host: str | None, as_json: bool) -> None:
+    """Create a new VM from a restore point (new id and volume paths); the original stays."""
+    _finish(app.run_job(lambda s: restores.restore_to_new_vm(s, backup_id, name, host)), as_json)
+
+
 @restore.command("volume")
 @click.argument("backup_id")
 @click.option("--volume", "volume_id", required=True, help="Volume id as recorded in the restore point.")

@@ -3,16 +3,22 @@
 How a VM's start is chosen:
 
 1. Each offering's windows (minus blackouts) are cut into *segments* no longer than its
-   RPO; every VM has a stable, hashed slot in each segment (like a hashed cron slot), so
-   nothing changed means the same time every night and "was this run late?" stays a fair
-   question.
-2. VMs are taken earliest deadline first (``last_good + RPO``). A VM gets the latest
-   segment whose slot is still on time; if the slot is full (host or pool concurrency,
-   pool bandwidth) the nearest free start inside the window and before the deadline is
-   taken, else an earlier segment, else the first free start after the deadline — which
-   is reported as late.
+   RPO, whose starts and ends are also at most one RPO apart across the gap between two
+   windows (``cut_segments``: a 12 h RPO on 18:00-08:00 gives 18:00-20:00 and 06:00-08:00,
+   the only times that bridge the 10 h gap); every VM has a stable, hashed slot in each
+   segment (like a hashed cron slot), spread over the segment's open time, so nothing
+   changed means the same time every night and "was this run late?" stays a fair question.
+2. VMs are taken earliest deadline first (``last_good + RPO``), the deadline counted as the
+   latest start from which the job still fits in an open part (a long job due just before
+   a blackout goes early). A VM gets the latest segment whose slot is still on time; if the
+   slot is full (host or pool concurrency, pool bandwidth) the nearest free start inside
+   the window and before the deadline is taken, else an earlier segment, else the first
+   free start after the deadline — which is reported as late.
 3. A job always fits inside one open part of a window (it must finish before the window
    closes or a blackout starts); one that never fits is reported as unplaceable.
+4. Each job is followed by room for it to overrun its estimate (``OVERRUN_HOLD``), which
+   later jobs keep clear of where capacity allows and use only where they would otherwise
+   be late: a job planned right at its deadline does not queue behind a neighbour's overrun.
 
 Hashed slots spread the load evenly over each window, which keeps the peak low and the
 capacity nobody was given free for retries; earliest-deadline-first decides who waits
@@ -28,6 +34,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -40,6 +47,19 @@ from orchestrator.planner.timemath import window_plans
 OVERRUN = timedelta(days=2)
 # How many earlier segments to try before a job is placed late.
 EARLIER_SEGMENTS = 2
+# Backups run over their estimate. Each job's reservation (host and pool slots, pool
+# bandwidth) is followed by room for an overrun of OVERRUN_HOLD of its estimate (at least a
+# minute), so that the next job planned in its slot does not queue behind it: a job planned
+# right at its deadline would miss it by the wait. A job is placed clear of the room kept for
+# others where capacity allows (with its own room, else with OVERRUN_MIN of it), and into
+# that room only where it would otherwise be late: room for overruns never costs a deadline.
+OVERRUN_HOLD = 1.0
+OVERRUN_MIN = 0.15
+
+
+def hold_minutes(d: int) -> tuple[int, ...]:
+    """The reservations tried for a job of ``d`` estimated minutes, longest first."""
+    return (*dict.fromkeys(d + max(1, math.ceil(d * f)) for f in (OVERRUN_HOLD, OVERRUN_MIN)), d)
 
 
 def slot_fraction(vm_id: str) -> float:
@@ -66,22 +86,57 @@ class _Calendar:
     segments: list[_Segment]
     segment_starts: list[int]
     all_parts: list[tuple[int, int]]
+    part_starts: list[int]
     longest_part: int
+
+    def latest_start(self, deadline: int, d: int) -> int:
+        """The latest start by ``deadline`` from which ``d`` minutes fit in one open part."""
+        if d <= self.longest_part:
+            i = bisect_right(self.part_starts, deadline) - 1
+            while i >= 0:
+                a, b = self.all_parts[i]
+                if min(deadline, b - d) >= a:
+                    return min(deadline, b - d)
+                i -= 1
+        return deadline
+
+
+def cut_segments(windows: Sequence[tuple[int, int]], rpo: int) -> list[tuple[int, int, int]]:
+    """Cut windows (sorted ``(start, end)`` pairs) into segments ``(start, end, window)``.
+
+    A VM's slots sit at the same fraction of every segment, so two consecutive slots are at
+    most one RPO apart as long as consecutive segments *start* and *end* at most one RPO
+    apart — across the gap between two windows too. Each window is cut evenly into the
+    fewest segments no longer than the RPO; then its first segment is cut short to end
+    within one RPO of the previous window's end, and its last to start within one RPO of
+    the next window's start. That can leave a hole in the middle of a long window (an RPO
+    of 12 h on a 18:00-08:00 window gives 18:00-20:00 and 06:00-08:00: the only times from
+    which the 10 h gap can be bridged); if it breaks the spacing, more segments are cut.
+    """
+    out: list[tuple[int, int, int]] = []
+    for w, (a, b) in enumerate(windows):
+        head = windows[w - 1][1] + rpo if w > 0 else b
+        tail = windows[w + 1][0] - rpo if w + 1 < len(windows) else a
+        fewest = max(1, math.ceil((b - a) / rpo))
+        for count in range(fewest, fewest + 8):
+            cuts = [a + round(i * (b - a) / count) for i in range(count + 1)]
+            segs = [[cuts[i], cuts[i + 1]] for i in range(count)]
+            segs[0][1] = max(segs[0][0], min(segs[0][1], head))
+            segs[-1][0] = min(segs[-1][1], max(segs[-1][0], tail))
+            if all(y[0] - x[0] <= rpo and y[1] - x[1] <= rpo for x, y in pairwise(segs)):
+                break
+        out.extend((s, e, w) for s, e in segs)
+    return out
 
 
 def _calendar(offering: Offering, timeline: Timeline, end: datetime) -> _Calendar:
     level = offering.level
     rpo_minutes = max(1, level.rpo_seconds // 60)
-    windows, parts, segments = [], [], []
-    for w, wp in enumerate(window_plans(level, timeline.start - timedelta(seconds=level.rpo_seconds), end)):
-        a, b = timeline.index(wp.window.start), timeline.index(wp.window.end)
-        windows.append((a, b))
+    windows, parts = [], []
+    for wp in window_plans(level, timeline.start - timedelta(seconds=level.rpo_seconds), end):
+        windows.append((timeline.index(wp.window.start), timeline.index(wp.window.end)))
         parts.append([(timeline.index(p.start), timeline.index(p.end)) for p in wp.open])
-        count = max(1, math.ceil((b - a) / rpo_minutes))
-        step = (b - a) / count
-        for i in range(count):
-            s = a + round(i * step)
-            segments.append(_Segment(s, a + round((i + 1) * step) - s, w))
+    segments = [_Segment(s, e - s, w) for s, e, w in cut_segments(windows, rpo_minutes)]
     flat = [p for ps in parts for p in ps]
     return _Calendar(
         zone=ZoneInfo(level.timezone),
@@ -91,8 +146,39 @@ def _calendar(offering: Offering, timeline: Timeline, end: datetime) -> _Calenda
         segments=segments,
         segment_starts=[s.start for s in segments],
         all_parts=flat,
+        part_starts=[a for a, _ in flat],
         longest_part=max((b - a for a, b in flat), default=0),
     )
+
+
+def _slot(seg: _Segment, parts: Sequence[tuple[int, int]], fraction: float, d: int) -> int:
+    """The start at ``fraction`` of the segment's open time where a job of ``d`` minutes fits.
+
+    Spread over open time only, so slots never land in a blackout (to be pushed to its edge,
+    all together).
+    """
+    end = seg.start + seg.length
+    rooms = [(max(a, seg.start), min(b - d, end)) for a, b in parts]
+    rooms = [(a, b) for a, b in rooms if a <= b]
+    if not rooms:
+        return seg.start + int(fraction * max(0, seg.length - d))
+    x = fraction * sum(b - a for a, b in rooms)
+    for a, b in rooms:
+        if x <= b - a:
+            return a + int(x)
+        x -= b - a
+    return rooms[-1][1]
+
+
+_BIAS = 1 << 40  # minute indices are far smaller
+_INDEX = (1 << 32) - 1
+
+
+def _pack(key: int, deadline: int, i: int) -> int:
+    """Heap order: the key, then the deadline, then the VM's index (which the low bits keep)."""
+    key = min(max(key, -_BIAS + 1), _BIAS - 1)
+    deadline = min(max(deadline, -_BIAS + 1), _BIAS - 1)
+    return ((key + _BIAS) << 113) | ((deadline + _BIAS) << 64) | i
 
 
 class Planner:
@@ -115,6 +201,7 @@ class Planner:
         self.calendars = {
             oid: _calendar(o, self.timeline, self.end + OVERRUN) for oid, o in self.offerings.items()
         }
+        self._local_names: dict[tuple[int, str], str] = {}
 
     # -- shapes of one job ----------------------------------------------------------------
     def _duration_and_rates(self, vm: VM) -> tuple[int, dict[str, float]]:
@@ -143,14 +230,24 @@ class Planner:
         lo: int,
         hi: int,
         d: int,
+        hold: int,
         slot: int,
     ) -> int | None:
+        """The feasible start nearest ``slot`` in [lo, hi]: the job fits a part, and ``hold``
+        minutes from it fit the capacity left — with the room kept for other jobs' overruns
+        when ``hold`` is longer than the job (room to overrun itself), without when not."""
+        timeline, room = self.timeline, hold > d
+        for a, b in parts:  # most jobs get their very slot: check it alone first
+            if max(a, lo, 0) <= slot <= min(b - d, hi, timeline.minutes - hold):
+                if not timeline.blocked(vm.host_id, rates, slot, slot + hold, room).any():
+                    return slot
+                break
         best: int | None = None
         for a, b in parts:
             first, last = max(a, lo), min(b - d, hi)
             if first > last:
                 continue
-            starts = self.timeline.feasible_starts(vm.host_id, rates, first, last, d)
+            starts = timeline.feasible_starts(vm.host_id, rates, first, last, hold, room)
             if starts.size == 0:
                 continue
             i = int(np.searchsorted(starts, slot))
@@ -159,9 +256,11 @@ class Planner:
                     best = int(starts[j])
         return best
 
-    def _place(self, vm: VM, deadline: int, lower: int) -> tuple[int, int, dict[str, float], str, bool] | str:
+    def _place(
+        self, vm: VM, deadline: int, lower: int, d: int, rates: dict[str, float]
+    ) -> tuple[int, str, bool] | str:
+        """(start, reason, late) or why the job cannot be placed."""
         cal = self.calendars[vm.offering_id]
-        d, rates = self._duration_and_rates(vm)
         if d > cal.longest_part:
             return (
                 f"a backup takes ~{d} min, longer than any open part of its windows "
@@ -173,71 +272,97 @@ class Planner:
         while k >= 0 and tried <= EARLIER_SEGMENTS:
             seg = cal.segments[k]
             # Past the deadline the slot is out of reach: aim as close to it as still on time.
-            slot = min(seg.start + int(fraction * max(0, seg.length - d)), deadline)
+            slot = min(_slot(seg, cal.parts[seg.window], fraction, d), deadline)
+            if slot < lower:
+                # The VM's previous job already sits past this slot: go as late as still on
+                # time, so the job bridges as much as it can (never a chain of back-to-back runs).
+                slot = deadline
             k -= 1
             if seg.start + seg.length <= lower:
                 break
             tried += 1
-            start = self._nearest(vm, rates, cal.parts[seg.window], lower, deadline, d, slot)
-            if start is not None:
-                how = "at its slot" if start == slot else f"{start - slot:+d} min from its slot (capacity)"
-                return start, d, rates, f"{how} in the window of {self._local(seg.start, cal)}", False
+            # With room for an overrun if there is capacity for it, else just the estimate.
+            for hold in hold_minutes(d):
+                start = self._nearest(vm, rates, cal.parts[seg.window], lower, deadline, d, hold, slot)
+                if start is not None:
+                    how = (
+                        "at its slot" if start == slot else f"{start - slot:+d} min from its slot (capacity)"
+                    )
+                    return start, f"{how} in the window of {self._local(seg.start, cal)}", False
         for a, b in cal.all_parts:
             if b - d < max(lower, deadline + 1):
                 continue
             starts = self.timeline.feasible_starts(vm.host_id, rates, max(a, lower, deadline + 1), b - d, d)
             if starts.size:
                 start = int(starts[0])
-                return (
-                    start,
-                    d,
-                    rates,
-                    f"late by {start - deadline} min: no capacity before its deadline",
-                    True,
-                )
+                return start, f"late by {start - deadline} min: no capacity before its deadline", True
         return "no capacity in any window before the plan's end"
 
     def _local(self, index: int, cal: _Calendar) -> str:
-        return self.timeline.at(index).astimezone(cal.zone).strftime("%Y-%m-%d %H:%M %Z")
+        key = (index, cal.zone.key)
+        text = self._local_names.get(key)
+        if text is None:
+            text = self._local_names[key] = (
+                self.timeline.at(index).astimezone(cal.zone).strftime("%Y-%m-%d %H:%M %Z")
+            )
+        return text
 
     def plan(self, vms: Sequence[VM], fixed: Iterable[FixedJob] = ()) -> Plan:
         self.reserve_fixed(fixed)
         result = Plan()
         end_index = self.timeline.index(self.end)
-        heap: list[tuple[int, int, int]] = []
+        # Earliest deadline first, where a job's deadline is the latest start from which it
+        # still fits in an open part before it: a long job due just before a blackout must
+        # start well before its nominal deadline and goes first.
+        # The heap holds one int per VM: (key, deadline, VM index) packed, compared in one go.
+        heap: list[int] = []
+        shapes: dict[int, tuple[int, dict[str, float], str]] = {}
+        deadlines: dict[int, int] = {}
+        lowers: dict[int, int] = {}
+        rpos = {k: timedelta(seconds=o.level.rpo_seconds) for k, o in self.offerings.items()}
+
+        def push(key: int, deadline: int, i: int, lower: int) -> None:
+            deadlines[i], lowers[i] = deadline, lower
+            heap.append(_pack(key, deadline, i))
+
         for i, vm in enumerate(vms):
-            rpo = timedelta(seconds=self.offerings[vm.offering_id].level.rpo_seconds)
             # A VM never backed up gets its first restore point within one RPO of now.
             last_good = vm.last_good or self.timeline.start
-            deadline = self.timeline.index(last_good + rpo)
+            deadline = self.timeline.index(last_good + rpos[vm.offering_id])
             if deadline <= end_index:
-                heap.append((deadline, i, 0))
+                d, rates = self._duration_and_rates(vm)
+                shapes[i] = (d, rates, f"pool.{vm.primary_pool}")
+                push(self.calendars[vm.offering_id].latest_start(deadline, d), deadline, i, 0)
         heapq.heapify(heap)
+        order: list[tuple[int, str, PlannedJob]] = []
         while heap:
-            deadline, i, lower = heapq.heappop(heap)
-            vm = vms[i]
-            placed = self._place(vm, deadline, lower)
+            i = heapq.heappop(heap) & _INDEX
+            deadline, lower, vm = deadlines[i], lowers[i], vms[i]
+            d, rates, queue = shapes[i]
+            placed = self._place(vm, deadline, lower, d, rates)
             if isinstance(placed, str):
                 result.unplaceable.append(Unplaceable(vm.id, placed))
                 continue
-            start, d, rates, reason, late = placed
-            self.timeline.reserve(vm.host_id, rates, start, d)
-            result.jobs.append(
-                PlannedJob(
-                    vm_id=vm.id,
-                    offering_id=vm.offering_id,
-                    start=self.timeline.at(start),
-                    end=self.timeline.at(start + d),
-                    deadline=self.timeline.at(max(deadline, 0)),
-                    queue=f"pool.{vm.primary_pool}",
-                    reason=reason,
-                    late=late,
-                )
+            start, reason, late = placed
+            self.timeline.reserve(vm.host_id, rates, start, d, hold_minutes(d)[0])
+            job = PlannedJob(
+                vm_id=vm.id,
+                offering_id=vm.offering_id,
+                start=self.timeline.at(start),
+                end=self.timeline.at(start + d),
+                deadline=self.timeline.at(max(deadline, 0)),
+                queue=queue,
+                reason=reason,
+                late=late,
             )
-            following = start + self.calendars[vm.offering_id].rpo_minutes
+            order.append((start, vm.id, job))
+            cal = self.calendars[vm.offering_id]
+            following = start + cal.rpo_minutes
             if following <= end_index:
-                heapq.heappush(heap, (following, i, start + d))
-        result.jobs.sort(key=lambda j: (j.start, j.vm_id))
+                deadlines[i], lowers[i] = following, start + d
+                heapq.heappush(heap, _pack(cal.latest_start(following, d), following, i))
+        order.sort(key=lambda item: (item[0], item[1]))
+        result.jobs = [job for _, _, job in order]
         return result
 
 

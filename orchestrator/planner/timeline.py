@@ -1,4 +1,10 @@
-"""Minute-resolution reservations per host and per pool: concurrency and bandwidth."""
+"""Minute-resolution reservations per host and per pool: concurrency and bandwidth.
+
+A reservation is *firm* for a job's estimated length and may be followed by *room* for an
+overrun. Room is kept clear for jobs placed where capacity allows (``room=True``), and given
+up to a job that would otherwise miss its deadline (``room=False``): room for overruns never
+costs another job its deadline.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,10 @@ class Timeline:
         self.host_load = {h: np.zeros(minutes, dtype=np.int32) for h in self.host_limit}
         self.pool_load = {p: np.zeros(minutes, dtype=np.int32) for p in self.pool_limit}
         self.pool_rate = {p: np.zeros(minutes, dtype=np.float64) for p, bw in self.pool_bw.items() if bw}
+        # Room for overruns, on top of the firm load (created on first use).
+        self.host_room: dict[str, np.ndarray] = {}
+        self.pool_room: dict[str, np.ndarray] = {}
+        self.pool_room_rate: dict[str, np.ndarray] = {}
 
     def index(self, at: datetime) -> int:
         return int((at - self.start) // MINUTE)
@@ -31,36 +41,71 @@ class Timeline:
     def at(self, index: int) -> datetime:
         return self.start + index * MINUTE
 
-    def blocked(self, host: str, rates: Mapping[str, float], lo: int, hi: int) -> np.ndarray:
-        """Minutes in [lo, hi) where one more job of this host and pools would break a limit."""
-        mask = self.host_load[host][lo:hi] >= self.host_limit[host]
+    def blocked(
+        self, host: str, rates: Mapping[str, float], lo: int, hi: int, room: bool = False
+    ) -> np.ndarray:
+        """Minutes in [lo, hi) where one more job of this host and pools would break a limit
+        (``room``: counting the room kept for other jobs' overruns as taken)."""
+        load = self.host_load[host][lo:hi]
+        if room and host in self.host_room:
+            load = load + self.host_room[host][lo:hi]
+        mask = load >= self.host_limit[host]
         for pool, rate in rates.items():
-            mask |= self.pool_load[pool][lo:hi] >= self.pool_limit[pool]
+            load = self.pool_load[pool][lo:hi]
+            if room and pool in self.pool_room:
+                load = load + self.pool_room[pool][lo:hi]
+            mask |= load >= self.pool_limit[pool]
             bandwidth = self.pool_bw[pool]
             if bandwidth:
-                mask |= self.pool_rate[pool][lo:hi] + rate > bandwidth * (1 + 1e-9)
+                used = self.pool_rate[pool][lo:hi]
+                if room and pool in self.pool_room_rate:
+                    used = used + self.pool_room_rate[pool][lo:hi]
+                mask |= used + rate > bandwidth * (1 + 1e-9)
         return mask
 
     def feasible_starts(
-        self, host: str, rates: Mapping[str, float], lo: int, hi: int, length: int
+        self, host: str, rates: Mapping[str, float], lo: int, hi: int, length: int, room: bool = False
     ) -> np.ndarray:
         """Start minutes s in [lo, hi] such that [s, s + length) is free everywhere it must be."""
         hi = min(hi, self.minutes - length)
         if hi < lo:
             return np.empty(0, dtype=np.int64)
-        mask = self.blocked(host, rates, lo, hi + length)
+        mask = self.blocked(host, rates, lo, hi + length, room)
         sums = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
         free = (sums[length:] - sums[:-length]) == 0
         return np.flatnonzero(free) + lo
 
-    def reserve(self, host: str, rates: Mapping[str, float], start: int, length: int) -> None:
-        lo, hi = max(start, 0), min(start + length, self.minutes)
+    def reserve(self, host: str, rates: Mapping[str, float], start: int, length: int, hold: int = 0) -> None:
+        """Firm for [start, start + length), room for an overrun until ``start + hold``."""
+        self._add(host, rates, start, start + length, self.host_load, self.pool_load, self.pool_rate)
+        if hold > length:
+            self._add(
+                host, rates, start + length, start + hold, self.host_room, self.pool_room, self.pool_room_rate
+            )
+
+    def _add(
+        self,
+        host: str,
+        rates: Mapping[str, float],
+        start: int,
+        end: int,
+        hosts: dict[str, np.ndarray],
+        pools: dict[str, np.ndarray],
+        pool_rates: dict[str, np.ndarray],
+    ) -> None:
+        lo, hi = max(start, 0), min(end, self.minutes)
         if hi <= lo:
             return
-        if host in self.host_load:
-            self.host_load[host][lo:hi] += 1
+        if host in self.host_limit:
+            self._array(hosts, host, np.int32)[lo:hi] += 1
         for pool, rate in rates.items():
-            if pool in self.pool_load:
-                self.pool_load[pool][lo:hi] += 1
-            if pool in self.pool_rate:
-                self.pool_rate[pool][lo:hi] += rate
+            if pool in self.pool_limit:
+                self._array(pools, pool, np.int32)[lo:hi] += 1
+            if self.pool_bw.get(pool):
+                self._array(pool_rates, pool, np.float64)[lo:hi] += rate
+
+    def _array(self, arrays: dict[str, np.ndarray], key: str, dtype: type) -> np.ndarray:
+        found = arrays.get(key)
+        if found is None:
+            found = arrays[key] = np.zeros(self.minutes, dtype=dtype)
+        return found

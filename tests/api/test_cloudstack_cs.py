@@ -173,3 +173,12 @@ def test_cs_command_line(server, world):
     )
     assert failed.returncode != 0
     assert "not found" in failed.stderr + failed.stdout
+
+
+def test_create_vm_from_backup(server, world):
+    alice = client(server, "alice")
+    point = alice.createBackup(virtualmachineid=world.alice_vm)["backup"]
+    made = alice.createVMFromBackup(backupid=point["id"], name="web1-clone")["virtualmachine"]
+    assert made["name"] == "web1-clone"
+    assert made["id"] != world.alice_vm
+    assert len(alice.listVolumes(virtualmachineid=made["id"])["volume"]) == len(point["volumes"])

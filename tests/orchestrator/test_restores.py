@@ -236,3 +236,46 @@ def test_restore_volume_to_other_tenants_vm_is_not_found(world, point):
 def test_restore_volume_by_other_tenant_is_not_found(world, point):
     with pytest.raises(NotFound, match=point):
         _restore_volume(world, point, _datadisk_of(world, point)["id"], world.bob_vm, world.bob)
+
+
+# -- restore to a new VM ---------------------------------------------------------------------
+
+
+def test_restore_to_new_vm_creates_a_second_vm_beside_the_original(world):
+    with world.core.scope(world.alice) as s:
+        point = backups.create_backup(s, world.alice_vm).subject_id
+    with world.core.scope(world.alice) as s:
+        job = restores.restore_to_new_vm(s, point, "web1-copy")
+    with world.core.scope(world.alice) as s:
+        done = jobs.show(s, job.id)
+        assert done.state is JobState.SUCCEEDED
+        new_vm = inventory.show_vm(s, done.params["vm_id"])
+        original = inventory.show_vm(s, world.alice_vm)
+        assert new_vm.id != original.id
+        assert new_vm.name == "web1-copy"
+        assert new_vm.account_id == original.account_id
+        assert [v.device_id for v in new_vm.live_volumes] == [v.device_id for v in original.live_volumes]
+        assert not {v.id for v in new_vm.live_volumes} & {v.id for v in original.live_volumes}
+        assert not {v.path for v in new_vm.live_volumes} & {v.path for v in original.live_volumes}
+        assert original.state is VMState.RUNNING
+
+
+def test_restore_to_new_vm_needs_the_capability(world):
+    provider = add_provider(world.core, world.admin, "no-new-vm", capabilities=["incremental"])
+    offering = import_offering(world.core, world.admin, provider, "plain")
+    with world.core.scope(world.alice) as s:
+        assignments.assign(s, world.alice_vm2, offering)
+    with world.core.scope(world.alice) as s:
+        point = backups.create_backup(s, world.alice_vm2).subject_id
+    with (
+        pytest.raises(Unsupported, match="restore to a new virtual machine"),
+        world.core.scope(world.alice) as s,
+    ):
+        restores.restore_to_new_vm(s, point, "copy")
+
+
+def test_restore_to_new_vm_of_another_tenants_point_is_not_found(world):
+    with world.core.scope(world.bob) as s:
+        point = backups.create_backup(s, world.bob_vm).subject_id
+    with pytest.raises(NotFound), world.core.scope(world.alice) as s:
+        restores.restore_to_new_vm(s, point, "stolen")
