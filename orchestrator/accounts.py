@@ -66,7 +66,7 @@ def create_key(scope: Scope, account_name_or_id: str) -> IssuedKey:
         account_id=account.id,
         api_key=secrets.token_urlsafe(32),
         secret_hash=_hash(secret),
-        secret_sealed=Sealer(scope.core.settings.home).seal(secret),
+        secret_sealed=scope.core.sealer.seal(secret),
     )
     scope.session.add(key)
     scope.session.flush()

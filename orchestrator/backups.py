@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from orchestrator import audit, backup_providers, jobs, lookup, routing
 from orchestrator.accounts import find_account
@@ -139,7 +139,7 @@ def list_backups(
     page: int = 1,
     pagesize: int = DEFAULT_PAGESIZE,
 ) -> Page[Backup]:
-    stmt = select(Backup).order_by(Backup.created_at.desc(), Backup.id)
+    stmt = select(Backup).options(joinedload(Backup.offering)).order_by(Backup.created_at.desc(), Backup.id)
     if not scope.actor.is_admin:
         stmt = stmt.where(Backup.account_id == scope.actor.account_id)
     elif account:

@@ -7,9 +7,10 @@ whose row is not there yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,6 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.db import Database
 from orchestrator.errors import NotFound
 from orchestrator.models import BackupProvider as ProviderRow
+from orchestrator.sealing import Sealer
 from providers import registry
 from providers.base import BackupProvider
 
@@ -77,10 +79,15 @@ class Core:
         self.runner = runner
         self.runner.bind(self)
 
+    @cached_property
+    def sealer(self) -> Sealer:
+        return Sealer(self.settings.home)
+
     @contextmanager
-    def scope(self, actor: Actor) -> Iterator[Scope]:
+    def scope(self, actor: Actor | Callable[[Session], Actor]) -> Iterator[Scope]:
+        """``actor`` may be a function that authenticates inside the same transaction."""
         with self.db.session() as session:
-            scope = Scope(session, actor, self)
+            scope = Scope(session, actor(session) if callable(actor) else actor, self)
             yield scope
         if scope.pending_jobs:
             self.runner.submit(scope.pending_jobs)

@@ -286,6 +286,7 @@ def list_backups(call: Call) -> Listing:
         backup_id=p.str("id"),
         vm_id=p.str("virtualmachineid"),
         zone=p.str("zoneid"),
+        account=p.str("account"),
         offering_id=p.str("backupofferingid"),
         keyword=p.str("keyword"),
         **_paging(p),

@@ -14,7 +14,6 @@ from api.cloudstack.params import Params
 from orchestrator import errors
 from orchestrator.core import Core
 from orchestrator.models import Job
-from orchestrator.sealing import Sealer
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("cloudstack", __name__)
@@ -71,13 +70,12 @@ def dispatch() -> Response:
         if (Params(raw).str("response") or "json").lower() != "json":
             raise errors.InvalidArgument("only response=json is supported")
         cmd = COMMANDS.get(name.lower())
-        with core.db.session() as session:
-            actor = verify_signed(session, Sealer(core.settings.home), raw)
-        if cmd is None:
-            return _error(
-                name, 432, f"The given command {name} does not exist or it is not available for the user"
-            )
-        with core.scope(actor) as scope:
+        # One transaction: the key is checked where the command then runs.
+        with core.scope(lambda session: verify_signed(session, core.sealer, raw)) as scope:
+            if cmd is None:
+                raise errors.Unsupported(
+                    f"The given command {name} does not exist or it is not available for the user"
+                )
             check_available(scope, cmd)
             body = _body(cmd.handler(Call(scope, Params(raw))), cmd.is_async)
         return _answer(cmd.name, body)

@@ -11,7 +11,6 @@ from flask import current_app, g, request
 from api.auth import verify_headers, verify_signed
 from orchestrator.core import Core, Scope
 from orchestrator.errors import AuthenticationFailed
-from orchestrator.sealing import Sealer
 
 
 def _core() -> Core:
@@ -41,7 +40,7 @@ def authenticate() -> None:
             # A signed URL covers its query only, so on this face it must expire.
             if names.get("signatureversion") != "3" or not names.get("expires"):
                 raise AuthenticationFailed("signed requests need signatureversion=3 and an 'expires' time")
-            actor = verify_signed(session, Sealer(core.settings.home), params)
+            actor = verify_signed(session, core.sealer, params)
     g.actor = actor
 
 
