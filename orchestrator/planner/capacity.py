@@ -16,7 +16,11 @@ window's length; with several it also catches a narrow window that is overloaded
 night as a whole is not.
 
 ``lower_bounds`` is pure: work in, bounds out. ``nightly_work`` turns a fleet and a day into
-the work of that night, one piece per planner segment (see ``planner.cut_segments``).
+the work of that night, one piece per planner segment (see ``planner.cut_segments``): a
+backup is counted in the segment it must start in (a 12 h RPO on 18:00-08:00 needs one in
+18:00-20:00 and one in 06:00-08:00), on average over the nights (a 2-day RPO: half a backup
+a night). The bound is on the estimates: it says nothing of overruns, failures and retries,
+so "fits" with little to spare is not yet a schedule that keeps every RPO.
 """
 
 from __future__ import annotations

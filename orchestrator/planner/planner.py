@@ -33,7 +33,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -193,7 +193,12 @@ class Planner:
         self.hosts = {h.id: h for h in hosts}
         self.pools = {p.id: p for p in pools}
         self.offerings = {o.id: o for o in offerings}
-        start = now.replace(second=0, microsecond=0)
+        # UTC, so minutes are real minutes across clock changes; rounded up, so nothing starts
+        # before now.
+        utc = now.astimezone(UTC)
+        start = utc.replace(second=0, microsecond=0)
+        if start < utc:
+            start += MINUTE
         self.end = start + horizon
         self.timeline = Timeline(
             start, int((horizon + OVERRUN) // MINUTE), self.hosts.values(), self.pools.values()
@@ -211,12 +216,15 @@ class Planner:
             if bandwidth:
                 speed = min(speed, bandwidth)
         minutes = max(1, math.ceil(vm.bytes / speed / 60)) if vm.bytes else 1
-        rates = {p: b / (minutes * 60) for p, b in vm.pool_bytes.items()}
+        # The bandwidth a job is expected to take, overrun included (it runs longer at the same rate).
+        rates = {p: b / (minutes * 60) * (1 + OVERRUN_MIN) for p, b in vm.pool_bytes.items()}
         return minutes, rates
 
     def reserve_fixed(self, jobs: Iterable[FixedJob]) -> None:
         for job in jobs:
-            start, end = self.timeline.index(job.start), self.timeline.index(job.end)
+            start = self.timeline.index(job.start)
+            # Rounded up: a job ending at 12:30:30 still holds the minute from 12:30.
+            end = -(-(job.end - self.timeline.start) // MINUTE)
             length = max(1, end - start)
             rates = {p: b / (length * 60) for p, b in job.pool_bytes.items()}
             self.timeline.reserve(job.host_id, rates, start, length)
@@ -257,7 +265,7 @@ class Planner:
         return best
 
     def _place(
-        self, vm: VM, deadline: int, lower: int, d: int, rates: dict[str, float]
+        self, vm: VM, deadline: int, lower: int, d: int, rates: dict[str, float], fresh: bool = False
     ) -> tuple[int, str, bool] | str:
         """(start, reason, late) or why the job cannot be placed."""
         cal = self.calendars[vm.offering_id]
@@ -271,8 +279,19 @@ class Planner:
         tried = 0
         while k >= 0 and tried <= EARLIER_SEGMENTS:
             seg = cal.segments[k]
+            slot = _slot(seg, cal.parts[seg.window], fraction, d)
+            if slot > deadline and fresh:
+                # VMs never backed up share one deadline (now + RPO): clamped to it they would
+                # all start on the same minute. Their slot in the previous segment, if still
+                # ahead, else a hashed start in what is still on time, spreads them instead.
+                earlier = cal.segments[k - 1] if k > 0 else None
+                if earlier and _slot(earlier, cal.parts[earlier.window], fraction, d) >= max(lower, 0):
+                    k -= 1
+                    continue
+                low = max(lower, seg.start, 0)
+                slot = low + int(fraction * max(0, deadline - low)) if deadline >= low else deadline
             # Past the deadline the slot is out of reach: aim as close to it as still on time.
-            slot = min(_slot(seg, cal.parts[seg.window], fraction, d), deadline)
+            slot = min(slot, deadline)
             if slot < lower:
                 # The VM's previous job already sits past this slot: go as late as still on
                 # time, so the job bridges as much as it can (never a chain of back-to-back runs).
@@ -327,7 +346,7 @@ class Planner:
 
         for i, vm in enumerate(vms):
             # A VM never backed up gets its first restore point within one RPO of now.
-            last_good = vm.last_good or self.timeline.start
+            last_good = vm.last_good.astimezone(UTC) if vm.last_good else self.timeline.start
             deadline = self.timeline.index(last_good + rpos[vm.offering_id])
             if deadline <= end_index:
                 d, rates = self._duration_and_rates(vm)
@@ -339,7 +358,7 @@ class Planner:
             i = heapq.heappop(heap) & _INDEX
             deadline, lower, vm = deadlines[i], lowers[i], vms[i]
             d, rates, queue = shapes[i]
-            placed = self._place(vm, deadline, lower, d, rates)
+            placed = self._place(vm, deadline, lower, d, rates, fresh=vm.last_good is None and lower == 0)
             if isinstance(placed, str):
                 result.unplaceable.append(Unplaceable(vm.id, placed))
                 continue
@@ -350,7 +369,7 @@ class Planner:
                 offering_id=vm.offering_id,
                 start=self.timeline.at(start),
                 end=self.timeline.at(start + d),
-                deadline=self.timeline.at(max(deadline, 0)),
+                deadline=self.timeline.at(deadline),
                 queue=queue,
                 reason=reason,
                 late=late,

@@ -809,6 +809,7 @@ class PlannerStrategy:
                 sim.cancel(token)
         fixed = []
         for vm, (start, end) in busy.items():
+            # Its slots held for the stretch, its estimated bytes spread over it.
             b = self.base[vm]
             fixed.append(
                 FixedJob(

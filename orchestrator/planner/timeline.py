@@ -46,11 +46,16 @@ class Timeline:
     ) -> np.ndarray:
         """Minutes in [lo, hi) where one more job of this host and pools would break a limit
         (``room``: counting the room kept for other jobs' overruns as taken)."""
-        load = self.host_load[host][lo:hi]
-        if room and host in self.host_room:
-            load = load + self.host_room[host][lo:hi]
-        mask = load >= self.host_limit[host]
+        # Hosts and pools the planner was not told about set no limit.
+        mask = np.zeros(max(hi - lo, 0), dtype=bool)
+        if host in self.host_limit:
+            load = self.host_load[host][lo:hi]
+            if room and host in self.host_room:
+                load = load + self.host_room[host][lo:hi]
+            mask |= load >= self.host_limit[host]
         for pool, rate in rates.items():
+            if pool not in self.pool_limit:
+                continue
             load = self.pool_load[pool][lo:hi]
             if room and pool in self.pool_room:
                 load = load + self.pool_room[pool][lo:hi]

@@ -26,10 +26,22 @@ class Interval:
 
 
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
-    # fold=0: an ambiguous wall time means its first occurrence; a skipped one maps past the gap.
+    """The instant of a wall time: its first occurrence when the autumn change repeats it,
+    the moment the clocks jump when the spring change skips it (so a window starting or
+    ending in the gap keeps the part of it that exists)."""
     if at == time.max:
-        return datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
-    return datetime.combine(day, at, zone).astimezone(UTC)
+        day, at = day + timedelta(days=1), time.min
+    wall = datetime.combine(day, at)
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if second >= first:
+        return first
+    # Skipped: ``second`` (after-change offset) lies before the jump, ``first`` after it.
+    instant = second
+    before = second.astimezone(zone).utcoffset()
+    while instant < first and instant.astimezone(zone).utcoffset() == before:
+        instant += timedelta(minutes=1)
+    return instant
 
 
 def occurrences(
