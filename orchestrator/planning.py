@@ -172,13 +172,17 @@ def _fixed(session: Session, now: datetime, vms: dict[str, planner.VM]) -> list[
     return fixed
 
 
+def plan_inputs(inputs: Inputs, now: datetime, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:
+    return planner.plan(inputs.vms, inputs.hosts, inputs.pools, inputs.offerings, now, horizon, inputs.fixed)
+
+
 def compute(
     core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)
 ) -> planner.Plan:
     now = now or utcnow()
     with core.db.session() as session:
         inputs = gather(session, now)
-    return planner.plan(inputs.vms, inputs.hosts, inputs.pools, inputs.offerings, now, horizon, inputs.fixed)
+    return plan_inputs(inputs, now, horizon)
 
 
 def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:

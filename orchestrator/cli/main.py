@@ -15,7 +15,7 @@ from orchestrator.cli.demo import run_demo
 from orchestrator.cli.inventory_cmds import host, pool, vm, zone
 from orchestrator.cli.offering_cmds import offering, provider
 from orchestrator.cli.output import emit, handle_errors, json_option
-from orchestrator.cli.plan_cmds import plan_cmd
+from orchestrator.cli.plan_cmds import capacity_cmd, plan_cmd
 from orchestrator.cli.serve_cmd import serve
 from orchestrator.config import Settings
 from orchestrator.core import Core
@@ -90,6 +90,7 @@ for group in (
     tick,
     audit_log,
     plan_cmd,
+    capacity_cmd,
     serve,
 ):
     cli.add_command(group)

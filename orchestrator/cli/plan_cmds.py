@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import click
 
-from orchestrator import planning, views
+from orchestrator import capacity_report, planning, views
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.output import emit, handle_errors, json_option
 
@@ -38,3 +38,31 @@ def plan_cmd(app: App, hours: int, pool_id: str | None, as_json: bool) -> None:
         click.echo("no SLA backups due in this horizon")
     for item in unplaceable:
         click.secho(f"unplaceable: {item['vm_id']}: {item['reason']}", fg="red")
+
+
+@click.command("capacity")
+@click.option("--nights", type=click.IntRange(1, 31), default=3, show_default=True)
+@json_option
+@pass_app
+@handle_errors
+def capacity_cmd(app: App, nights: int, as_json: bool) -> None:
+    """Can the backups fit? Lower bounds per night, pool and host; demand per offering;
+    VMs that will miss their RPO and the smallest change that fixes it."""
+    with app.scope() as s:
+        result = capacity_report.report(s, nights=nights)
+    if as_json:
+        emit(result.to_dict(), True)
+        return
+    for night in result.nights:
+        state = "fits" if night["feasible"] else "INFEASIBLE"
+        click.secho(
+            f"\nnight of {night['night']}: {state}", bold=True, fg=None if night["feasible"] else "red"
+        )
+        emit(
+            night["bounds"], False, ["kind", "name", "lb_hours", "open_hours", "ratio", "binding_term", "fix"]
+        )
+    click.secho("\ndemand per offering", bold=True)
+    emit(result.offerings, False)
+    click.secho(f"\nVMs that will miss their RPO: {len(result.misses)}", bold=True)
+    if result.misses:
+        emit(result.misses, False)

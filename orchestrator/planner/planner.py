@@ -214,7 +214,8 @@ class Planner:
         for pool_id in vm.pool_bytes:
             bandwidth = self.pools[pool_id].bandwidth if pool_id in self.pools else None
             if bandwidth:
-                speed = min(speed, bandwidth)
+                # The reservation below adds the overrun allowance: keep it within the pool.
+                speed = min(speed, bandwidth / (1 + OVERRUN_MIN))
         minutes = max(1, math.ceil(vm.bytes / speed / 60)) if vm.bytes else 1
         # The bandwidth a job is expected to take, overrun included (it runs longer at the same rate).
         rates = {p: b / (minutes * 60) * (1 + OVERRUN_MIN) for p, b in vm.pool_bytes.items()}

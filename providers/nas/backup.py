@@ -1,0 +1,207 @@
+"""Taking a restore point: read every volume's chunks, store the new ones, name them all.
+
+The data path is a pipeline over the I/O pool: each task reads one chunk from the frozen
+source image, drops it at once if it is all zeros, hashes it (BLAKE3 releases the GIL),
+and, unless the repository already has that id, compresses (zstd, GIL released), seals
+and writes it under a temporary name. The caller keeps a bounded window of tasks in
+flight, collects them in order with a deadline each, and reports progress. At the end
+one ``syncfs`` makes the new chunks durable, they are renamed to their ids, and a second
+``syncfs`` makes the names durable. Nothing is committed here: the driver writes the
+manifest after that.
+
+An incremental reads every byte again (there is no changed-block tracking on a plain
+file) but writes only chunks whose id is new: ids already in the parent's manifest are
+not even looked up, other ids cost one ``stat`` in the repository (dedup across VMs).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from providers.base import BackupRequest, Progress, VolumeRef
+from providers.nas.chunker import ImageReader, is_zero
+from providers.nas.iopool import IoPool, paced_timeout
+from providers.nas.manifest import ZERO, Manifest, VolumeManifest
+from providers.nas.snapshot import Capture
+from providers.nas.store import Repository
+
+NEW, KNOWN, DEDUP, EMPTY = "new", "known", "dedup", "zero"
+
+
+class KnownChunks:
+    """Ids known to be in the repository: from the parent's manifest and this run."""
+
+    def __init__(self, ids: set[str]) -> None:
+        self._ids = set(ids)
+        self._lock = threading.Lock()
+
+    def claim(self, chunk_id: str) -> bool:
+        """True if the id is known; otherwise records it (the caller stores it) and says False."""
+        with self._lock:
+            if chunk_id in self._ids:
+                return True
+            self._ids.add(chunk_id)
+            return False
+
+
+@dataclass
+class Stats:
+    read_bytes: int = 0
+    stored_bytes: int = 0
+    new_chunks: int = 0
+    known_chunks: int = 0
+    dedup_chunks: int = 0
+    zero_chunks: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def count(self, kind: str, read: int, stored: int) -> None:
+        self.read_bytes += read
+        self.stored_bytes += stored
+        if kind == NEW:
+            self.new_chunks += 1
+        elif kind == KNOWN:
+            self.known_chunks += 1
+        elif kind == DEDUP:
+            self.dedup_chunks += 1
+        else:
+            self.zero_chunks += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read_bytes": self.read_bytes,
+            "stored_bytes": self.stored_bytes,
+            "new_chunks": self.new_chunks,
+            "known_chunks": self.known_chunks,
+            "dedup_chunks": self.dedup_chunks,
+            "zero_chunks": self.zero_chunks,
+            "duration_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+def _store_chunk(
+    repo: Repository,
+    known: KnownChunks,
+    staged: list[tuple[Path, str]],
+    reader: ImageReader,
+    offset: int,
+    length: int,
+) -> tuple[str, str, int, int]:
+    """(chunk id or ZERO, kind, bytes read, bytes stored) of one chunk of a source image."""
+    data = reader.read(offset, length)
+    if data is None:
+        return ZERO, EMPTY, 0, 0
+    if is_zero(data):
+        return ZERO, EMPTY, length, 0
+    chunk_id = repo.keys.chunk_id(data)
+    if known.claim(chunk_id):
+        return chunk_id, KNOWN, length, 0
+    stored, tmp = repo.stage_chunk(chunk_id, data)
+    if tmp is not None:
+        staged.append((tmp, chunk_id))
+    return chunk_id, NEW if stored else DEDUP, length, stored
+
+
+def publish(repo: Repository, pool: IoPool, staged: list[tuple[Path, str]], nbytes: int) -> None:
+    """Name the staged chunks once their content is durable, and make the names durable:
+    only then may a manifest refer to them."""
+    if not staged:
+        return
+    limit = paced_timeout(pool.timeout, nbytes)
+    pool.call_within(limit, "flushing new chunks to the repository", repo.flush)
+    futures = [pool.submit(repo.publish, tmp, chunk_id) for tmp, chunk_id in staged]
+    for future in futures:
+        pool.wait(future, "naming new chunks")
+    pool.call("flushing the new chunks' names", repo.flush)
+
+
+@dataclass
+class _Volume:
+    ref: VolumeRef
+    reader: ImageReader
+    chunks: list[str] = field(default_factory=list)
+
+
+def _spans(volumes: list[_Volume], chunk_size: int) -> Iterator[tuple[_Volume, int, int]]:
+    for volume in volumes:
+        for offset in range(0, volume.reader.size, chunk_size):
+            yield volume, offset, min(chunk_size, volume.reader.size - offset)
+
+
+def back_up(
+    repo: Repository,
+    pool: IoPool,
+    request: BackupRequest,
+    capture: Capture,
+    readers: dict[str, ImageReader],
+    parent: Manifest | None,
+    progress: Progress,
+    *,
+    name: str,
+    window: int,
+    created_at: datetime,
+) -> Manifest:
+    """Store every chunk of every volume; returns the manifest to commit (not yet written)."""
+    known = KnownChunks(parent.chunk_ids() if parent else set())
+    volumes = [_Volume(v, readers[v.id]) for v in sorted(request.vm.volumes, key=lambda v: v.device_id)]
+    total = sum(v.reader.size for v in volumes)
+    stats = Stats()
+    done = 0
+    progress(0, total)
+    inflight: deque[tuple[_Volume, int, int, Future[tuple[str, str, int, int]]]] = deque()
+    staged: list[tuple[Path, str]] = []  # list.append is atomic: threads share it
+
+    def collect() -> None:
+        nonlocal done
+        volume, offset, length, future = inflight.popleft()
+        chunk_id, kind, read, stored = pool.wait(future, f"backing up {volume.ref.name} at byte {offset}")
+        volume.chunks.append(chunk_id)
+        stats.count(kind, read, stored)
+        done += length
+        progress(done, total)
+
+    try:
+        for volume, offset, length in _spans(volumes, repo.chunk_size):
+            future = pool.submit(_store_chunk, repo, known, staged, volume.reader, offset, length)
+            inflight.append((volume, offset, length, future))
+            if len(inflight) >= window:
+                collect()
+        while inflight:
+            collect()
+    finally:
+        for *_, future in inflight:
+            future.cancel()
+    publish(repo, pool, staged, stats.stored_bytes)
+    return Manifest(
+        id=name,
+        restore_point_id=request.restore_point_id,
+        vm=request.vm,
+        offering=request.offering_external_id,
+        backup_type="INCREMENTAL" if parent else "FULL",
+        parent=parent.id if parent else None,
+        consistency=capture.consistency,
+        created_at=created_at,
+        volumes=tuple(
+            VolumeManifest(
+                id=v.ref.id,
+                device_id=v.ref.device_id,
+                name=v.ref.name,
+                type=v.ref.type,
+                format=v.ref.format,
+                size=v.reader.size,
+                path=v.ref.path,
+                chunk_size=repo.chunk_size,
+                chunks=tuple(v.chunks),
+                digest=repo.keys.digest(v.chunks),
+            )
+            for v in volumes
+        ),
+        stats={**stats.to_dict(), "protected_bytes": total},
+    )

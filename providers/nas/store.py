@@ -1,0 +1,334 @@
+"""The repository on disk: its configuration, the chunk store and the manifest files.
+
+Every method here does blocking file I/O; callers run them on an ``IoPool`` thread so a
+hung mount fails the job instead of hanging the worker. Writes are crash-safe: a file is
+written under a temporary name in its final directory, made durable, then renamed into
+place, so a name that exists always holds a whole file. Chunks are made durable in one
+batch per backup: staged under temporary names, one ``syncfs``, then all renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from orchestrator.errors import ProviderError
+from providers.nas.config import NasConfig
+from providers.nas.crypto import FLAG_ZSTD, Damaged, Keys, new_key_slot, open_key_slots
+
+REPO_FORMAT = "nas-backup-repository"
+REPO_VERSION = 1
+TMP_PREFIX = ".tmp-"
+CHUNK_DIRS = [f"{i:02x}" for i in range(256)]
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # zstandard objects are not thread-safe: one per thread and level.
+    cache = _local.__dict__.setdefault("compressors", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "decompressor"):
+        _local.decompressor = zstandard.ZstdDecompressor()
+    return _local.decompressor
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush all data and metadata written to the file system that holds ``path``."""
+    syncfs_call = getattr(_libc, "syncfs", None)
+    if syncfs_call is None:  # not Linux
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs_call(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs of {path} failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def write_file(path: Path, data: bytes, *, fsync: bool) -> None:
+    """Create ``path`` (which must not exist) with ``data``; removed again on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that ``path`` never holds a partial file."""
+    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}")
+    write_file(tmp, data, fsync=fsync)
+    os.rename(tmp, path)
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: str
+    path: Path
+    size: int
+    mtime: float
+
+
+class Repository:
+    """One repository directory (shared by every worker that mounts it)::
+
+    config.json                  format, chunk size, encryption key slots
+    chunks/<2 hex>/<64 hex>      one envelope per chunk, named by its id
+    points/<id>.manifest         one envelope per restore point (the commit record)
+    locks/<kind>-<uuid>.lock     backups (shared) and garbage collection (exclusive)
+    """
+
+    def __init__(self, root: Path, meta: dict[str, Any], keys: Keys, cfg: NasConfig) -> None:
+        self.root = root
+        self.meta = meta
+        self.keys = keys
+        self.chunk_size: int = meta["chunk_size"]
+        self.compression_level = cfg.compression_level
+        # A chunk gets its name only once its content is durable: on NFS a rename reaches
+        # the server at once while data may not, and a name must never point at a partial
+        # file that a later backup would deduplicate against. Off only for scratch use.
+        self.fsync = cfg.fsync
+        self.chunks_dir = root / "chunks"
+        self.points_dir = root / "points"
+        self.locks_dir = root / "locks"
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, cfg: NasConfig, *, create: bool = True) -> Repository:
+        """Open the repository, creating it on first use; checks the key before anything else."""
+        root = cfg.repository
+        where = f"repository {root}"
+        config_path = root / "config.json"
+        if not config_path.exists():
+            if not create:
+                raise ProviderError(f"{where} does not exist (no config.json)", retryable=False)
+            _create(root, cfg)
+        try:
+            meta = json.loads(config_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ProviderError(f"{where}: cannot read config.json: {exc}", retryable=True) from None
+        if meta.get("format") != REPO_FORMAT or meta.get("version") != REPO_VERSION:
+            raise ProviderError(
+                f"{where}: config.json is not a version {REPO_VERSION} NAS repository", retryable=False
+            )
+        if cfg.chunk_size_given and cfg.chunk_size != meta["chunk_size"]:
+            raise ProviderError(
+                f"{where}: chunk_size {cfg.chunk_size} in the configuration differs from the "
+                f"repository's {meta['chunk_size']} (fixed when it was created); drop it or match it",
+                retryable=False,
+            )
+        encryption = meta.get("encryption")
+        if encryption and cfg.encryption is None:
+            raise ProviderError(
+                f"{where} is encrypted: configure encryption.passphrase or key_file", retryable=False
+            )
+        if not encryption and cfg.encryption is not None:
+            raise ProviderError(
+                f"{where} is not encrypted, but the configuration gives an encryption key", retryable=False
+            )
+        keys = Keys.plain()
+        if encryption:
+            assert cfg.encryption is not None
+            master = open_key_slots(encryption["key_slots"], _secret(cfg, where), meta["id"], where)
+            keys = Keys.from_master(master, encryption["cipher"])
+        return cls(root, meta, keys, cfg)
+
+    # -- chunks ------------------------------------------------------------------------------
+    def chunk_path(self, chunk_id: str) -> Path:
+        return self.chunks_dir / chunk_id[:2] / chunk_id
+
+    def has_chunk(self, chunk_id: str) -> bool:
+        return self.chunk_path(chunk_id).exists()
+
+    def encode_chunk(self, chunk_id: str, data: bytes) -> bytes:
+        payload, flags = data, 0
+        if self.compression_level:
+            packed = _compressor(self.compression_level).compress(data)
+            if len(packed) < len(data):
+                payload, flags = packed, FLAG_ZSTD
+        return self.keys.seal(payload, len(data), flags, b"chunk:" + chunk_id.encode())
+
+    def stage_chunk(self, chunk_id: str, data: bytes) -> tuple[int, Path | None]:
+        """Write the chunk under a temporary name unless the repository has it already;
+        (bytes written, the temporary file to ``publish`` once flushed) or (0, None)."""
+        if self.chunk_path(chunk_id).exists():
+            return 0, None
+        blob = self.encode_chunk(chunk_id, data)
+        tmp = self.chunks_dir / chunk_id[:2] / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        write_file(tmp, blob, fsync=False)
+        return len(blob), tmp
+
+    def flush(self) -> None:
+        """Make everything written to the repository so far durable: one syncfs of its file
+        system instead of an fsync per chunk (on NFS: write back and COMMIT)."""
+        if self.fsync:
+            syncfs(self.chunks_dir)
+
+    def publish(self, tmp: Path, chunk_id: str) -> None:
+        """Give a staged (and flushed) chunk its name."""
+        os.rename(tmp, self.chunk_path(chunk_id))
+
+    def get_chunk(self, chunk_id: str) -> bytes:
+        """The chunk's content, checked against its id; Damaged if missing or altered."""
+        what = f"chunk {chunk_id}"
+        try:
+            blob = self.chunk_path(chunk_id).read_bytes()
+        except FileNotFoundError:
+            raise Damaged(f"{what} is missing") from None
+        return self.decode_chunk(chunk_id, blob)
+
+    def decode_chunk(self, chunk_id: str, blob: bytes) -> bytes:
+        what = f"chunk {chunk_id}"
+        payload, size, flags = self.keys.open(blob, b"chunk:" + chunk_id.encode(), what)
+        data = payload
+        if flags & FLAG_ZSTD:
+            try:
+                data = _decompressor().decompress(payload, max_output_size=size)
+            except zstandard.ZstdError as exc:
+                raise Damaged(f"{what} does not decompress: {exc}") from None
+        if len(data) != size or self.keys.chunk_id(data) != chunk_id:
+            raise Damaged(f"{what} does not match its id (content altered)")
+        return data
+
+    def iter_chunk_dir(self, prefix: str) -> Iterator[StoredChunk | Path]:
+        """Chunks of one of the 256 chunk directories, and temporary files (as bare paths)."""
+        with os.scandir(self.chunks_dir / prefix) as entries:
+            for entry in entries:
+                if entry.name.startswith(TMP_PREFIX):
+                    yield Path(entry.path)
+                    continue
+                stat = entry.stat()
+                yield StoredChunk(entry.name, Path(entry.path), stat.st_size, stat.st_mtime)
+
+    # -- manifests ---------------------------------------------------------------------------
+    def manifest_path(self, point_id: str) -> Path:
+        return self.points_dir / f"{point_id}.manifest"
+
+    def write_manifest(self, point_id: str, document: dict[str, Any]) -> int:
+        raw = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+        packed = _compressor(3).compress(raw)
+        blob = self.keys.seal(packed, len(raw), FLAG_ZSTD, b"manifest:" + point_id.encode())
+        write_atomic(self.manifest_path(point_id), blob, fsync=self.fsync)
+        if self.fsync:
+            fsync_dir(self.points_dir)
+        return len(blob)
+
+    def read_manifest(self, point_id: str) -> dict[str, Any] | None:
+        """The manifest's document, None if the restore point does not exist."""
+        what = f"manifest of restore point {point_id}"
+        try:
+            blob = self.manifest_path(point_id).read_bytes()
+        except FileNotFoundError:
+            return None
+        payload, size, flags = self.keys.open(blob, b"manifest:" + point_id.encode(), what)
+        try:
+            raw = _decompressor().decompress(payload, max_output_size=size) if flags & FLAG_ZSTD else payload
+            return json.loads(raw)
+        except (zstandard.ZstdError, ValueError) as exc:
+            raise Damaged(f"{what} is unreadable: {exc}") from None
+
+    def list_points(self) -> list[str]:
+        return sorted(
+            name.removesuffix(".manifest")
+            for name in os.listdir(self.points_dir)
+            if name.endswith(".manifest") and not name.startswith(TMP_PREFIX)
+        )
+
+    def delete_manifest(self, point_id: str) -> bool:
+        try:
+            self.manifest_path(point_id).unlink()
+        except FileNotFoundError:
+            return False
+        if self.fsync:
+            fsync_dir(self.points_dir)
+        return True
+
+
+def _secret(cfg: NasConfig, where: str) -> bytes:
+    assert cfg.encryption is not None
+    try:
+        secret = cfg.encryption.secret()
+    except OSError as exc:
+        raise ProviderError(f"{where}: cannot read encryption key file: {exc}", retryable=False) from None
+    if len(secret) < 8:
+        raise ProviderError(f"{where}: the encryption key file holds under 8 bytes", retryable=False)
+    return secret
+
+
+def _create(root: Path, cfg: NasConfig) -> None:
+    """Lay out a new repository. Two workers racing here end with one config (link is atomic)."""
+    where = f"repository {root}"
+    if not root.parent.is_dir():
+        raise ProviderError(f"{where}: parent directory {root.parent} does not exist (mount missing?)")
+    root.mkdir(exist_ok=True)
+    ours = {"config.json", "points", "locks", "chunks"}
+    foreign = any(p.name not in ours and not p.name.startswith(TMP_PREFIX) for p in root.iterdir())
+    if foreign and not (root / "config.json").exists():
+        raise ProviderError(
+            f"{where} is not empty and holds no repository; refusing to use it", retryable=False
+        )
+    for sub in ("points", "locks", "chunks"):
+        (root / sub).mkdir(exist_ok=True)
+    for prefix in CHUNK_DIRS:
+        (root / "chunks" / prefix).mkdir(exist_ok=True)
+    repo_id = uuid.uuid4().hex
+    meta: dict[str, Any] = {
+        "format": REPO_FORMAT,
+        "version": REPO_VERSION,
+        "id": repo_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        "chunk_size": cfg.chunk_size,
+        "chunk_id": "blake3-keyed" if cfg.encryption else "blake3",
+        "compression": "zstd",
+        "encryption": None,
+    }
+    if cfg.encryption is not None:
+        slot, _ = new_key_slot(_secret(cfg, where), repo_id, cfg.encryption.cipher)
+        meta["encryption"] = {"cipher": cfg.encryption.cipher, "key_slots": [slot]}
+    tmp = root / f"{TMP_PREFIX}config-{uuid.uuid4().hex}"
+    write_atomic(tmp, json.dumps(meta, indent=1).encode())
+    try:
+        os.link(tmp, root / "config.json")
+    except FileExistsError:
+        pass  # another worker created it first: use theirs
+    finally:
+        tmp.unlink()
+    fsync_dir(root)

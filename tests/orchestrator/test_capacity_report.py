@@ -1,0 +1,79 @@
+"""The capacity report over the inventory: bounds per night, binding pool, misses and fixes."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import assignments, capacity_report, inventory
+from orchestrator.errors import PermissionDenied
+from tests.conftest import GiB, import_offering
+
+
+@pytest.fixture
+def crowded(world):
+    """20 VMs of 10 GiB on a 10 MiB/s pool with a 2 h nightly window: about 5.7 h of reading."""
+    with world.core.scope(world.admin) as s:
+        inventory.create_pool(s, zone="zone1", name="slow", bandwidth_bytes_per_s=10 * 2**20)
+        ids = [
+            inventory.register_vm(
+                s,
+                name=f"big{i}",
+                account="alice",
+                zone="zone1",
+                host="kvm1",
+                volumes=[{"pool": "slow", "size": 10 * GiB}],
+            ).id
+            for i in range(20)
+        ]
+    night = import_offering(
+        world.core,
+        world.admin,
+        world.provider_id,
+        "night",
+        rpo="1d",
+        windows=[{"start": "01:00", "end": "03:00"}],
+    )
+    with world.core.scope(world.admin) as s:
+        for vm_id in ids:
+            assignments.assign(s, vm_id, night)
+    return ids
+
+
+def test_an_overloaded_pool_is_reported_with_its_binding_term_and_fix(world, crowded):
+    with world.core.scope(world.admin) as s:
+        report = capacity_report.report(s, nights=1)
+    assert report.feasible is False
+    night = report.nights[0]
+    assert night["feasible"] is False
+    slow = next(b for b in night["bounds"] if b["name"] == "slow")
+    assert slow["fits"] is False
+    assert slow["binding_term"] == "bytes/bandwidth"
+    assert slow["ratio"] > 2
+    assert "bandwidth" in slow["fix"]
+    fine = next(b for b in night["bounds"] if b["name"] == "pool1")
+    assert fine["fits"] is True
+
+
+def test_vms_that_will_miss_their_rpo_are_named_with_a_longer_tier(world, crowded):
+    with world.core.scope(world.admin) as s:
+        report = capacity_report.report(s, nights=1)
+    missing = {m["vm_id"] for m in report.misses}
+    assert missing
+    assert missing <= set(crowded)
+    late = [m for m in report.misses if "late_by" in m]
+    assert all(m["offering"] == "night" for m in late)
+    assert any(m["lower_tier"] == "bronze" for m in late)  # bronze has a 2-day RPO
+
+
+def test_a_light_fleet_fits(world):
+    with world.core.scope(world.admin) as s:
+        report = capacity_report.report(s, nights=2)
+    assert report.feasible is True
+    assert len(report.nights) == 2
+    assert {o["name"] for o in report.offerings} == {"gold"}
+    assert report.offerings[0]["vms"] == 2
+
+
+def test_users_cannot_see_the_capacity_report(world):
+    with pytest.raises(PermissionDenied), world.core.scope(world.alice) as s:
+        capacity_report.report(s)

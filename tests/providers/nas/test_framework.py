@@ -1,0 +1,123 @@
+"""The NAS driver driven by the orchestrator: backup, destroy the disks, restore, compare."""
+
+from __future__ import annotations
+
+import subprocess
+
+from orchestrator import (
+    accounts,
+    assignments,
+    backup_providers,
+    backups,
+    inventory,
+    jobs,
+    offerings,
+    restores,
+)
+from orchestrator.models import BackupStatus, BackupType, JobState
+from tests.providers.nas.conftest import MiB, guest_bytes, make_qcow2, make_raw, overwrite, sha256
+
+
+def _world(core, tmp_path):
+    accounts.bootstrap(core)
+    admin = accounts.admin_actor(core)
+    root = make_raw(tmp_path / "pool" / "root.raw", size=4 * MiB, seed=1)
+    data = make_qcow2(tmp_path / "pool" / "data.qcow2", size=4 * MiB, seed=2)
+    with core.scope(admin) as s:
+        inventory.create_zone(s, "zone1")
+        inventory.create_host(s, zone="zone1", name="kvm1", hypervisor="kvm")
+        inventory.create_pool(s, zone="zone1", name="pool1", path=str(tmp_path / "pool"))
+        accounts.create_account(s, "alice")
+        vm = inventory.register_vm(
+            s,
+            name="web1",
+            account="alice",
+            zone="zone1",
+            host="kvm1",
+            volumes=[
+                {"pool": "pool1", "size": 4 * MiB, "path": str(root), "format": "raw"},
+                {"pool": "pool1", "size": 4 * MiB, "path": str(data), "format": "qcow2"},
+            ],
+        )
+        vm_id = vm.id
+        provider = backup_providers.add(
+            s,
+            name="nas1",
+            driver="nas",
+            config={"repository": str(tmp_path / "repo"), "snapshot": "direct", "chunk_size": 256 * 1024},
+        )
+        offering = offerings.import_offering(
+            s, name="daily", zone="zone1", provider=provider.id, external_id="nas-daily", rpo="24h"
+        )
+        assignments.assign(s, vm_id, offering.id)
+    return admin, vm_id, root, data
+
+
+def _run(core, actor, job_id):
+    with core.scope(actor) as s:
+        job = jobs.show(s, job_id)
+        assert job.state is JobState.SUCCEEDED, job.error
+        return job
+
+
+def test_backup_destroy_restore_through_the_framework(core, tmp_path):
+    (tmp_path / "pool").mkdir()
+    admin, vm_id, root, data = _world(core, tmp_path)
+    root_hash = sha256(root)
+    data_guest = guest_bytes(data, "qcow2", tmp_path)
+
+    with core.scope(admin) as s:
+        first = backups.create_backup(s, vm_id).id
+    point_id = _run(core, admin, first).subject_id
+    with core.scope(admin) as s:
+        point = backups.show(s, point_id)
+        assert point.status is BackupStatus.BACKED_UP
+        assert point.backup_type is BackupType.FULL
+        assert point.external_id == point_id
+        assert point.protected_size == 8 * MiB
+        assert 0 < point.size < 8 * MiB
+
+    overwrite(root, [MiB])
+    with core.scope(admin) as s:
+        second = backups.create_backup(s, vm_id).id
+    incremental = _run(core, admin, second).subject_id
+    with core.scope(admin) as s:
+        inc = backups.show(s, incremental)
+        assert inc.backup_type is BackupType.INCREMENTAL
+        assert inc.parent_id == point_id
+        assert inc.size < point.size / 4
+
+    root.unlink()
+    data.write_bytes(b"corrupted by an accident")
+    with core.scope(admin) as s:
+        restore_job = restores.restore_vm(s, point_id).id
+    _run(core, admin, restore_job)
+
+    assert sha256(root) == root_hash
+    assert guest_bytes(data, "qcow2", tmp_path) == data_guest
+    assert subprocess.run(["qemu-img", "check", str(data)], capture_output=True).returncode == 0
+    with core.scope(admin) as s:
+        assert backups.show(s, point_id).status is BackupStatus.BACKED_UP
+
+
+def test_deleting_a_restore_point_in_the_middle_through_the_framework(core, tmp_path):
+    (tmp_path / "pool").mkdir()
+    admin, vm_id, root, _ = _world(core, tmp_path)
+    ids = []
+    for i in range(3):
+        overwrite(root, [i * MiB])
+        with core.scope(admin) as s:
+            job_id = backups.create_backup(s, vm_id).id
+        ids.append(_run(core, admin, job_id).subject_id)
+    final_hash = sha256(root)
+
+    with core.scope(admin) as s:
+        delete_job = backups.delete_backup(s, ids[1]).id  # others depend on it: allowed here
+    _run(core, admin, delete_job)
+    root.unlink()
+    with core.scope(admin) as s:
+        restore_job = restores.restore_vm(s, ids[2]).id
+    _run(core, admin, restore_job)
+
+    assert sha256(root) == final_hash
+    assert not (tmp_path / "repo" / "points" / f"{ids[1]}.manifest").exists()
