@@ -71,6 +71,13 @@ def restore_vm(scope: Scope, backup_id: str) -> Job:
     if _restore_in_progress(scope.session, point.vm_id):
         raise Conflict(f"a restore of virtual machine {point.vm_name} is already in progress")
     host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
+    return _restore_vm_job(scope, point, host_id, {"vm_id": point.vm_id}, "backup.restore")
+
+
+def _restore_vm_job(
+    scope: Scope, point: Backup, host_id: str | None, params: dict[str, Any], action: str
+) -> Job:
+    """Restores write on the host that will run the VM: its queue, or the default one."""
     job = create_job(
         scope,
         kind=JobKind.RESTORE_VM,
@@ -79,9 +86,9 @@ def restore_vm(scope: Scope, backup_id: str) -> Job:
         subject_id=point.id,
         queue=f"host.{host_id}" if host_id else routing.DEFAULT_QUEUE,
         idempotency_key=f"restore:{point.id}:{new_id()}",
-        params={"vm_id": point.vm_id},
+        params=params,
     )
-    audit.record(scope, "backup.restore", "backup", point.id, vm=point.vm_id, job=job.id)
+    audit.record(scope, action, "backup", point.id, vm=params["vm_id"], job=job.id)
     return job
 
 
@@ -106,18 +113,9 @@ def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None 
         ),
         details=meta.details,
     )
-    job = create_job(
-        scope,
-        kind=JobKind.RESTORE_VM,
-        account_id=point.account_id,
-        subject_type="backup",
-        subject_id=point.id,
-        queue=f"host.{host_id}" if host_id else routing.DEFAULT_QUEUE,
-        idempotency_key=f"restore-new:{point.id}:{vm_id}",
-        params={"vm_id": vm_id, "target": target.to_dict()},
+    return _restore_vm_job(
+        scope, point, host_id, {"vm_id": vm_id, "target": target.to_dict()}, "backup.restore_new_vm"
     )
-    audit.record(scope, "backup.restore_new_vm", "backup", point.id, vm=vm_id, job=job.id)
-    return job
 
 
 def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> Job:
