@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -69,9 +71,10 @@ def demo(home: Path | None) -> None:
         raise click.ClickException(f"{home} already holds data; give the demo an empty --home")
     click.echo(f"Embedded installation in {home} (SQLite). Admin API key: {issued.apikey}")
     run_demo(core)
+    exe = shutil.which("backupctl") or sys.argv[0]
     click.secho(f"\nDemo data kept in {home}. Explore it with:", bold=True)
-    click.echo(f"  BACKUP_HOME={home} backupctl backup list")
-    click.echo(f"  BACKUP_HOME={home} backupctl --as alice job list")
+    click.echo(f"  BACKUP_HOME={home} {exe} backup list")
+    click.echo(f"  BACKUP_HOME={home} {exe} --as alice job list")
 
 
 for group in (
