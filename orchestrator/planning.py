@@ -2,9 +2,10 @@
 stored as ``planned`` backup jobs, and those released when their time comes.
 
 Re-planning is rolling: every run starts from what actually happened (the newest good
-restore point of each VM, what is queued or running now), drops the previous plan's
-unreleased jobs and writes the new one. A failed SLA backup therefore comes back in the
-next plan, inside its window and while its deadline allows, without a retry rule of its own.
+restore point of each VM, what is queued, running or planned now) and adds what became due
+within the horizon; jobs planned earlier keep their time, so a VM's slot stays put. A
+failed SLA backup leaves its VM's last good point where it was, so the next plan brings it
+back inside its window while its deadline allows, without a retry rule of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import backups, planner
@@ -142,26 +143,35 @@ def gather(session: Session, now: datetime) -> Inputs:
             )
         )
     fixed = _fixed(session, now, {v.id: v for v in vms})
-    # A VM being backed up now is planned as if that backup succeeds; if it fails, the
-    # next plan sees the older restore point again.
-    running = {f.vm_id: f.start for f in fixed}
+    # A VM being backed up (or planned) is planned as if that backup succeeds; if it fails,
+    # the next plan sees the older restore point again.
+    pending: dict[str, datetime] = {}
+    for f in fixed:
+        pending[f.vm_id] = max(f.start, pending.get(f.vm_id, f.start))
     vms = [
-        replace(v, last_good=max(filter(None, (v.last_good, running[v.id])))) if v.id in running else v
+        replace(v, last_good=max(filter(None, (v.last_good, pending[v.id])))) if v.id in pending else v
         for v in vms
     ]
     return Inputs(vms, hosts, pools, offerings, fixed)
 
 
 def _fixed(session: Session, now: datetime, vms: dict[str, planner.VM]) -> list[planner.FixedJob]:
-    """Backups already queued or running: the plan works around them."""
+    """Backups queued or running, and SLA backups planned earlier: the plan works around them.
+
+    Keeping earlier planned jobs where they are (rather than moving them at every round)
+    keeps each VM's time stable and stops the choices from narrowing as the night goes on.
+    """
     fixed = []
-    rows = session.execute(
-        select(Job, Backup)
+    active = session.execute(
+        select(Job, Backup.vm_id)
         .join(Backup, Backup.id == Job.subject_id)
         .where(Job.kind == JobKind.BACKUP, Job.state.in_((JobState.QUEUED, JobState.RUNNING)))
-    )
-    for job, point in rows:
-        vm = vms.get(point.vm_id)
+    ).all()
+    planned = session.execute(
+        select(Job, Job.subject_id).where(Job.kind == JobKind.BACKUP, Job.state == JobState.PLANNED)
+    ).all()
+    for job, vm_id in [*active, *planned]:
+        vm = vms.get(vm_id)
         if vm is None:
             continue
         start = max(job.started_at or job.not_before, now)
@@ -186,11 +196,11 @@ def compute(
 
 
 def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:
-    """Replace the unreleased SLA jobs with a fresh plan from what actually happened."""
+    """Add the SLA jobs now due within the horizon, from what actually happened; jobs planned
+    earlier stay where they are (a failed or cancelled one comes back through its VM)."""
     now = now or utcnow()
     result = compute(core, now, horizon)
     with core.db.session() as session:
-        session.execute(delete(Job).where(Job.state == JobState.PLANNED, Job.kind == JobKind.BACKUP))
         owners = dict(
             session.execute(
                 select(VirtualMachine.id, VirtualMachine.account_id).where(

@@ -251,6 +251,7 @@ def test_audit_shows_who_did_what_and_users_see_only_their_own(run, cloud):
 def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_url):
     ticked = data(run("tick", "--json"))
     assert ticked["sla_jobs_planned"] == 1  # web-01 has never been backed up
+    assert data(run("tick", "--json"))["sla_jobs_planned"] == 0  # planned jobs keep their time
     planned = data(run("job", "list", "--state", "planned", "--json"))
     assert len(planned) == 1
     assert planned[0]["subject_id"] == cloud["id"]
