@@ -14,8 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from orchestrator import audit, backup_providers, jobs, lookup, routing
-from orchestrator.accounts import find_account
-from orchestrator.actor import Actor
+from orchestrator.accounts import acting_as, find_account
 from orchestrator.core import Core, Scope
 from orchestrator.errors import (
     Conflict,
@@ -30,7 +29,6 @@ from orchestrator.inventory import find_zone
 from orchestrator.models import (
     LIVE_STATUSES,
     USABLE_STATUSES,
-    Account,
     Backup,
     BackupOrigin,
     BackupSchedule,
@@ -315,10 +313,8 @@ def _after_backup(core: Core, job: Job) -> None:
         point = session.get(Backup, job.subject_id)
         if point is None:
             return
-        owner = session.get(Account, point.account_id)
-        assert owner is not None
-        actor, point_id = Actor.of(owner), point.id
-    with core.scope(actor) as scope:
+        owner_id, point_id = point.account_id, point.id
+    with core.scope(acting_as(owner_id)) as scope:
         pruning.after_backup(scope, point_id)
 
 

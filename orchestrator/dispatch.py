@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from orchestrator import planning, schedules
 from orchestrator.core import Core
+from orchestrator.runner import run_due
 
 
 def tick(core: Core) -> dict[str, int]:
@@ -13,7 +14,7 @@ def tick(core: Core) -> dict[str, int]:
     # Release what the standing plan says is due before re-planning the rest.
     released = planning.release_due(core)
     plan = planning.replan(core)
-    ran = core.runner.run_due()
+    ran = run_due(core)
     return {
         "schedules_fired": len(fired),
         "sla_jobs_released": len(released),

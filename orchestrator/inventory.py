@@ -274,8 +274,19 @@ def show_vm(scope: Scope, vm_id: str) -> VirtualMachine:
     return lookup.vm(scope, vm_id)
 
 
-def list_volumes(scope: Scope, vm_id: str) -> list[Volume]:
-    return lookup.vm(scope, vm_id).live_volumes
+def list_volumes(scope: Scope, vm_id: str | None = None) -> list[Volume]:
+    """One VM's volumes, or those of every live VM the actor can see."""
+    if vm_id:
+        return lookup.vm(scope, vm_id).live_volumes
+    stmt = (
+        select(Volume)
+        .join(VirtualMachine, VirtualMachine.id == Volume.vm_id)
+        .where(Volume.removed_at.is_(None), VirtualMachine.removed_at.is_(None))
+        .order_by(VirtualMachine.name, Volume.device_id)
+    )
+    if not scope.actor.is_admin:
+        stmt = stmt.where(VirtualMachine.account_id == scope.actor.account_id)
+    return list(scope.session.scalars(stmt))
 
 
 def find_vm(scope: Scope, value: str) -> VirtualMachine:

@@ -18,8 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import backups, planner
-from orchestrator.accounts import find_account
-from orchestrator.actor import Actor
+from orchestrator.accounts import acting_as
 from orchestrator.core import Core
 from orchestrator.errors import DomainError
 from orchestrator.models import (
@@ -247,9 +246,7 @@ def release_due(core: Core, now: datetime | None = None) -> list[str]:
         ]
     released = []
     for job_id, account_id in due:
-        with core.db.session() as session:
-            owner = Actor.of(find_account(session, account_id))
-        with core.scope(owner) as scope:
+        with core.scope(acting_as(account_id)) as scope:
             job = scope.session.get(Job, job_id, with_for_update=True)
             if job is None or job.state is not JobState.PLANNED:
                 continue

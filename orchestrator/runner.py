@@ -29,8 +29,13 @@ class Runner(Protocol):
     def submit(self, job_ids: Sequence[str]) -> None:
         """Deliver committed, queued jobs for execution (at least once)."""
 
-    def run_due(self) -> int:
-        """Deliver queued jobs whose time has come (retries after their backoff); how many."""
+
+def run_due(core: Core) -> int:
+    """Hand the core's runner the queued jobs whose time has come (retries after their
+    backoff); how many."""
+    ids = due_job_ids(core)
+    core.runner.submit(ids)
+    return len(ids)
 
 
 def due_job_ids(core: Core, limit: int = 100) -> list[str]:
@@ -49,7 +54,7 @@ class InlineRunner:
     """Runs each job in the caller's thread before ``submit`` returns.
 
     A retry due within ``max_wait`` seconds is waited for and run; a later one stays
-    queued for ``run_due`` (the CLI's ``job run-due``, or the server loop).
+    queued for ``run_due`` (``backupctl tick``, or the server's dispatcher).
     """
 
     def __init__(self, max_wait: float = 5.0) -> None:
@@ -71,12 +76,6 @@ class InlineRunner:
                 if wait > self.max_wait:
                     break
                 time.sleep(max(wait, 0))
-
-    def run_due(self) -> int:
-        assert self.core is not None
-        ids = due_job_ids(self.core)
-        self.submit(ids)
-        return len(ids)
 
 
 class ThreadRunner:
@@ -106,12 +105,6 @@ class ThreadRunner:
             )
         except Exception:
             log.exception("job %s could not be run", job_id)
-
-    def run_due(self) -> int:
-        assert self.core is not None
-        ids = due_job_ids(self.core)
-        self.submit(ids)
-        return len(ids)
 
     def shutdown(self) -> None:
         if self._pool is not None:

@@ -14,8 +14,7 @@ from croniter import croniter
 from sqlalchemy import select
 
 from orchestrator import audit, backups, lookup, validate
-from orchestrator.accounts import find_account
-from orchestrator.actor import Actor
+from orchestrator.accounts import acting_as
 from orchestrator.core import Core, Scope
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from orchestrator.models import BackupOrigin, BackupSchedule, IntervalType, VirtualMachine, utcnow
@@ -178,9 +177,7 @@ def fire_due(core: Core, now: datetime | None = None) -> list[str]:
         ]
     fired: list[str] = []
     for schedule_id, owner_id in due_ids:
-        with core.db.session() as session:
-            owner = Actor.of(find_account(session, owner_id))
-        with core.scope(owner) as scope:
+        with core.scope(acting_as(owner_id)) as scope:
             row = scope.session.get(BackupSchedule, schedule_id, with_for_update=True)
             if row is None or row.next_run_at is None or row.next_run_at > now:
                 continue

@@ -101,11 +101,7 @@ def list_vms(call: Call) -> Listing:
 
 @command("listVolumes")
 def list_volumes(call: Call) -> Listing:
-    vm_id = call.params.str("virtualmachineid")
-    if vm_id:
-        rows = inventory.list_volumes(call.scope, vm_id)
-    else:
-        rows = [v for vm in inventory.list_vms(call.scope, pagesize=500).items for v in vm.live_volumes]
+    rows = inventory.list_volumes(call.scope, call.params.str("virtualmachineid"))
     if volume_id := call.params.str("id"):
         rows = [v for v in rows if v.id == volume_id]
     return Listing("volume", [render.volume(v) for v in rows], len(rows))

@@ -144,3 +144,11 @@ def test_tenants_are_isolated(server, world):
         response = call(server, "alice", command=command, **params)
         assert response.status_code == 431, command
         assert "not found" in response.text, command
+
+
+def test_list_volumes_without_a_vm_lists_all_of_the_callers_and_only_those(server, world):
+    alice = call(server, "alice", command="listVolumes").json()["listvolumesresponse"]
+    assert alice["count"] == 4  # web1 and db1, two volumes each
+    assert {v["virtualmachineid"] for v in alice["volume"]} == {world.alice_vm, world.alice_vm2}
+    admin = call(server, "admin", command="listVolumes").json()["listvolumesresponse"]
+    assert admin["count"] == 6
