@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import update
+from sqlalchemy import Update, update
 
 from orchestrator.cli.main import cli
 from orchestrator.db import Database
@@ -30,6 +30,14 @@ def run(database_url: str, tmp_path: Path):
 
     invoke("init")
     return invoke
+
+
+def make_due(database_url: str, statement: Update, column: str) -> None:
+    """Move a row's time a minute into the past, as if the clock had run on."""
+    db = Database(database_url)
+    with db.session() as session:
+        session.execute(statement.values({column: utcnow() - timedelta(minutes=1)}))
+    db.dispose()
 
 
 def data(result: Result) -> Any:
@@ -188,14 +196,7 @@ def test_tick_fires_a_due_schedule_once(run, cloud, database_url):
             as_="alice",
         )
     )
-    db = Database(database_url)
-    with db.session() as session:
-        session.execute(
-            update(BackupSchedule)
-            .where(BackupSchedule.id == sched["id"])
-            .values(next_run_at=utcnow() - timedelta(minutes=1))
-        )
-    db.dispose()
+    make_due(database_url, update(BackupSchedule).where(BackupSchedule.id == sched["id"]), "next_run_at")
     first = data(run("tick", "--json"))
     assert (first["schedules_fired"], first["due_jobs_run"]) == (1, 0)
     assert data(run("tick", "--json"))["schedules_fired"] == 0
@@ -256,12 +257,7 @@ def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_
     assert len(planned) == 1
     assert planned[0]["subject_id"] == cloud["id"]
     assert planned[0]["queue"] == f"pool.{cloud['volumes'][0]['pool_id']}"
-    db = Database(database_url)
-    with db.session() as session:
-        session.execute(
-            update(Job).where(Job.id == planned[0]["id"]).values(not_before=utcnow() - timedelta(minutes=1))
-        )
-    db.dispose()
+    make_due(database_url, update(Job).where(Job.id == planned[0]["id"]), "not_before")
     released = data(run("tick", "--json"))
     assert released["sla_jobs_released"] == 1
     points = data(run("backup", "list", "--json", as_="alice"))["backups"]
