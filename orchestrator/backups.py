@@ -107,8 +107,9 @@ def create_backup(
     )
     scope.session.add(point)
     scope.session.flush()
+    placement = routing.placement(JobKind.BACKUP, vm)
     if planned is not None:
-        job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id)
+        job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id, placement=placement)
     else:
         job = jobs.create(
             scope,
@@ -116,7 +117,7 @@ def create_backup(
             account_id=vm.account_id,
             subject_type="backup",
             subject_id=point.id,
-            queue=routing.queue_for(JobKind.BACKUP, vm),
+            placement=placement,
             idempotency_key=idempotency_key or f"backup:{point.id}",
         )
     audit.record(scope, "backup.create", "backup", point.id, vm=vm.id, origin=origin.value, job=job.id)
@@ -224,7 +225,7 @@ def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced
         account_id=subject.account_id,
         subject_type="backup",
         subject_id=subject.id,
-        queue=f"provider.{subject.provider_id}",
+        placement=routing.provider_placement(subject.provider_id),
         idempotency_key=f"delete:{subject.id}:{uuid.uuid4()}",
         params={"ids": [p.id for p in ordered], "forced": forced},
     )

@@ -15,8 +15,19 @@ class Settings:
     database_url: str
     # First retry of a failed job waits this long, doubling with each attempt.
     retry_base_seconds: float = 30.0
-    # How long a worker holds a job before the reconciler may hand it to another.
-    lease_seconds: int = 300
+    # How long a worker holds a job without a heartbeat before the reconciler hands it to
+    # another; workers renew it every third of this.
+    lease_seconds: int = 60
+    # A job held back by a full host or pool is offered again after about this long.
+    defer_seconds: float = 5.0
+    # A queued job whose message the broker no longer holds is re-sent after this grace;
+    # any queued job is re-sent after ``redeliver_seconds`` whatever the broker says.
+    lost_message_grace_seconds: float = 10.0
+    redeliver_seconds: float = 900.0
+    # How long a worker keeps retrying a database write while the database is unreachable.
+    db_retry_seconds: float = 120.0
+    # Celery broker for the distributed mode; None runs jobs in process.
+    broker_url: str | None = None
 
     @property
     def is_embedded(self) -> bool:
@@ -31,5 +42,10 @@ class Settings:
             home=home,
             database_url=url,
             retry_base_seconds=float(env.get("BACKUP_RETRY_BASE_SECONDS", 30.0)),
-            lease_seconds=int(env.get("BACKUP_LEASE_SECONDS", 300)),
+            lease_seconds=int(env.get("BACKUP_LEASE_SECONDS", 60)),
+            defer_seconds=float(env.get("BACKUP_DEFER_SECONDS", 5.0)),
+            lost_message_grace_seconds=float(env.get("BACKUP_LOST_MESSAGE_GRACE_SECONDS", 10.0)),
+            redeliver_seconds=float(env.get("BACKUP_REDELIVER_SECONDS", 900.0)),
+            db_retry_seconds=float(env.get("BACKUP_DB_RETRY_SECONDS", 120.0)),
+            broker_url=env.get("BACKUP_BROKER_URL") or None,
         )

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from orchestrator.config import Settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -81,3 +87,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A lost or refused connection (a restart, a failover, a locked SQLite file), not a bad query."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def persist(step: Callable[[], T], *, for_seconds: float) -> T:
+    """Run a database step (its own transaction) again while the database cannot be reached.
+
+    Workers wrap their bookkeeping in this so a database restart delays jobs instead of
+    losing their outcome. The step must be safe to repeat: a commit whose answer was lost
+    is seen by the next attempt."""
+    retrying = Retrying(
+        retry=retry_if_exception(_unreachable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(for_seconds),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "database unreachable (%s); retrying", state.outcome.exception() if state.outcome else "?"
+        ),
+    )
+    return retrying(step)

@@ -3,22 +3,25 @@
 
 from __future__ import annotations
 
-from orchestrator import planning, schedules
+from orchestrator import planning, schedules, telemetry
 from orchestrator.core import Core
-from orchestrator.runner import run_due
+from orchestrator.delivery import deliver_due
 
 
 def tick(core: Core) -> dict[str, int]:
-    """Fire due user schedules, release due SLA backups, re-plan the rest, run due retries."""
+    """Fire due user schedules, release due SLA backups, re-plan the rest, and deliver
+    what is due (new, retried, or lost on the way)."""
     fired = schedules.fire_due(core)
     # Release what the standing plan says is due before re-planning the rest.
     released = planning.release_due(core)
     plan = planning.replan(core)
-    ran = run_due(core)
+    delivery = deliver_due(core)
+    telemetry.JOBS_RELEASED.inc(len(fired) + len(released))
     return {
         "schedules_fired": len(fired),
         "sla_jobs_released": len(released),
         "sla_jobs_planned": len(plan.jobs),
         "sla_jobs_late": len(plan.late),
-        "due_jobs_run": ran,
+        "jobs_delivered": delivery.sent,
+        "jobs_lease_expired": delivery.lease_expired,
     }

@@ -4,29 +4,43 @@ A handler does the slow work (the provider call) outside any transaction and ret
 ``finish`` step; the engine runs that step in the same transaction that marks the job
 succeeded, so a restore point is never ``BackedUp`` while its job looks unfinished, and a
 crash between the two leaves the job to be re-run, where the handler sees the work done.
+
+The claim is where the host and pool concurrency limits hold, for any number of workers:
+one UPDATE takes the job only while fewer than the limit run on its host and pool (on
+PostgreSQL behind an advisory lock per host and pool, since READ COMMITTED would let two
+claims count the same free slot). While a job runs, its worker renews the lease; a worker
+that dies stops renewing, and the reconciler hands the job to another.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, aliased
 
+from orchestrator import joblog, telemetry
 from orchestrator.core import Core
+from orchestrator.db import persist
 from orchestrator.errors import DomainError, ProviderError
-from orchestrator.models import Job, JobKind, JobState, utcnow
+from orchestrator.models import Host, Job, JobKind, JobState, StoragePool, utcnow
 
 log = logging.getLogger(__name__)
 
 Finish = Callable[[Session], dict[str, Any]]
 ProgressFn = Callable[[int, int], None]
+
+# Kinds whose progress counts bytes (the others count items).
+MOVES_DATA = (JobKind.BACKUP, JobKind.RESTORE_VM, JobKind.RESTORE_VOLUME)
 
 
 @dataclass(frozen=True)
@@ -43,7 +57,19 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     RETRY = "retry"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    # Not run now: a host or pool is at its limit; offered again shortly.
+    DEFERRED = "deferred"
+    # Not ours to run: done, taken by another worker, cancelled, or not due yet.
     SKIPPED = "skipped"
+
+
+class Cancelled(Exception):
+    """The job's owner asked to stop it."""
+
+
+class LeaseLost(Exception):
+    """The reconciler gave the job to another worker (this one was presumed dead)."""
 
 
 def handler_for(kind: JobKind) -> JobHandler:
@@ -62,37 +88,146 @@ def handler_for(kind: JobKind) -> JobHandler:
         raise NotImplementedError(f"no handler for {kind.value} jobs in this version") from None
 
 
+class Lease:
+    """Renews the job's lease while it runs and notices a cancel request or a lost lease.
+
+    The renewal runs on its own thread so a provider call that reports no progress for
+    minutes still keeps its job."""
+
+    def __init__(self, core: Core, job_id: str, worker_id: str) -> None:
+        self.core = core
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(f"job {self.job_id} was handed to another worker")
+        if self.cancelled.is_set():
+            raise Cancelled(f"job {self.job_id} was cancelled")
+
+    def _beat(self) -> None:
+        every = self.core.settings.lease_seconds / 3
+        while not self._stop.wait(every):
+            try:
+                self.renew()
+            except Exception as exc:
+                # The database may be restarting: the lease has two more beats of slack.
+                log.warning("could not renew the lease of job %s: %s", self.job_id, exc)
+
+    def renew(self) -> None:
+        with self.core.db.session() as session:
+            renewed = session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.state == JobState.RUNNING, Job.leased_by == self.worker_id)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=self.core.settings.lease_seconds))
+                .returning(Job.cancel_requested_at)
+            ).first()
+        if renewed is None:
+            self.lost.set()
+        elif renewed.cancel_requested_at is not None:
+            self.cancelled.set()
+
+
 class ProgressWriter:
-    """Stores bytes done/total on the job row, at most a few times per second."""
+    """Stores bytes done/total on the job row, at most a few times per second; the place
+    where a running job learns it was cancelled."""
 
     interval = 0.5
 
-    def __init__(self, core: Core, job_id: str) -> None:
+    def __init__(self, core: Core, job_id: str, lease: Lease) -> None:
         self.core = core
         self.job_id = job_id
+        self.lease = lease
+        self.total = 0
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        self.lease.check()
+        self.total = total
         now = time.monotonic()
         if done < total and now - self._last < self.interval:
             return
         self._last = now
         with self.core.db.session() as session:
-            session.execute(
+            cancel = session.execute(
                 update(Job)
                 .where(Job.id == self.job_id, Job.state == JobState.RUNNING)
                 .values(progress_done=done, progress_total=total)
-            )
+                .returning(Job.cancel_requested_at)
+            ).scalar()
+        if cancel is not None:
+            self.lease.cancelled.set()
+            self.lease.check()
 
 
-def claim(core: Core, job_id: str, worker_id: str) -> Job | None:
-    """Move a due queued job to running under this worker's lease; None if someone else has it."""
+@dataclass(frozen=True)
+class Limit:
+    what: str  # "host" or "storage pool"
+    name: str
+    column: str  # Job attribute holding the id
+    ident: str
+    slots: int
+
+
+def _limits(session: Session, job: Job) -> list[Limit]:
+    limits = []
+    if job.host_id and (host := session.get(Host, job.host_id)) is not None:
+        limits.append(Limit("host", host.name, "host_id", host.id, host.max_concurrent_backups))
+    if job.pool_id and (pool := session.get(StoragePool, job.pool_id)) is not None:
+        limits.append(Limit("storage pool", pool.name, "pool_id", pool.id, pool.max_concurrent_backups))
+    return limits
+
+
+def _running(limit: Limit) -> Select[tuple[int]]:
+    other = aliased(Job)
+    return (
+        select(func.count())
+        .select_from(other)
+        .where(other.state == JobState.RUNNING, getattr(other, limit.column) == limit.ident)
+    )
+
+
+def _lock_key(limit: Limit) -> int:
+    # A signed 64-bit advisory lock key per host / pool.
+    return zlib.crc32(f"backup-orchestrator:{limit.column}:{limit.ident}".encode()) - 2**31
+
+
+@dataclass(frozen=True)
+class Deferred:
+    job: Job
+    reason: str
+
+
+def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
+    """Move a due queued job to running under this worker's lease. ``Deferred`` when its host
+    or pool is at its limit (the job is offered again shortly); None if it is not ours to run."""
+    with core.db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state is not JobState.QUEUED or job.not_before > utcnow():
+            return None
+        limits = _limits(session, job)
     now = utcnow()
     with core.db.session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            for key in sorted(_lock_key(limit) for limit in limits):
+                session.execute(select(func.pg_advisory_xact_lock(key)))
+        stmt = update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED, Job.not_before <= now)
+        for limit in limits:
+            stmt = stmt.where(_running(limit).scalar_subquery() < limit.slots)
         claimed = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.not_before <= now)
-            .values(
+            stmt.values(
                 state=JobState.RUNNING,
                 attempts=Job.attempts + 1,
                 leased_by=worker_id,
@@ -101,7 +236,20 @@ def claim(core: Core, job_id: str, worker_id: str) -> Job | None:
                 error=None,
             )
         ).rowcount
-        return session.get(Job, job_id) if claimed else None
+        job = session.get(Job, job_id, populate_existing=True)
+        if job is None or job.state is not JobState.QUEUED:
+            if claimed and job is not None:
+                joblog.add(session, job.id, f"attempt {job.attempts} started on {worker_id}")
+                return job
+            return None
+        full = next(
+            (limit for limit in limits if session.scalar(select(_running(limit))) >= limit.slots), None
+        )
+        if full is None:
+            return None  # not due after all (its retry was rescheduled meanwhile)
+        reason = f"{full.what} {full.name} runs {full.slots} job(s) already, its limit"
+        job.not_before = now + timedelta(seconds=core.settings.defer_seconds * random.uniform(0.5, 1.5))
+        return Deferred(job, reason)
 
 
 def _still_ours(session: Session, job_id: str, worker_id: str) -> Job | None:
@@ -112,52 +260,113 @@ def _still_ours(session: Session, job_id: str, worker_id: str) -> Job | None:
 
 
 def execute(core: Core, job_id: str, worker_id: str = "inline") -> Outcome:
-    job = claim(core, job_id, worker_id)
-    if job is None:
+    """Run the job if it is due and ours to run; how the attempt ended."""
+    started = time.monotonic()
+    claimed = persist(lambda: claim(core, job_id, worker_id), for_seconds=core.settings.db_retry_seconds)
+    if claimed is None:
         return Outcome.SKIPPED
+    if isinstance(claimed, Deferred):
+        log.info("job %s deferred: %s", job_id, claimed.reason)
+        _observe(claimed.job, Outcome.DEFERRED, time.monotonic() - started, 0)
+        return Outcome.DEFERRED
+    job = claimed
     handler = handler_for(job.kind)
+    with Lease(core, job.id, worker_id) as lease:
+        progress = ProgressWriter(core, job.id, lease)
+        outcome = _attempt(core, job, worker_id, handler, progress)
+    _observe(job, outcome, time.monotonic() - started, progress.total)
+    if outcome is Outcome.SUCCEEDED and handler.after is not None:
+        try:
+            handler.after(core, job)
+        except Exception:
+            log.exception("follow-up of job %s failed", job_id)
+    return outcome
+
+
+def _attempt(core: Core, job: Job, worker_id: str, handler: JobHandler, progress: ProgressWriter) -> Outcome:
+    def durably(step: Callable[[], Outcome]) -> Outcome:
+        return persist(step, for_seconds=core.settings.db_retry_seconds)
+
     try:
-        finish = handler.run(core, job, ProgressWriter(core, job.id))
-        with core.db.session() as session:
-            current = _still_ours(session, job_id, worker_id)
-            if current is None:
-                return Outcome.SKIPPED
-            current.result = finish(session)
-            current.state = JobState.SUCCEEDED
-            current.finished_at = utcnow()
-            current.lease_expires_at = None
-            current.progress_done = max(current.progress_done, current.progress_total)
-        if handler.after is not None:
-            try:
-                handler.after(core, job)
-            except Exception:
-                log.exception("follow-up of job %s failed", job_id)
-        return Outcome.SUCCEEDED
+        finish = handler.run(core, job, progress)
+        if progress.lease.lost.is_set():
+            return Outcome.SKIPPED
+        return durably(lambda: _record_success(core, job.id, worker_id, finish))
+    except LeaseLost:
+        log.warning("job %s was handed to another worker while this one ran it", job.id)
+        return Outcome.SKIPPED
+    except Cancelled:
+        return durably(lambda: _record_end(core, job.id, worker_id, handler, "cancelled", cancelled=True))
     except Exception as exc:
         if isinstance(exc, DomainError):
             message, retryable = exc.message, isinstance(exc, ProviderError) and exc.retryable
         else:
-            log.exception("job %s (%s) failed unexpectedly", job_id, job.kind.value)
+            log.exception("job %s (%s) failed unexpectedly", job.id, job.kind.value)
             message, retryable = f"internal error: {type(exc).__name__}: {exc}", True
-        return _record_failure(core, job_id, worker_id, handler, message, retryable)
+        return durably(lambda: _record_end(core, job.id, worker_id, handler, message, retryable=retryable))
 
 
-def _record_failure(
-    core: Core, job_id: str, worker_id: str, handler: JobHandler, message: str, retryable: bool
+def _record_success(core: Core, job_id: str, worker_id: str, finish: Finish) -> Outcome:
+    with core.db.session() as session:
+        job = _still_ours(session, job_id, worker_id)
+        if job is None:
+            return Outcome.SKIPPED
+        job.result = finish(session)
+        job.state = JobState.SUCCEEDED
+        job.finished_at = utcnow()
+        job.lease_expires_at = None
+        job.progress_done = max(job.progress_done, job.progress_total)
+        note = " (a cancel request came after the work was done)" if job.cancel_requested_at else ""
+        joblog.add(session, job.id, f"attempt {job.attempts} succeeded{note}")
+        return Outcome.SUCCEEDED
+
+
+def _record_end(
+    core: Core,
+    job_id: str,
+    worker_id: str,
+    handler: JobHandler,
+    message: str,
+    *,
+    retryable: bool = False,
+    cancelled: bool = False,
 ) -> Outcome:
     with core.db.session() as session:
         job = _still_ours(session, job_id, worker_id)
         if job is None:
             return Outcome.SKIPPED
-        job.error = message
         job.lease_expires_at = None
+        if cancelled:
+            job.state = JobState.CANCELLED
+            job.finished_at = utcnow()
+            job.error = "cancelled while running"
+            handler.on_failure(session, job, job.error, True)
+            joblog.add(session, job.id, f"attempt {job.attempts} stopped: cancelled", level="warning")
+            return Outcome.CANCELLED
+        job.error = message
         if retryable and job.attempts < job.max_attempts:
             delay = core.settings.retry_base_seconds * 2 ** (job.attempts - 1)
             job.state = JobState.QUEUED
             job.not_before = utcnow() + timedelta(seconds=delay)
             handler.on_failure(session, job, message, False)
+            joblog.add(
+                session, job.id, f"attempt {job.attempts} failed: {message}; retry in {delay:.0f}s", "warning"
+            )
             return Outcome.RETRY
         job.state = JobState.FAILED
         job.finished_at = utcnow()
         handler.on_failure(session, job, message, True)
+        joblog.add(session, job.id, f"attempt {job.attempts} failed: {message}; giving up", level="error")
         return Outcome.FAILED
+
+
+def _observe(job: Job, outcome: Outcome, seconds: float, total: int) -> None:
+    labels = (job.kind.value, job.queue, outcome.value)
+    telemetry.JOB_ATTEMPTS.labels(*labels).inc()
+    telemetry.JOB_DURATION.labels(*labels).observe(seconds)
+    if outcome is Outcome.SUCCEEDED and job.kind in MOVES_DATA and total:
+        telemetry.BYTES_MOVED.labels(job.pool_id or "", job.kind.value).inc(total)
+    if job.deadline is not None and outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
+        telemetry.JOB_LATENESS.labels(job.kind.value).observe(
+            max(0.0, (utcnow() - job.deadline).total_seconds())
+        )

@@ -12,6 +12,7 @@ from orchestrator.core import Scope
 from orchestrator.errors import Conflict
 from orchestrator.models import Job, JobKind, JobState, utcnow
 from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
+from orchestrator.routing import Placement
 from orchestrator.validate import parse_enum
 
 DEFAULT_MAX_ATTEMPTS = {JobKind.BACKUP: 3, JobKind.DELETE_BACKUP: 3, JobKind.VERIFY: 2}
@@ -24,7 +25,7 @@ def create(
     account_id: str,
     subject_type: str,
     subject_id: str,
-    queue: str,
+    placement: Placement,
     idempotency_key: str,
     params: dict[str, Any] | None = None,
     not_before: datetime | None = None,
@@ -43,12 +44,16 @@ def create(
         requested_by=scope.actor.account_id,
         subject_type=subject_type,
         subject_id=subject_id,
-        queue=queue,
+        queue=placement.queue,
+        host_id=placement.host_id,
+        pool_id=placement.pool_id,
         idempotency_key=idempotency_key,
         params=params or {},
         not_before=not_before or utcnow(),
         deadline=deadline,
         max_attempts=DEFAULT_MAX_ATTEMPTS.get(kind, 1),
+        # Handed to the runner as soon as the scope commits.
+        dispatched_at=utcnow() if state is JobState.QUEUED else None,
     )
     scope.session.add(job)
     scope.session.flush()
@@ -57,14 +62,16 @@ def create(
     return job
 
 
-def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str) -> Job:
-    """A planned job whose time has come: point it at its subject and queue it."""
+def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, placement: Placement) -> Job:
+    """A planned job whose time has come: point it at its subject, route it where the VM
+    is now, and queue it."""
     if job.state is not JobState.PLANNED:
         raise Conflict(f"job {job.id} is {job.state.value}, not planned")
     job.state = JobState.QUEUED
     job.subject_type = subject_type
     job.subject_id = subject_id
-    job.not_before = utcnow()
+    job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
+    job.not_before = job.dispatched_at = utcnow()
     scope.enqueue(job.id)
     return job
 

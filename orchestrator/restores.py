@@ -84,7 +84,7 @@ def _restore_vm_job(
         account_id=point.account_id,
         subject_type="backup",
         subject_id=point.id,
-        queue=f"host.{host_id}" if host_id else routing.DEFAULT_QUEUE,
+        placement=routing.restore_placement(host_id),
         idempotency_key=f"restore:{point.id}:{new_id()}",
         params=params,
     )
@@ -137,7 +137,7 @@ def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> 
         account_id=target.account_id,
         subject_type="backup",
         subject_id=point.id,
-        queue=routing.queue_for(JobKind.RESTORE_VOLUME, target),
+        placement=routing.placement(JobKind.RESTORE_VOLUME, target),
         idempotency_key=f"restore-volume:{point.id}:{new_id()}",
         params={"volume_id": volume_id, "vm_id": target.id},
     )

@@ -1,6 +1,9 @@
-"""Which queue a job goes to. Backups are bound by storage, restores by the host they write on."""
+"""Which queue a job goes to, and which host and storage pool limits it counts against.
+Backups are bound by storage, restores by the host they write on."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from orchestrator.models import JobKind, VirtualMachine, VolumeType
 
@@ -8,20 +11,36 @@ INGEST_QUEUE = "ingest"
 DEFAULT_QUEUE = "default"
 
 
-def backup_queue(vm: VirtualMachine) -> str:
-    """``pool.<id>`` of the ROOT volume's pool: reads hit that pool hardest."""
+@dataclass(frozen=True)
+class Placement:
+    queue: str
+    host_id: str | None = None
+    pool_id: str | None = None
+
+
+def _root_pool(vm: VirtualMachine) -> str | None:
+    """The ROOT volume's pool: a backup's reads hit that pool hardest."""
     volumes = vm.live_volumes
     root = next((v for v in volumes if v.type is VolumeType.ROOT), volumes[0] if volumes else None)
-    return f"pool.{root.pool_id}" if root else DEFAULT_QUEUE
+    return root.pool_id if root else None
 
 
-def queue_for(kind: JobKind, vm: VirtualMachine | None) -> str:
+def placement(kind: JobKind, vm: VirtualMachine | None) -> Placement:
     if kind is JobKind.INGEST:
-        return INGEST_QUEUE
+        return Placement(INGEST_QUEUE)
     if vm is None:
-        return DEFAULT_QUEUE
-    if kind is JobKind.BACKUP:
-        return backup_queue(vm)
+        return Placement(DEFAULT_QUEUE)
+    pool_id = _root_pool(vm)
     if kind in (JobKind.RESTORE_VM, JobKind.RESTORE_VOLUME) and vm.host_id:
-        return f"host.{vm.host_id}"
-    return backup_queue(vm)
+        return Placement(f"host.{vm.host_id}", vm.host_id, pool_id)
+    return Placement(f"pool.{pool_id}" if pool_id else DEFAULT_QUEUE, vm.host_id, pool_id)
+
+
+def restore_placement(host_id: str | None) -> Placement:
+    """A restore of a destroyed or new VM writes on the host that will run it."""
+    return Placement(f"host.{host_id}", host_id) if host_id else Placement(DEFAULT_QUEUE)
+
+
+def provider_placement(provider_id: str) -> Placement:
+    """Work on the provider's repository alone (deleting restore points)."""
+    return Placement(f"provider.{provider_id}")

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select
-
-from orchestrator.models import Job, JobState, utcnow
+from orchestrator.models import Job, utcnow
 
 if TYPE_CHECKING:
     from orchestrator.core import Core
@@ -29,32 +27,17 @@ class Runner(Protocol):
     def submit(self, job_ids: Sequence[str]) -> None:
         """Deliver committed, queued jobs for execution (at least once)."""
 
-
-def run_due(core: Core) -> int:
-    """Hand the core's runner the queued jobs whose time has come (retries after their
-    backoff); how many."""
-    ids = due_job_ids(core)
-    core.runner.submit(ids)
-    return len(ids)
-
-
-def due_job_ids(core: Core, limit: int = 100) -> list[str]:
-    with core.db.session() as session:
-        return list(
-            session.scalars(
-                select(Job.id)
-                .where(Job.state == JobState.QUEUED, Job.not_before <= utcnow())
-                .order_by(Job.not_before)
-                .limit(limit)
-            )
-        )
+    def holding(self, queues: set[str]) -> set[str]:
+        """Those of ``queues`` that still hold messages not yet taken by a worker (the
+        reconciler re-sends jobs of queues that hold none)."""
 
 
 class InlineRunner:
     """Runs each job in the caller's thread before ``submit`` returns.
 
-    A retry due within ``max_wait`` seconds is waited for and run; a later one stays
-    queued for ``run_due`` (``backupctl tick``, or the server's dispatcher).
+    A retry (or a start held back by a full host or pool) due within ``max_wait`` seconds
+    is waited for and run; a later one stays queued for the next delivery round
+    (``backupctl tick``, or the server's dispatcher).
     """
 
     def __init__(self, max_wait: float = 5.0) -> None:
@@ -69,13 +52,16 @@ class InlineRunner:
 
         assert self.core is not None
         for job_id in job_ids:
-            while execute(self.core, job_id) is Outcome.RETRY:
+            while execute(self.core, job_id) in (Outcome.RETRY, Outcome.DEFERRED):
                 with self.core.db.session() as session:
                     job = session.get(Job, job_id)
                     wait = (job.not_before - utcnow()).total_seconds() if job else self.max_wait + 1
                 if wait > self.max_wait:
                     break
                 time.sleep(max(wait, 0))
+
+    def holding(self, queues: set[str]) -> set[str]:
+        return set()  # nothing waits: submit runs everything before it returns
 
 
 class ThreadRunner:
@@ -85,6 +71,8 @@ class ThreadRunner:
         self.workers = workers
         self.core: Core | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._waiting = 0
+        self._lock = threading.Lock()
 
     def bind(self, core: Core) -> None:
         self.core = core
@@ -92,13 +80,22 @@ class ThreadRunner:
 
     def submit(self, job_ids: Sequence[str]) -> None:
         assert self._pool is not None
+        with self._lock:
+            self._waiting += len(job_ids)
         for job_id in job_ids:
             self._pool.submit(self._run, job_id)
+
+    def holding(self, queues: set[str]) -> set[str]:
+        # One in-memory queue for all: while anything waits, a job may still be in it.
+        with self._lock:
+            return set(queues) if self._waiting else set()
 
     def _run(self, job_id: str) -> None:
         from orchestrator.execution import execute
 
         assert self.core is not None
+        with self._lock:
+            self._waiting -= 1
         try:
             execute(
                 self.core, job_id, f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"

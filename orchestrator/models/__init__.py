@@ -21,7 +21,7 @@ from orchestrator.models.inventory import (
     VolumeType,
     Zone,
 )
-from orchestrator.models.jobs import FINAL_JOB_STATES, Job, JobKind, JobState
+from orchestrator.models.jobs import FINAL_JOB_STATES, Job, JobKind, JobLog, JobState
 from orchestrator.models.offerings import BackupOffering, BackupProvider, BackupSchedule, IntervalType
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "IntervalType",
     "Job",
     "JobKind",
+    "JobLog",
     "JobState",
     "Role",
     "StoragePool",

@@ -198,7 +198,7 @@ def test_tick_fires_a_due_schedule_once(run, cloud, database_url):
     )
     make_due(database_url, update(BackupSchedule).where(BackupSchedule.id == sched["id"]), "next_run_at")
     first = data(run("tick", "--json"))
-    assert (first["schedules_fired"], first["due_jobs_run"]) == (1, 0)
+    assert (first["schedules_fired"], first["jobs_delivered"]) == (1, 0)
     assert data(run("tick", "--json"))["schedules_fired"] == 0
     points = data(run("backup", "list", "--json", as_="alice"))["backups"]
     assert [(p["origin"], p["schedule_id"], p["status"]) for p in points] == [
