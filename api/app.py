@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from api import rest
 from api.cloudstack.endpoint import blueprint as cloudstack
+from api.ops import blueprint as ops
 from orchestrator.config import Settings
 from orchestrator.core import Core
 
@@ -19,8 +20,9 @@ def create_app(core: Core | None = None) -> Flask:
     app = Flask("backup_orchestrator")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["orchestrator"] = core or Core(Settings.from_env())
+    app.extensions["orchestrator"] = core or _core_from_env()
     app.register_blueprint(cloudstack)
+    app.register_blueprint(ops)
     rest.register(app)
 
     @app.errorhandler(HTTPException)
@@ -32,3 +34,13 @@ def create_app(core: Core | None = None) -> Flask:
         return jsonify(body), exc.code or 500
 
     return app
+
+
+def _core_from_env() -> Core:
+    """Under gunicorn: jobs go to the Celery queues when a broker is configured."""
+    settings = Settings.from_env()
+    if settings.broker_url:
+        from workers.runner import celery_runner
+
+        return Core(settings, runner=celery_runner(settings))
+    return Core(settings)

@@ -225,7 +225,7 @@ def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced
         account_id=subject.account_id,
         subject_type="backup",
         subject_id=subject.id,
-        placement=routing.provider_placement(subject.provider_id),
+        placement=routing.provider_placement(),
         idempotency_key=f"delete:{subject.id}:{uuid.uuid4()}",
         params={"ids": [p.id for p in ordered], "forced": forced},
     )

@@ -218,11 +218,12 @@ def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
         if job is None or job.state is not JobState.QUEUED or job.not_before > utcnow():
             return None
         limits = _limits(session, job)
-    now = utcnow()
     with core.db.session() as session:
         if session.get_bind().dialect.name == "postgresql":
             for key in sorted(_lock_key(limit) for limit in limits):
                 session.execute(select(func.pg_advisory_xact_lock(key)))
+        # After the locks: a start time never precedes the end of the job whose slot it took.
+        now = utcnow()
         stmt = update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED, Job.not_before <= now)
         for limit in limits:
             stmt = stmt.where(_running(limit).scalar_subquery() < limit.slots)
@@ -242,12 +243,17 @@ def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
                 joblog.add(session, job.id, f"attempt {job.attempts} started on {worker_id}")
                 return job
             return None
+        if job.not_before > now:
+            return None  # rescheduled meanwhile (a retry, or another worker's deferral)
+        # Still queued and due, so a limit refused it (a slot may have freed since).
         full = next(
-            (limit for limit in limits if session.scalar(select(_running(limit))) >= limit.slots), None
+            (limit for limit in limits if (session.scalar(_running(limit)) or 0) >= limit.slots), None
         )
-        if full is None:
-            return None  # not due after all (its retry was rescheduled meanwhile)
-        reason = f"{full.what} {full.name} runs {full.slots} job(s) already, its limit"
+        reason = (
+            f"{full.what} {full.name} runs {full.slots} job(s) already, its limit"
+            if full
+            else "its host or pool was at its limit a moment ago"
+        )
         job.not_before = now + timedelta(seconds=core.settings.defer_seconds * random.uniform(0.5, 1.5))
         return Deferred(job, reason)
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from orchestrator import audit, lookup
+from orchestrator import audit, joblog, lookup
 from orchestrator.core import Scope
 from orchestrator.errors import Conflict
-from orchestrator.models import Job, JobKind, JobState, utcnow
+from orchestrator.models import Job, JobKind, JobLog, JobState, utcnow
 from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
 from orchestrator.routing import Placement
 from orchestrator.validate import parse_enum
@@ -110,15 +110,28 @@ def show(scope: Scope, job_id: str) -> Job:
 
 
 def cancel(scope: Scope, job_id: str) -> Job:
-    """Cancel a job that has not started. A running job is left to finish or fail."""
+    """Cancel a job. A planned or queued one stops now; a running one at its next progress
+    report or lease renewal (a job whose work completes first still succeeds)."""
     from orchestrator.execution import handler_for
 
     job = lookup.job(scope, job_id)
+    if job.state is JobState.RUNNING:
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = utcnow()
+            joblog.add(scope.session, job.id, f"cancel requested by {scope.actor.name}", "warning")
+            audit.record(scope, "job.cancel", "job", job.id, running=True)
+        return job
     if job.state not in (JobState.PLANNED, JobState.QUEUED):
-        raise Conflict(f"job {job.id} is {job.state.value}; only planned or queued jobs can be cancelled")
+        raise Conflict(f"job {job.id} is {job.state.value}; it can no longer be cancelled")
     job.state = JobState.CANCELLED
     job.finished_at = utcnow()
     job.error = f"cancelled by {scope.actor.name}"
     handler_for(job.kind).on_failure(scope.session, job, job.error, True)
+    joblog.add(scope.session, job.id, job.error, "warning")
     audit.record(scope, "job.cancel", "job", job.id)
     return job
+
+
+def logs(scope: Scope, job_id: str) -> list[JobLog]:
+    """What happened to the job, oldest first."""
+    return joblog.entries(scope.session, lookup.job(scope, job_id).id)

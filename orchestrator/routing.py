@@ -41,6 +41,7 @@ def restore_placement(host_id: str | None) -> Placement:
     return Placement(f"host.{host_id}", host_id) if host_id else Placement(DEFAULT_QUEUE)
 
 
-def provider_placement(provider_id: str) -> Placement:
-    """Work on the provider's repository alone (deleting restore points)."""
-    return Placement(f"provider.{provider_id}")
+def provider_placement() -> Placement:
+    """Work on a provider's repository alone (deleting restore points) touches no host or
+    pool: any worker takes it, as every worker consumes the default queue."""
+    return Placement(DEFAULT_QUEUE)

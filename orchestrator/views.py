@@ -18,6 +18,7 @@ from orchestrator.models import (
     BackupSchedule,
     Host,
     Job,
+    JobLog,
     StoragePool,
     VirtualMachine,
     Volume,
@@ -200,10 +201,16 @@ def job(row: Job) -> dict[str, Any]:
         "progress": {"done": row.progress_done, "total": row.progress_total},
         "result": row.result,
         "error": row.error,
+        "worker": row.leased_by,
+        "cancel_requested": _ts(row.cancel_requested_at),
         "created": _ts(row.created_at),
         "started": _ts(row.started_at),
         "finished": _ts(row.finished_at),
     }
+
+
+def job_log(row: JobLog) -> dict[str, Any]:
+    return {"at": _ts(row.at), "level": row.level, "message": row.message}
 
 
 def planned_job(job: PlannedJob) -> dict[str, Any]:

@@ -45,10 +45,19 @@ def get_job(job_id: str) -> dict[str, Any]:
         return views.job(jobs.show(scope, job_id))
 
 
+@blp.route("/jobs/<id:job_id>/logs", methods=["GET"])
+@blp.response(200, s.JobLogEntry(many=True))
+@blp.errors(404)
+def job_logs(job_id: str) -> list[dict[str, Any]]:
+    """What happened to a job: attempts, workers, retries, failures (oldest first)"""
+    with use_case() as scope:
+        return [views.job_log(e) for e in jobs.logs(scope, job_id)]
+
+
 @blp.route("/jobs/<id:job_id>/cancel", methods=["POST"])
 @blp.response(200, s.Job)
 @blp.errors(404, 409)
 def cancel_job(job_id: str) -> dict[str, Any]:
-    """Cancel a job that has not started yet"""
+    """Cancel a job: a queued one at once, a running one at its next progress report"""
     with use_case() as scope:
         return views.job(jobs.cancel(scope, job_id))

@@ -476,9 +476,17 @@ class Job(ma.Schema):
     progress = fields.Nested(Progress, required=True)
     result = fields.Dict(required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
+    worker = fields.String(required=True, allow_none=True, metadata={"description": "Who runs it now."})
+    cancel_requested = timestamp(required=True, allow_none=True)
     created = timestamp(required=True, allow_none=True)
     started = timestamp(required=True, allow_none=True)
     finished = timestamp(required=True, allow_none=True)
+
+
+class JobLogEntry(ma.Schema):
+    at = timestamp(required=True)
+    level = fields.String(required=True, validate=validate.OneOf(("info", "warning", "error")))
+    message = fields.String(required=True)
 
 
 ZonePage = page_of(Zone, "ZonePage")

@@ -26,6 +26,11 @@ class App:
 
     @cached_property
     def core(self) -> Core:
+        if self.settings.broker_url:
+            # Distributed mode: jobs go to the Celery queues instead of running in this process.
+            from workers.runner import celery_runner
+
+            return Core(self.settings, runner=celery_runner(self.settings))
         return Core(self.settings)
 
     @cached_property

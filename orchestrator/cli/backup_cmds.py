@@ -337,12 +337,28 @@ def job_cancel(app: App, job_id: str, as_json: bool) -> None:
         emit(views.job(jobs.cancel(s, job_id)), as_json)
 
 
+@job.command("logs")
+@click.argument("job_id")
+@json_option
+@pass_app
+@handle_errors
+def job_logs(app: App, job_id: str, as_json: bool) -> None:
+    """What happened to the job: attempts, workers, retries, failures."""
+    with app.scope() as s:
+        entries = [views.job_log(e) for e in jobs.logs(s, job_id)]
+    if as_json:
+        emit(entries, True)
+        return
+    for e in entries:
+        click.echo(f"{e['at']}  {e['level']:<7}  {e['message']}")
+
+
 @click.command()
 @json_option
 @pass_app
 @handle_errors
 def tick(app: App, as_json: bool) -> None:
-    """Fire due user schedules, release due SLA backups, re-plan the rest, run due retries.
+    """Fire due user schedules, release due SLA backups, re-plan the rest, deliver due jobs.
 
     On the embedded default, run it every minute (cron or a systemd timer)."""
     app.actor.require_admin("run the scheduler")

@@ -13,12 +13,14 @@ from orchestrator import __version__, accounts
 from orchestrator.cli.account_cmds import account, audit_log, key
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.backup_cmds import backup, job, restore, schedule, tick
+from orchestrator.cli.db_cmds import db
 from orchestrator.cli.demo import run_demo
 from orchestrator.cli.inventory_cmds import host, pool, vm, zone
 from orchestrator.cli.offering_cmds import offering, provider
 from orchestrator.cli.output import emit, handle_errors, json_option
 from orchestrator.cli.plan_cmds import capacity_cmd, plan_cmd
 from orchestrator.cli.serve_cmd import serve
+from orchestrator.cli.worker_cmds import dispatcher, worker
 from orchestrator.config import Settings
 from orchestrator.core import Core
 
@@ -95,5 +97,12 @@ for group in (
     plan_cmd,
     capacity_cmd,
     serve,
+    worker,
+    dispatcher,
+    db,
 ):
     cli.add_command(group)
+
+
+if __name__ == "__main__":
+    cli()

@@ -7,21 +7,14 @@ import threading
 
 import click
 
-from orchestrator import accounts, dispatch
+from orchestrator import accounts
 from orchestrator.cli.output import handle_errors
+from orchestrator.cli.worker_cmds import run_dispatcher
 from orchestrator.config import Settings
 from orchestrator.core import Core
 from orchestrator.runner import ThreadRunner
 
 log = logging.getLogger(__name__)
-
-
-def _dispatcher(core: Core, every: float, stop: threading.Event) -> None:
-    while not stop.wait(every):
-        try:
-            dispatch.tick(core)
-        except Exception:
-            log.exception("dispatcher round failed; next round in %ss", every)
 
 
 @click.command("serve")
@@ -55,7 +48,7 @@ def serve(host: str, port: int, threads: int, job_workers: int, tick_seconds: fl
         click.echo(f"              secret key  {issued.secretkey}  (shown only now)")
     stop = threading.Event()
     ticker = threading.Thread(
-        target=_dispatcher, args=(core, tick_seconds, stop), name="dispatcher", daemon=True
+        target=run_dispatcher, args=(core, tick_seconds, 1.0, stop), name="dispatcher", daemon=True
     )
     ticker.start()
     click.echo(f"serving on http://{host}:{port}  (CloudStack endpoint: http://{host}:{port}/client/api)")

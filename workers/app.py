@@ -1,0 +1,41 @@
+"""The Celery application, configured from the same settings as everything else."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from orchestrator.config import Settings
+from orchestrator.errors import InvalidArgument
+
+TASK_NAME = "backup_orchestrator.run_job"
+
+
+def make_app(settings: Settings) -> Celery:
+    if not settings.broker_url:
+        raise InvalidArgument(
+            "BACKUP_BROKER_URL is not set: the distributed mode needs a broker (Redis or RabbitMQ)"
+        )
+    app = Celery("backup_orchestrator", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        # A job is acknowledged only when it ended, and given back when its worker process
+        # dies: the broker keeps it until someone has run it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One job at a time per process: a long backup never sits behind another one.
+        worker_prefetch_multiplier=1,
+        task_default_queue="default",
+        task_create_missing_queues=True,
+        # Outcomes live in the jobs table, not in a result backend.
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # Redis hands an unacknowledged message to another worker after this long; a job
+        # running longer is then claimed by nobody (its row says running), so it is harmless.
+        broker_transport_options={"visibility_timeout": 6 * 3600},
+        worker_hijack_root_logger=False,
+    )
+    from workers.tasks import register
+
+    register(app)
+    return app

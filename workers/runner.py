@@ -1,0 +1,85 @@
+"""The Celery runner: a committed job becomes one message on its queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+from kombu.exceptions import ChannelError
+from sqlalchemy import select, update
+
+from orchestrator.config import Settings
+from orchestrator.models import Job, JobKind, JobState, utcnow
+from workers.app import TASK_NAME, make_app
+from workers.tasks import HARD_LIMIT_GRACE, TIME_LIMITS
+
+if TYPE_CHECKING:
+    from orchestrator.core import Core
+
+
+class CeleryRunner:
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.core: Core | None = None
+
+    def bind(self, core: Core) -> None:
+        self.core = core
+
+    def submit(self, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        assert self.core is not None
+        with self.core.db.session() as session:
+            rows = session.execute(select(Job.id, Job.queue, Job.kind).where(Job.id.in_(job_ids))).all()
+        with self.app.producer_or_acquire() as producer:
+            for job_id, queue, kind in rows:
+                self._send(producer, job_id, queue, kind)
+
+    def submit_when_due(self, job_id: str, *, only_if_waiting: bool = False) -> None:
+        """After a retry or a deferral: a message that waits (ETA) until the job is due. The
+        job is marked as sent for that time, so the reconciler does not send a second one.
+        ``only_if_waiting``: only for a job still queued and not due yet."""
+        assert self.core is not None
+        stmt = update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED)
+        if only_if_waiting:
+            stmt = stmt.where(Job.not_before > utcnow())
+        with self.core.db.session() as session:
+            row = session.execute(
+                stmt.values(dispatched_at=Job.not_before).returning(Job.queue, Job.kind, Job.not_before)
+            ).first()
+        if row is not None:
+            with self.app.producer_or_acquire() as producer:
+                self._send(producer, job_id, row.queue, row.kind, eta=row.not_before)
+
+    def _send(
+        self, producer: Any, job_id: str, queue: str, kind: JobKind, eta: datetime | None = None
+    ) -> None:
+        limit = TIME_LIMITS.get(kind)
+        self.app.send_task(
+            TASK_NAME,
+            args=(job_id,),
+            queue=queue,
+            producer=producer,
+            eta=eta,
+            soft_time_limit=limit.total_seconds() if limit else None,
+            time_limit=(limit + HARD_LIMIT_GRACE).total_seconds() if limit else None,
+        )
+
+    def holding(self, queues: set[str]) -> set[str]:
+        held = set()
+        with self.app.connection_for_read() as conn:
+            channel = conn.default_channel
+            for queue in queues:
+                try:
+                    if channel.queue_declare(queue=queue, passive=True).message_count:
+                        held.add(queue)
+                except ChannelError:
+                    # The queue itself is gone (a flushed Redis): it holds nothing.
+                    channel = conn.channel()
+        return held
+
+
+def celery_runner(settings: Settings) -> CeleryRunner:
+    return CeleryRunner(make_app(settings))
