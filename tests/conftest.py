@@ -54,7 +54,8 @@ def postgres_ready() -> None:
 def postgres_schema() -> Iterator[str]:
     """A URL whose connections use a fresh schema, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL)
+    # Pre-ping: a test may restart PostgreSQL while this engine's connection idles.
+    admin = sa.create_engine(POSTGRES_URL, pool_pre_ping=True)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in POSTGRES_URL else "?"

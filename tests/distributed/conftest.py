@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.config import Settings
 from orchestrator.core import Core
@@ -158,7 +159,10 @@ def wait_for(
 ) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = check()
+        try:
+            value = check()
+        except OperationalError:
+            value = None  # the database is restarting: look again
         if value:
             return value
         time.sleep(every)
