@@ -142,7 +142,7 @@ class StateCollector(Collector):
                 select(BackupOffering.name, func.count())
                 .select_from(Job)
                 .join(VirtualMachine, VirtualMachine.id == Job.subject_id)
-                .join(BackupOffering, BackupOffering.id == VirtualMachine.offering_id)
+                .join(BackupOffering, BackupOffering.id == VirtualMachine.backup_offering_id)
                 .where(Job.state.in_(ACTIVE_STATES), Job.deadline < now)
                 .group_by(BackupOffering.name)
             ):
@@ -169,7 +169,7 @@ class StateCollector(Collector):
         counts: dict[tuple[str, str], int] = {}
         for vm_id, offering, rpo_seconds, at in session.execute(
             select(VirtualMachine.id, BackupOffering.name, BackupOffering.rpo_seconds, newest.c.at)
-            .join(BackupOffering, BackupOffering.id == VirtualMachine.offering_id)
+            .join(BackupOffering, BackupOffering.id == VirtualMachine.backup_offering_id)
             .outerjoin(newest, newest.c.vm_id == VirtualMachine.id)
             .where(VirtualMachine.removed_at.is_(None))
         ):

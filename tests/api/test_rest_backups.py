@@ -221,7 +221,13 @@ def test_jobs_report_retries_failures_and_cancel_what_has_not_started(server, wo
     assert (cancelled["state"], cancelled["error"]) == ("cancelled", "cancelled by alice")
     assert alice.ok("get", f"/backups/{job['subject_id']}")["status"] == "Failed"
     refused = error_of(alice.post(f"/jobs/{job['id']}/cancel"), 409, "conflict")
-    assert "only planned or queued jobs can be cancelled" in refused["message"]
+    assert "it can no longer be cancelled" in refused["message"]
+    logs = alice.ok("get", f"/jobs/{job['id']}/logs")
+    assert [entry["level"] for entry in logs] == ["info", "warning", "warning"]
+    assert "attempt 1 failed: " in logs[1]["message"]
+    assert "retry in" in logs[1]["message"]
+    assert logs[2]["message"] == "cancelled by alice"
+    error_of(api["bob"].get(f"/jobs/{job['id']}/logs"), 404, "not_found")
 
     point = alice.backed_up(world.alice_vm2)
     failed = alice.wait(alice.ok("post", f"/backups/{point['id']}/restore", 202)["id"])

@@ -1,0 +1,579 @@
+"""Jobs per second through the distributed mode: real Redis, real PostgreSQL, real workers.
+
+Three figures, each beside a baseline in the same run:
+
+- ``jobs_per_s`` for 1, 2 and 4 ``backupctl worker`` processes (``--concurrency 1`` each):
+  M dummy backups enqueued through ``backups.create_backup`` with the Celery runner, timed
+  from the first enqueue until the last job row is ``succeeded``;
+- ``bare_celery_jobs_per_s``: the same M messages to a bare Celery app on the same Redis
+  with the same delivery settings and a task that only counts itself
+  (``benchmarks/_bare_celery.py``), as many worker processes; ``overhead`` = bare / ours;
+- ``dispatcher_jobs_per_s``: K planned SLA backups due now, released by
+  ``planning.release_due`` through the Celery runner (no worker consumes them).
+
+Redis database 12 (``BACKUP_BENCH_REDIS_URL``) is flushed before and after; each run makes a
+PostgreSQL schema of its own (``BACKUP_BENCH_POSTGRES_URL``) and drops it at the end.
+
+    .venv/bin/python benchmarks/queue.py --quick --json     # M = 200, K = 5000
+    .venv/bin/python benchmarks/queue.py                    # M = 2000, K = 100000
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# This file shares its name with the standard library's ``queue``, and Python puts a script's
+# directory first on the path: Celery's ``import queue`` would load this script instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import atexit  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from orchestrator import (  # noqa: E402
+    accounts,
+    assignments,
+    backup_providers,
+    backups,
+    inventory,
+    offerings,
+    planning,
+)
+from orchestrator.actor import Actor  # noqa: E402
+from orchestrator.config import Settings  # noqa: E402
+from orchestrator.core import Core  # noqa: E402
+from orchestrator.models import (  # noqa: E402
+    Job,
+    JobKind,
+    JobState,
+    VirtualMachine,
+    Volume,
+    VolumeType,
+    new_id,
+)
+from workers.runner import celery_runner  # noqa: E402
+
+POSTGRES = os.environ.get("BACKUP_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("BACKUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+COUNTS = (1, 2, 4)
+GiB = 2**30
+BARE_QUEUE = "bare.work"
+WARM_VMS = 16  # per worker process, enough for a few warm-up rounds
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+class Processes:
+    """Every process this benchmark starts, each in a group of its own (a Celery worker and its
+    pool); all stopped however the run ends."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        path = self.logs / f"{name}-{len(self.started)}.log"
+        with path.open("wb") as out:
+            proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+                argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.started.append((proc, path))
+        return proc
+
+    def check(self) -> None:
+        for proc, path in self.started:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{path.name} exited with {proc.returncode}:\n{self.tail(path)}")
+
+    @staticmethod
+    def tail(path: Path) -> str:
+        return path.read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> None:
+        for proc, _ in self.started:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc, _ in self.started:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
+            # Pool processes left behind by a parent that went first.
+            _signal_group(proc, signal.SIGKILL)
+        self.started.clear()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, procs: Processes, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        procs.check()
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        BACKUP_HOME=str(settings.home),
+        BACKUP_DATABASE_URL=settings.database_url,
+        BACKUP_BROKER_URL=settings.broker_url or "",
+        BENCH_BROKER_URL=settings.broker_url or "",
+        PYTHONPATH=str(ROOT),
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+# -- the world ---------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    core: Core
+    admin: Actor
+    zone_id: str
+    pool_id: str
+    host_id: str
+    account_id: str
+
+
+def build_world(core: Core) -> World:
+    accounts.bootstrap(core)
+    admin = accounts.admin_actor(core)
+    with core.scope(admin) as s:
+        zone = inventory.create_zone(s, "zone1")
+        # Limits far above the number of workers: this measures the queue, not throttling.
+        host = inventory.create_host(s, zone="zone1", name="kvm1", hypervisor="kvm", max_concurrent_backups=10_000)
+        pool = inventory.create_pool(s, zone="zone1", name="pool1", path="/srv/pool1", max_concurrent_backups=10_000)
+        tenant = accounts.create_account(s, "tenant")
+        ids = zone.id, pool.id, host.id, tenant.id
+    return World(core, admin, *ids)
+
+
+def offering_with_vms(world: World, name: str, vms: int) -> list[str]:
+    """A dummy provider of its own (its state file starts empty), an offering, and ``vms``
+    VMs assigned to it, made through the use cases."""
+    core, admin = world.core, world.admin
+    with core.scope(admin) as s:
+        provider = backup_providers.add(s, name=name, driver="dummy").id
+        offering = offerings.import_offering(
+            s, name=name, zone="zone1", provider=provider, external_id="dummy-gold", rpo="24h"
+        ).id
+    ids: list[str] = []
+    for start in range(0, vms, 500):
+        with core.scope(admin) as s:
+            for i in range(start, min(vms, start + 500)):
+                vm = inventory.register_vm(
+                    s,
+                    name=f"{name}-vm{i}",
+                    account="tenant",
+                    zone="zone1",
+                    host="kvm1",
+                    volumes=[{"pool": "pool1", "size": 10 * GiB}],
+                )
+                assignments.assign(s, vm.id, offering)
+                ids.append(vm.id)
+    return ids
+
+
+def enqueue(core: Core, actor: Actor, vm_ids: list[str]) -> list[str]:
+    """One backup per VM, each in its own transaction as one API request would make it."""
+    job_ids = []
+    for vm_id in vm_ids:
+        with core.scope(actor) as s:
+            job_ids.append(backups.create_backup(s, vm_id).id)
+    return job_ids
+
+
+def job_states(core: Core, ids: list[str]) -> dict[str, int]:
+    with core.db.engine.connect() as c:
+        rows = c.execute(
+            sa.select(Job.state, sa.func.count()).where(Job.id.in_(ids)).group_by(Job.state)
+        ).all()
+    return {JobState(state).value: n for state, n in rows}
+
+
+def all_done(core: Core, ids: list[str]) -> bool:
+    states = job_states(core, ids)
+    if states.get("failed") or states.get("cancelled"):
+        raise RuntimeError(f"some benchmark jobs did not succeed: {states}")
+    return states.get("succeeded", 0) == len(ids)
+
+
+def last_finished(core: Core, ids: list[str]) -> datetime:
+    with core.db.engine.connect() as c:
+        return c.execute(sa.select(sa.func.max(Job.finished_at)).where(Job.id.in_(ids))).scalar_one()
+
+
+def distinct_workers(core: Core, ids: list[str]) -> int:
+    with core.db.engine.connect() as c:
+        return c.execute(sa.select(sa.func.count(sa.distinct(Job.leased_by))).where(Job.id.in_(ids))).scalar_one()
+
+
+# -- ours ----------------------------------------------------------------------------------------
+
+
+def measure_ours(
+    world: World, settings: Settings, procs: Processes, jobs: int, counts: tuple[int, ...]
+) -> dict[str, float]:
+    core = world.core
+    queue = f"pool.{world.pool_id}"
+    warm = offering_with_vms(world, "warm", WARM_VMS * max(counts))
+    batches = {n: offering_with_vms(world, f"bench{n}", jobs) for n in counts}
+    env = worker_env(settings)
+    results: dict[str, float] = {}
+    running = 0
+    for n in counts:
+        while running < n:
+            procs.start(
+                f"worker{running}",
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli.main",
+                    "worker",
+                    "--queues",
+                    queue,
+                    "--concurrency",
+                    "1",
+                    "--loglevel",
+                    "warning",
+                ],
+                env,
+            )
+            running += 1
+        warm_up(
+            lambda ids: enqueue(core, world.admin, ids),
+            lambda ids: all_done(core, ids),
+            lambda ids: distinct_workers(core, ids),
+            warm,
+            n,
+            procs,
+            what=f"{n} orchestrator worker(s)",
+        )
+        vm_ids = batches[n]
+        t0 = datetime.now(UTC)
+        ids = enqueue(core, world.admin, vm_ids)
+        enqueued = (datetime.now(UTC) - t0).total_seconds()
+        wait_for(lambda ids=ids: all_done(core, ids), 600, f"{jobs} backups on {n} worker(s)", procs)
+        seconds = (last_finished(core, ids) - t0).total_seconds()
+        results[str(n)] = round(jobs / seconds, 1)
+        log(f"ours  {n} worker(s): {jobs} jobs in {seconds:.2f}s (enqueue {enqueued:.2f}s) = {jobs / seconds:.0f}/s")
+    procs.stop_all()
+    return results
+
+
+def warm_up(
+    send: Callable[[list[str]], list[str]],
+    done: Callable[[list[str]], bool],
+    workers: Callable[[list[str]], int],
+    vms: list[str],
+    n: int,
+    procs: Processes,
+    what: str,
+) -> None:
+    """Until every one of ``n`` worker processes has run a job: the first job of a process
+    pays for its imports and connections, which no steady state pays."""
+    seen: list[str] = []
+    for round_ in range(WARM_VMS):
+        ids = send(vms[: 4 * n] if round_ % 2 == 0 else vms[4 * n : 8 * n])
+        wait_for(lambda ids=ids: done(ids), 120, f"warm-up jobs on {what}", procs)
+        seen.extend(ids)
+        if workers(seen) >= n:
+            return
+    raise RuntimeError(f"only {workers(seen)} of {what} ran a warm-up job")
+
+
+# -- bare Celery -----------------------------------------------------------------------------------
+
+
+def measure_bare(settings: Settings, procs: Processes, jobs: int, counts: tuple[int, ...]) -> dict[str, float]:
+    from benchmarks import _bare_celery as bare
+
+    client = redis.Redis.from_url(REDIS)
+    app = bare.app
+    app.conf.broker_url = REDIS
+    env = worker_env(settings)
+
+    def send(tokens: list[str]) -> list[str]:
+        with app.producer_or_acquire() as producer:
+            for token in tokens:
+                app.send_task(bare.TASK_NAME, args=(token,), queue=BARE_QUEUE, producer=producer)
+        return tokens
+
+    sent = 0
+
+    def send_counted(tokens: list[str]) -> list[str]:
+        nonlocal sent
+        sent += len(tokens)
+        return send(tokens)
+
+    def done(_tokens: list[str]) -> bool:
+        return int(client.get(bare.DONE_KEY) or 0) >= sent
+
+    results: dict[str, float] = {}
+    running = 0
+    for n in counts:
+        while running < n:
+            procs.start(
+                f"bare{running}",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "benchmarks._bare_celery:app",
+                    "worker",
+                    f"--queues=bare.default,{BARE_QUEUE}",
+                    "--concurrency=1",
+                    "--loglevel=WARNING",
+                    f"--hostname=bare{running}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                env,
+            )
+            running += 1
+        client.delete(bare.PIDS_KEY)
+        warm_up(
+            send_counted,
+            done,
+            lambda _ids: int(client.scard(bare.PIDS_KEY)),
+            [f"warm{i}" for i in range(8 * n)],
+            n,
+            procs,
+            what=f"{n} bare Celery worker(s)",
+        )
+        tokens = [f"job{i}" for i in range(jobs)]
+        t0 = time.time()
+        send_counted(tokens)
+        wait_for(lambda: done(tokens), 600, f"{jobs} bare tasks on {n} worker(s)", procs, every=0.01)
+        seconds = float(client.get(bare.LAST_KEY) or 0) - t0
+        results[str(n)] = round(jobs / seconds, 1)
+        log(f"bare  {n} worker(s): {jobs} jobs in {seconds:.2f}s = {jobs / seconds:.0f}/s")
+    procs.stop_all()
+    client.close()
+    return results
+
+
+# -- the dispatcher ----------------------------------------------------------------------------------
+
+
+def plant(world: World, planned: int) -> None:
+    """``planned`` VMs under an offering of their own, each with one SLA backup planned for
+    now, as ``planning.replan`` stores them. Bulk-inserted: this is the setup, not the figure."""
+    core = world.core
+    with core.scope(world.admin) as s:
+        provider = backup_providers.add(s, name="sla", driver="dummy").id
+        offering = offerings.import_offering(
+            s, name="sla", zone="zone1", provider=provider, external_id="dummy-gold", rpo="24h"
+        ).id
+    now = datetime.now(UTC)
+    due = now - timedelta(seconds=1)
+    with core.db.engine.begin() as c:
+        for start in range(0, planned, 10_000):
+            chunk = range(start, min(planned, start + 10_000))
+            vm_ids = [new_id() for _ in chunk]
+            c.execute(
+                sa.insert(VirtualMachine.__table__),
+                [
+                    {
+                        "id": vm_id,
+                        "name": f"sla-vm{i}",
+                        "account_id": world.account_id,
+                        "zone_id": world.zone_id,
+                        "host_id": world.host_id,
+                        "state": "Running",
+                        "backup_offering_id": offering,
+                        "details": {},
+                        "created_at": now,
+                    }
+                    for i, vm_id in zip(chunk, vm_ids, strict=True)
+                ],
+            )
+            c.execute(
+                sa.insert(Volume.__table__),
+                [
+                    {
+                        "id": new_id(),
+                        "name": f"ROOT-sla-vm{i}",
+                        "vm_id": vm_id,
+                        "pool_id": world.pool_id,
+                        "type": VolumeType.ROOT,
+                        "device_id": 0,
+                        "size": 10 * GiB,
+                        "path": f"/srv/pool1/{vm_id}-0.qcow2",
+                        "format": "qcow2",
+                        "created_at": now,
+                    }
+                    for i, vm_id in zip(chunk, vm_ids, strict=True)
+                ],
+            )
+            job_ids = [new_id() for _ in chunk]
+            c.execute(
+                sa.insert(Job.__table__),
+                [
+                    {
+                        "id": job_id,
+                        "kind": JobKind.BACKUP,
+                        "state": JobState.PLANNED,
+                        "account_id": world.account_id,
+                        "subject_type": "vm",
+                        "subject_id": vm_id,
+                        "queue": f"pool.{world.pool_id}",
+                        "params": {
+                            "origin": "sla",
+                            "reason": "benchmark",
+                            "late": False,
+                            "expected_end": (due + timedelta(minutes=5)).isoformat(),
+                        },
+                        "not_before": due,
+                        "deadline": now + timedelta(hours=24),
+                        "attempts": 0,
+                        "max_attempts": 3,
+                        "idempotency_key": f"sla:{job_id}",
+                        "progress_done": 0,
+                        "progress_total": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for job_id, vm_id in zip(job_ids, vm_ids, strict=True)
+                ],
+            )
+        c.execute(sa.text("ANALYZE"))
+
+
+def measure_dispatcher(world: World, planned: int) -> tuple[float, int]:
+    t0 = time.monotonic()
+    plant(world, planned)
+    log(f"dispatcher: {planned} planned jobs inserted in {time.monotonic() - t0:.1f}s")
+    t0 = time.monotonic()
+    released = planning.release_due(world.core)
+    seconds = time.monotonic() - t0
+    log(f"dispatcher: release_due queued {len(released)} of {planned} in {seconds:.2f}s = {planned / seconds:.0f}/s")
+    if len(released) != planned:
+        raise RuntimeError(f"release_due queued {len(released)} of {planned} planned jobs")
+    return round(planned / seconds, 1), len(released)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def schema() -> Iterator[str]:
+    name = f"bench_q_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES)
+    with admin.begin() as c:
+        c.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in POSTGRES else "?"
+    try:
+        yield f"{POSTGRES}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as c:
+            c.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    # Through SystemExit, so every ``finally`` stops the workers and drops the schema.
+    raise SystemExit(143)
+
+
+def run(jobs: int, planned: int, counts: tuple[int, ...]) -> dict[str, Any]:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    broker = redis.Redis.from_url(REDIS)
+    broker.ping()
+    broker.flushdb()
+    home = Path(tempfile.mkdtemp(prefix="bench-queue-"))
+    (home / "logs").mkdir()
+    procs = Processes(home / "logs")
+    atexit.register(procs.stop_all)
+    try:
+        with schema() as url:
+            settings = Settings(home=home / "home", database_url=url, broker_url=REDIS)
+            core = Core(settings, runner=celery_runner(settings))
+            try:
+                world = build_world(core)
+                ours = measure_ours(world, settings, procs, jobs, counts)
+                broker.flushdb()
+                bare = measure_bare(settings, procs, jobs, counts)
+                broker.flushdb()
+                dispatcher, _ = measure_dispatcher(world, planned)
+            finally:
+                procs.stop_all()
+                core.db.dispose()
+    except BaseException:
+        for _, path in procs.started:
+            log(f"--- {path.name}\n{Processes.tail(path)}")
+        raise
+    finally:
+        procs.stop_all()
+        broker.flushdb()
+        broker.close()
+        shutil.rmtree(home, ignore_errors=True)
+    return {
+        "jobs_per_s": ours,
+        "bare_celery_jobs_per_s": bare,
+        "overhead": {n: round(bare[n] / ours[n], 2) for n in ours},
+        "dispatcher_jobs_per_s": dispatcher,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--jobs", type=int, help="backups per worker count (M)")
+    parser.add_argument("--planned", type=int, help="planned jobs for the dispatcher (K)")
+    args = parser.parse_args()
+    jobs = args.jobs or (200 if args.quick else 2000)
+    planned = args.planned or (5_000 if args.quick else 100_000)
+    result = run(jobs, planned, COUNTS)
+    log(f"{'workers':>8} {'ours/s':>8} {'bare/s':>8} {'overhead':>9}")
+    for n in result["jobs_per_s"]:
+        log(
+            f"{n:>8} {result['jobs_per_s'][n]:>8} {result['bare_celery_jobs_per_s'][n]:>8}"
+            f" {result['overhead'][n]:>8}x"
+        )
+    log(f"dispatcher release_due: {result['dispatcher_jobs_per_s']} jobs/s over {planned} planned jobs")
+    if args.json:
+        print(json.dumps({**result, "jobs": jobs, "planned_jobs": planned, "quick": args.quick}))
+
+
+if __name__ == "__main__":
+    main()
