@@ -74,9 +74,10 @@ class LeaseLost(Exception):
 
 def handler_for(kind: JobKind) -> JobHandler:
     # Imported here: the use case modules import this one for JobHandler.
-    from orchestrator import backups, restores
+    from orchestrator import backups, ingest, restores
 
     handlers = {
+        JobKind.INGEST: ingest.INGEST_HANDLER,
         JobKind.BACKUP: backups.BACKUP_HANDLER,
         JobKind.DELETE_BACKUP: backups.DELETE_HANDLER,
         JobKind.RESTORE_VM: restores.RESTORE_VM_HANDLER,

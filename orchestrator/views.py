@@ -26,6 +26,7 @@ from orchestrator.models import (
 )
 from orchestrator.planner.model import PlannedJob
 from orchestrator.sla import format_duration
+from providers import hypervisor
 from providers.base import BackupProvider as Driver
 from providers.base import ProviderOffering
 
@@ -61,7 +62,15 @@ def host(row: Host) -> dict[str, Any]:
         "hypervisor": row.hypervisor.value,
         "address": row.address,
         "max_concurrent_backups": row.max_concurrent_backups,
+        "connection": _connection(row),
     }
+
+
+def _connection(row: Host) -> dict[str, Any]:
+    """How the host is reached, as its driver allows showing it."""
+    if not row.connection:
+        return {}
+    return hypervisor.driver_class(row.hypervisor.value).public_connection(row.connection)
 
 
 def pool(row: StoragePool) -> dict[str, Any]:

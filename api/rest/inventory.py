@@ -7,8 +7,9 @@ from typing import Any
 from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
+from api.rest.jobs import ACCEPTED_HEADERS, accepted
 from api.rest.pages import named_like, of_list, of_page
-from orchestrator import inventory, views
+from orchestrator import ingest, inventory, views
 
 blp = rest_blueprint(
     "inventory",
@@ -66,6 +67,35 @@ def create_host(args: dict[str, Any]) -> dict[str, Any]:
     """Register a host (admin)"""
     with use_case() as scope:
         return views.host(inventory.create_host(scope, **args))
+
+
+@blp.route("/hosts/<id:host_id>/connection", methods=["PUT"])
+@blp.arguments(s.HostConnection)
+@blp.response(200, s.Host)
+@blp.errors(400, 403, 404)
+def set_host_connection(args: dict[str, Any], host_id: str) -> dict[str, Any]:
+    """Set how workers reach a host (admin); checked by the host's driver"""
+    with use_case() as scope:
+        return views.host(ingest.set_connection(scope, host_id, args["connection"]))
+
+
+@blp.route("/hosts/<id:host_id>/discover", methods=["POST"])
+@blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
+@blp.errors(403, 404, 409)
+def discover_unmanaged(host_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Find the VMs a host runs that the inventory does not know (admin; the job result lists them)"""
+    with use_case() as scope:
+        return accepted(ingest.discover(scope, host_id))
+
+
+@blp.route("/hosts/<id:host_id>/import", methods=["POST"])
+@blp.arguments(s.VMImport)
+@blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
+@blp.errors(400, 403, 404, 409)
+def import_unmanaged(args: dict[str, Any], host_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Import an unmanaged VM with its disks, NICs and controllers (admin; an ingest job)"""
+    with use_case() as scope:
+        return accepted(ingest.import_vm(scope, host=host_id, **args))
 
 
 @blp.route("/pools", methods=["GET"])

@@ -165,6 +165,25 @@ class Host(ma.Schema):
     hypervisor = one_of(Hypervisor, required=True)
     address = fields.String(required=True)
     max_concurrent_backups = fields.Integer(required=True)
+    connection = fields.Dict(
+        required=True, metadata={"description": "How workers reach the host (no secrets: key auth only)."}
+    )
+
+
+class HostConnection(Strict):
+    connection = JsonObject(
+        required=True,
+        metadata={
+            "description": 'For KVM: {"transport": "ssh", "address", "port", "username", "key_file", '
+            '"known_hosts", "accept_new_host_key", "libvirt_uri"} or {"transport": "local"}.'
+        },
+    )
+
+
+class VMImport(Strict):
+    uuid = ident("The hypervisor's UUID of the VM (from a discovery).", required=True)
+    account = ident("Account (id or name) that will own the VM.", required=True)
+    name = text(min_length=1, metadata={"description": "Name in the inventory (default: the hypervisor's)."})
 
 
 class PoolCreate(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -13,7 +14,9 @@ from orchestrator import accounts, jobs, views
 from orchestrator.actor import Actor
 from orchestrator.config import Settings
 from orchestrator.core import Core, Scope
-from orchestrator.models import Job
+from orchestrator.models import FINAL_JOB_STATES, Job
+
+FINAL_STATES = {state.value for state in FINAL_JOB_STATES}
 
 
 class App:
@@ -42,12 +45,18 @@ class App:
         with self.core.scope(self.actor) as scope:
             yield scope
 
-    def run_job(self, make_job: Callable[[Scope], Job]) -> dict[str, Any]:
-        """Create a job, let the runner take it, and return the job as it stands afterwards."""
+    def run_job(self, make_job: Callable[[Scope], Job], wait: float = 0.0) -> dict[str, Any]:
+        """Create a job, let the runner take it, and return the job as it stands afterwards
+        (after up to ``wait`` seconds for a worker elsewhere to end it)."""
         with self.scope() as scope:
             job_id = make_job(scope).id
-        with self.scope() as scope:
-            return views.job(jobs.show(scope, job_id))
+        deadline = time.monotonic() + wait
+        while True:
+            with self.scope() as scope:
+                job = views.job(jobs.show(scope, job_id))
+            if job["state"] in FINAL_STATES or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.5)
 
 
 pass_app = click.make_pass_decorator(App)

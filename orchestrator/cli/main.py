@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from orchestrator import __version__, accounts
+from orchestrator.cli import ingest_cmds  # noqa: F401  (adds host connect, vm unmanaged/import)
 from orchestrator.cli.account_cmds import account, audit_log, key
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.backup_cmds import backup, job, restore, schedule, tick

@@ -48,6 +48,9 @@ class Host(IdMixin, CreatedMixin, Base):
     hypervisor: Mapped[Hypervisor] = mapped_column(enum_column(Hypervisor))
     address: Mapped[str] = mapped_column(String(255), default="")
     max_concurrent_backups: Mapped[int] = mapped_column(Integer, default=2)
+    # How workers reach the host (its driver checks it): transport, address, key and
+    # known_hosts paths. Key auth only, so no secret is ever stored here.
+    connection: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     zone: Mapped[Zone] = relationship()
 

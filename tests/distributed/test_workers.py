@@ -3,12 +3,15 @@ and crashes lose nothing and double nothing."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import timedelta
 
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from orchestrator import accounts, assignments, backups, inventory
+from orchestrator import assignments, backups, inventory
 from orchestrator.actor import Actor
 from orchestrator.core import Core
 from orchestrator.models import Backup, BackupStatus, Host, Job, JobState, StoragePool
@@ -128,6 +131,44 @@ def test_host_limit_holds_too(world: World, processes: Processes) -> None:
     assert max_overlap(rows) == 1
 
 
-def test_admin_bootstrap_is_shared(world: World) -> None:
-    # The processes authenticate as the same admin account the world bootstrapped.
-    assert accounts.admin_actor(world.core).is_admin
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.ConnectionError:
+        return None
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_worker_metrics_add_up_its_pool_processes(world: World, processes: Processes) -> None:
+    port = free_port()
+    processes.worker("--pools", "pool1", "--metrics-port", str(port), concurrency=2)
+    processes.dispatcher()
+    vms = slow_vms(world, 4, duration=0.2)
+    ids = back_up(world.core, world.alice, vms)
+    rows = wait_for(lambda: finished(world.core, ids), what="four backups to finish")
+    queue = rows[0].queue
+
+    def counted() -> float:
+        samples = scrape(port) or {}
+        key = (("kind", "backup"), ("outcome", "succeeded"), ("queue", queue))
+        return samples.get(("backup_orchestrator_job_attempts_total", key), 0)
+
+    assert wait_for(lambda: counted() == 4, timeout=20, what="four succeeded attempts in the metrics")
+    samples = scrape(port) or {}
+    durations = samples[
+        "backup_orchestrator_job_duration_seconds_count",
+        (("kind", "backup"), ("outcome", "succeeded"), ("queue", queue)),
+    ]
+    assert durations == 4
+    moved = samples["backup_orchestrator_bytes_moved_total", (("kind", "backup"), ("pool", world.pool_id))]
+    assert moved == 4 * GiB

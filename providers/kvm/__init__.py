@@ -1,0 +1,2 @@
+"""KVM hosts: reaching them (SSH or local), reading libvirt's domains, and (later) the
+``kvm`` backup driver that snapshots all of a VM's disks at once."""

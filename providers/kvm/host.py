@@ -1,0 +1,39 @@
+"""The KVM host driver for ingestion: libvirt's view of a host, over SSH or locally."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from providers.hypervisor import DiscoveredVM, HostDriver
+from providers.kvm.domains import Libvirt
+from providers.kvm.transport import HostConnection, Transport
+
+
+class KvmHost(HostDriver):
+    def __init__(self, connection: Mapping[str, Any]) -> None:
+        super().__init__(connection)
+        self._settings = HostConnection.from_config(self.connection)
+        self._transport: Transport | None = None
+
+    @classmethod
+    def check_connection(cls, connection: Mapping[str, Any]) -> dict[str, Any]:
+        return asdict(HostConnection.from_config(connection))
+
+    @classmethod
+    def public_connection(cls, connection: Mapping[str, Any]) -> dict[str, Any]:
+        return HostConnection.from_config(connection).public()
+
+    def libvirt(self) -> Libvirt:
+        if self._transport is None:
+            self._transport = self._settings.open()
+        return Libvirt(self._transport, self._settings.libvirt_uri)
+
+    def discover(self) -> list[DiscoveredVM]:
+        return [domain.to_dict() for domain in self.libvirt().list_domains()]  # type: ignore[misc]
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
