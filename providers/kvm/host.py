@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 from providers.hypervisor import DiscoveredVM, HostDriver
@@ -19,7 +18,7 @@ class KvmHost(HostDriver):
 
     @classmethod
     def check_connection(cls, connection: Mapping[str, Any]) -> dict[str, Any]:
-        return asdict(HostConnection.from_config(connection))
+        return HostConnection.from_config(connection).as_config()
 
     @classmethod
     def public_connection(cls, connection: Mapping[str, Any]) -> dict[str, Any]:

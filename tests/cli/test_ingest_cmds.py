@@ -1,0 +1,40 @@
+"""``host connect``, ``vm unmanaged`` and ``vm import`` against libvirt's test driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.test_backupctl import cloud, data, run  # noqa: F401  (fixtures)
+from tests.providers.kvm.test_domains import virsh  # noqa: F401  (a failure in CI without virsh)
+
+NODE = Path(__file__).parents[1] / "providers" / "kvm" / "fixtures" / "node.xml"
+WEB1 = "6e0d9a84-3b1f-4c1e-9a57-0c3a2f1e7b01"
+
+
+def test_connect_discover_and_import(run, cloud, virsh):  # noqa: F811
+    run("pool", "register", "images", "--zone", "zone-1", "--path", "/var/lib/libvirt/images")
+    host = data(run("host", "connect", "kvm-01", "--local", "--libvirt-uri", f"test://{NODE}", "--json"))
+    assert host["connection"] == {"transport": "local", "libvirt_uri": f"test://{NODE}"}
+
+    table = run("vm", "unmanaged", "--host", "kvm-01").stdout
+    assert "web1" in table
+    assert "vda=/var/lib/libvirt/images/web1-root.qcow2" in table
+    found = data(run("vm", "unmanaged", "--host", "kvm-01", "--json"))
+    assert sorted(vm["name"] for vm in found) == ["db1", "web1"]
+
+    job = data(run("vm", "import", WEB1, "--host", "kvm-01", "--account", "alice", "--json"))
+    assert job["result"]["vm_id"] == WEB1
+    vm = data(run("vm", "show", WEB1, "--json", as_="alice"))
+    assert [v["type"] for v in vm["volumes"]] == ["ROOT", "DATADISK"]
+    again = run("vm", "import", WEB1, "--host", "kvm-01", "--account", "alice", ok=False)
+    assert again.exit_code == 4
+    assert "already in the inventory" in again.output
+
+
+def test_connect_needs_one_way_to_reach_the_host(run, cloud):  # noqa: F811
+    neither = run("host", "connect", "kvm-01", ok=False)
+    assert neither.exit_code == 2
+    assert "give either --ssh" in neither.output
+    refused = run("host", "connect", "kvm-01", "--ssh", "root@10.0.0.5", "--json", ok=False)
+    assert refused.exit_code == 2
+    assert "connection." in refused.output
