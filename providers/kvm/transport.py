@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
+import math
 import os
 import re
 import select
@@ -27,8 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_REQUEST
-from paramiko.message import Message
+from paramiko.hostkeys import InvalidHostKey
 
 from orchestrator.errors import InvalidArgument, ProviderError
 
@@ -113,11 +113,17 @@ def _stderr_tail(stderr: bytes) -> str:
     return text or "(no output on stderr)"
 
 
+def _ended(status: int) -> str:
+    if status == -1:
+        # paramiko ignores SSH's exit-signal message, so a command killed by a signal has none.
+        return "ended without an exit status (killed by a signal?)"
+    return f"exited with {status}"
+
+
 def _checked(result: CommandResult, where: str, check: bool) -> CommandResult:
     if check and result.exit_status != 0:
         raise CommandFailed(
-            f"`{_shown(result.argv)}` on {where} exited with {result.exit_status}: "
-            f"{_stderr_tail(result.stderr)}",
+            f"`{_shown(result.argv)}` on {where} {_ended(result.exit_status)}: {_stderr_tail(result.stderr)}",
             exit_status=result.exit_status,
             stderr=result.stderr,
         )
@@ -141,6 +147,11 @@ def _argv(argv: Sequence[str]) -> tuple[str, ...]:
     if any(not isinstance(arg, str) or "\0" in arg for arg in args):
         raise ValueError(f"every argument must be a str without NUL bytes: {args!r}")
     return args
+
+
+def _check_timeout(timeout: float) -> None:
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
 
 
 # -- the protocol ---------------------------------------------------------------------------------
@@ -183,6 +194,7 @@ class LocalTransport:
         check: bool = True,
     ) -> CommandResult:
         args = _argv(argv)
+        _check_timeout(timeout)
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv, never a shell
                 args,
@@ -200,7 +212,7 @@ class LocalTransport:
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 raise _timed_out(args, self.name, timeout) from None
-        return _checked(CommandResult(args, proc.returncode, stdout, stderr), self.name, check)
+        return _checked(CommandResult(args, _shell_status(proc.returncode), stdout, stderr), self.name, check)
 
     def close(self) -> None:
         pass
@@ -217,6 +229,11 @@ def _not_started(args: tuple[str, ...], exc: OSError) -> CommandResult:
     # the same whether the command ran locally or over SSH.
     status = 127 if isinstance(exc, FileNotFoundError) else 126
     return CommandResult(args, status, b"", f"{args[0]}: {exc.strerror}\n".encode())
+
+
+def _shell_status(returncode: int) -> int:
+    # subprocess reports death by signal N as -N; a shell (and so SSH) reports 128 + N.
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -264,14 +281,15 @@ class SSHTransport:
         check: bool = True,
     ) -> CommandResult:
         args = _argv(argv)
-        deadline = time.monotonic() + timeout
+        _check_timeout(timeout)
         channel = self._open_channel()
+        # The connection has its own timeout: this one is the command's.
+        deadline = time.monotonic() + timeout
         try:
             channel.settimeout(timeout)
-            channel.exec_command(shlex.join(args))
+            channel.exec_command(_bounded(args, timeout))
             stdout, stderr, finished = _exchange(channel, input or b"", deadline)
             if not finished:
-                _kill_remote(channel)
                 raise _timed_out(args, self.name, timeout)
             status = channel.recv_exit_status()
             if status == -1 and not self._connected():
@@ -419,8 +437,18 @@ def _load_known_hosts(client: paramiko.SSHClient, path: Path) -> None:
         client.get_host_keys().load(str(path))
     except FileNotFoundError:
         pass  # no host known yet: every key is new, and the policy decides
-    except (OSError, UnicodeDecodeError, paramiko.SSHException) as exc:
-        raise TransportError(f"known_hosts {path}: cannot read it ({_reason(exc)})", retryable=False) from exc
+    except (OSError, UnicodeDecodeError, paramiko.SSHException, InvalidHostKey) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: Exception, doing: str = "read") -> TransportError:
+    if isinstance(exc, InvalidHostKey):
+        # paramiko skips lines it cannot parse, except a key that is not base64: that one
+        # fails the whole file, and we would rather say so than trust a partial list.
+        problem = f"malformed line {exc.line!r}"
+    else:
+        problem = f"cannot {doing} it ({_reason(exc)})"
+    return TransportError(f"known_hosts {path}: {problem}", retryable=False)
 
 
 # -- host keys ------------------------------------------------------------------------------------
@@ -438,7 +466,10 @@ class _StrictPolicy(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if not self.accept_new:
             raise _unknown_key(self.host, self.port, self.known_hosts, key)
-        _record_host_key(self.known_hosts, hostname, key, self.host, self.port)
+        try:
+            _record_host_key(self.known_hosts, hostname, key, self.host, self.port)
+        except (OSError, UnicodeDecodeError, paramiko.SSHException, InvalidHostKey) as exc:
+            raise _unreadable(self.known_hosts, exc, "record the new host key in") from exc
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
@@ -535,16 +566,11 @@ def _exchange(channel: paramiko.Channel, stdin: bytes, deadline: float) -> tuple
     would otherwise stall on its full SSH window forever.
     """
     out, err = bytearray(), bytearray()
-    sent = 0
-    if not stdin:
-        channel.shutdown_write()
+    sent = _feed(channel, stdin, 0)
     # Readable whenever stdout or stderr has data, or the channel reached EOF.
     wake = channel.fileno()
     while True:
-        if sent < len(stdin) and channel.send_ready():
-            sent += channel.send(stdin[sent : sent + _CHUNK])
-            if sent == len(stdin):
-                channel.shutdown_write()
+        sent = _feed(channel, stdin, sent)
         _drain(channel, out, err)
         remaining = deadline - time.monotonic()
         if channel.eof_received or channel.closed:
@@ -558,6 +584,22 @@ def _exchange(channel: paramiko.Channel, stdin: bytes, deadline: float) -> tuple
         select.select([wake], [], [], min(remaining, 0.05) if sent < len(stdin) else remaining)
 
 
+def _feed(channel: paramiko.Channel, stdin: bytes, sent: int) -> int:
+    """Send as much of stdin as the window takes; end it once all is sent."""
+    if channel.closed:
+        return len(stdin)  # the command is gone: nobody reads the rest
+    try:
+        while sent < len(stdin) and channel.send_ready():
+            sent += channel.send(stdin[sent : sent + _CHUNK])
+    except OSError:
+        return len(stdin)  # closed since we looked
+    if sent < len(stdin):
+        return sent
+    if not channel.eof_sent:
+        channel.shutdown_write()
+    return sent
+
+
 def _drain(channel: paramiko.Channel, out: bytearray, err: bytearray) -> None:
     while channel.recv_ready():
         out += channel.recv(_CHUNK)
@@ -565,21 +607,13 @@ def _drain(channel: paramiko.Channel, out: bytearray, err: bytearray) -> None:
         err += channel.recv_stderr(_CHUNK)
 
 
-def _kill_remote(channel: paramiko.Channel) -> None:
-    """Ask sshd to SIGKILL the command's process group before the channel closes.
+def _bounded(args: tuple[str, ...], timeout: float) -> str:
+    """The remote command line, killed on the host itself a moment after our deadline.
 
     Closing the channel alone leaves a hung command (and what it started) running on the
-    host. paramiko has no call for RFC 4254's "signal" request, so it is sent by hand;
-    OpenSSH ≥ 7.9 honours it. Best effort: an older server ignores it.
-    """
-    message = Message()
-    message.add_byte(cMSG_CHANNEL_REQUEST)
-    message.add_int(channel.remote_chanid)
-    message.add_string("signal")
-    message.add_boolean(False)
-    message.add_string("KILL")
-    with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
-        channel.transport._send_user_message(message)
+    host, and sshd refuses a "signal" request for root sessions (no privilege separation):
+    coreutils' ``timeout`` on the host is what reliably stops it, root or not."""
+    return shlex.join(["timeout", "-s", "KILL", str(math.ceil(timeout) + 1), *args])
 
 
 # -- a host's connection settings -----------------------------------------------------------------

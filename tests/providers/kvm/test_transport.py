@@ -3,12 +3,9 @@ stdin, timeouts, host-key trust, authentication and the host connection settings
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import pickle
 import random
-import signal
 import socket
 import stat
 import subprocess
@@ -134,6 +131,14 @@ def test_stdin_is_fed_while_output_is_read(transport: Transport) -> None:
     assert transport.run(["cat"], input=data).stdout == data
 
 
+def test_a_command_that_stops_reading_its_input(transport: Transport) -> None:
+    data = random.randbytes(4 * MiB)
+
+    assert transport.run(["head", "-c", "10"], input=data).stdout == data[:10]
+    assert transport.run(["true"], input=data).exit_status == 0
+    assert transport.run(["echo", "next"]).text == "next\n"
+
+
 def test_without_input_the_command_sees_an_empty_stdin(transport: Transport) -> None:
     assert transport.run(["cat"], timeout=5).stdout == b""
     assert transport.run(["wc", "-c"], input=b"", timeout=5).text.strip() == "0"
@@ -151,7 +156,7 @@ def test_large_output_on_both_streams(transport: Transport) -> None:
     assert (len(result.stdout), len(result.stderr)) == (2_000_000, 3_001_000)
 
 
-def test_a_hanging_command_times_out_and_is_killed(transport: Transport) -> None:
+def test_a_hanging_command_times_out_and_the_transport_still_works(transport: Transport) -> None:
     marker = f"29.{random.randrange(10**6):06d}"  # sleep accepts it, and nothing else runs it
     started = time.monotonic()
 
@@ -164,6 +169,8 @@ def test_a_hanging_command_times_out_and_is_killed(transport: Transport) -> None
     )
     assert caught.value.retryable
     assert transport.run(["echo", "still usable"]).text == "still usable\n"
+    # Nothing is left running on the host (over SSH, its own `timeout` kills it, root or not).
+    assert wait_until_gone(marker) == []
 
 
 def test_a_local_command_that_times_out_is_killed_with_what_it_started() -> None:
@@ -175,27 +182,28 @@ def test_a_local_command_that_times_out_is_killed_with_what_it_started() -> None
     assert wait_until_gone(marker) == []
 
 
-def test_a_remote_command_that_times_out_is_left_to_sshd(ssh: SSHTransport) -> None:
-    # The transport asks sshd to kill the command's process group, but OpenSSH (9.2 here)
-    # refuses signals for root sessions ("session signalling requires privilege separation"),
-    # and these tests log in as root: the command outlives its channel. Clean up after it.
-    marker = f"29.{random.randrange(10**6):06d}"
-
-    with pytest.raises(CommandTimeout):
-        ssh.run(["sh", "-c", f"sleep {marker}; echo never"], timeout=0.5)
-
-    for pid in processes_with(marker):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert wait_until_gone(marker) == []
-
-
 def test_a_missing_program_fails_as_in_a_shell(transport: Transport) -> None:
     with pytest.raises(CommandFailed) as caught:
         transport.run(["no-such-tool-here", "--version"])
 
     assert caught.value.exit_status == 127
     assert "no-such-tool-here" in caught.value.message
+
+
+def test_a_command_killed_by_a_signal() -> None:
+    # Locally reported as a shell would (128 + N) ...
+    with pytest.raises(CommandFailed, match=r"exited with 137: \(no output on stderr\)$"):
+        LocalTransport().run(["sh", "-c", "kill -9 $$"])
+
+
+def test_a_remote_command_killed_by_a_signal(ssh: SSHTransport) -> None:
+    # ... but over SSH paramiko drops the server's exit-signal message: no status at all.
+    result = ssh.run(["sh", "-c", "kill -9 $$"], check=False)
+
+    assert result.exit_status == -1
+    with pytest.raises(CommandFailed, match="ended without an exit status"):
+        ssh.run(["sh", "-c", "kill -9 $$"])
+    assert ssh.run(["true"]).exit_status == 0
 
 
 def test_argv_must_be_a_list_of_arguments(transport: Transport) -> None:
@@ -205,6 +213,8 @@ def test_argv_must_be_a_list_of_arguments(transport: Transport) -> None:
         transport.run([])
     with pytest.raises(ValueError, match="NUL"):
         transport.run(["echo", "a\0b"])
+    with pytest.raises(ValueError, match="timeout"):
+        transport.run(["true"], timeout=0)
 
 
 def test_both_are_transports(ssh: SSHTransport) -> None:
@@ -229,9 +239,10 @@ def test_the_connection_is_opened_on_first_use_and_reused(sshd: SshServer, ssh: 
 def test_a_dropped_connection_is_reopened_on_the_next_run(ssh: SSHTransport) -> None:
     before = remote_end(ssh)
 
-    # Kills the sshd process serving this connection, as a network failure would.
+    # Kills the sshd process serving this connection (the parent of the host's `timeout`
+    # around the command), as a network failure would.
     with pytest.raises(TransportError, match="lost") as caught:
-        ssh.run(["sh", "-c", "kill -9 $PPID"])
+        ssh.run(["sh", "-c", "kill -9 $(ps -o ppid= -p $PPID)"])
 
     assert caught.value.retryable
     assert remote_end(ssh) != before
@@ -360,6 +371,31 @@ def test_a_changed_host_key_is_always_refused(sshd: SshServer, tmp_path: Path, a
     assert "accept_new_host_key" not in error.message
     assert not error.retryable
     assert known_hosts.read_bytes() == before
+
+
+def test_a_malformed_known_hosts_file_is_named(sshd: SshServer, tmp_path: Path) -> None:
+    known_hosts = write_known_hosts(tmp_path / "known_hosts", sshd, extra=["[10.0.0.9]:22 ssh-ed25519 AAAAA"])
+
+    with pytest.raises(TransportError) as caught, ssh_to(sshd, known_hosts) as transport:
+        transport.run(["true"])
+
+    assert caught.value.message.startswith(f"known_hosts {known_hosts}: malformed line '[10.0.0.9]:22")
+    assert not caught.value.retryable
+
+
+def test_a_key_that_cannot_be_recorded_is_named(sshd: SshServer, tmp_path: Path) -> None:
+    known_hosts = tmp_path / "missing-directory" / "known_hosts"
+
+    with (
+        pytest.raises(TransportError) as caught,
+        ssh_to(sshd, known_hosts, accept_new_host_key=True) as transport,
+    ):
+        transport.run(["true"])
+
+    assert caught.value.message == (
+        f"known_hosts {known_hosts}: cannot record the new host key in it (no such file or directory)"
+    )
+    assert not caught.value.retryable
 
 
 # -- SSH: client keys -----------------------------------------------------------------------------
