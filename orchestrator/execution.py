@@ -25,7 +25,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from orchestrator import joblog, telemetry
@@ -152,13 +152,14 @@ class ProgressWriter:
         self.job_id = job_id
         self.lease = lease
         self.total = 0
-        self._last = 0.0
+        # A job shorter than the interval writes no progress at all: its end records it.
+        self._last = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
         self.lease.check()
         self.total = total
         now = time.monotonic()
-        if done < total and now - self._last < self.interval:
+        if now - self._last < self.interval:
             return
         self._last = now
         with self.core.db.session() as session:
@@ -173,36 +174,26 @@ class ProgressWriter:
             self.lease.check()
 
 
-@dataclass(frozen=True)
-class Limit:
-    what: str  # "host" or "storage pool"
-    name: str
-    column: str  # Job attribute holding the id
-    ident: str
-    slots: int
+_OTHER = aliased(Job, name="other_jobs")
 
 
-def _limits(session: Session, job: Job) -> list[Limit]:
-    limits = []
-    if job.host_id and (host := session.get(Host, job.host_id)) is not None:
-        limits.append(Limit("host", host.name, "host_id", host.id, host.max_concurrent_backups))
-    if job.pool_id and (pool := session.get(StoragePool, job.pool_id)) is not None:
-        limits.append(Limit("storage pool", pool.name, "pool_id", pool.id, pool.max_concurrent_backups))
-    return limits
+def _running_on(column: str, ident: Any) -> Select[tuple[int]]:
+    return select(func.count()).where(_OTHER.state == JobState.RUNNING, getattr(_OTHER, column) == ident)
 
 
-def _running(limit: Limit) -> Select[tuple[int]]:
-    other = aliased(Job)
-    return (
-        select(func.count())
-        .select_from(other)
-        .where(other.state == JobState.RUNNING, getattr(other, limit.column) == limit.ident)
-    )
+def _has_slot(column: str, model: type[Host] | type[StoragePool]) -> ColumnElement[bool]:
+    """The job's host (or pool) runs fewer jobs than its limit, or the job has none."""
+    own = getattr(Job, column)
+    limit = select(model.max_concurrent_backups).where(model.id == own).scalar_subquery()
+    return or_(own.is_(None), _running_on(column, own).scalar_subquery() < func.coalesce(limit, 0))
 
 
-def _lock_key(limit: Limit) -> int:
+_SLOTS = (("host_id", Host, "host"), ("pool_id", StoragePool, "storage pool"))
+
+
+def _lock_key(column: str, ident: str) -> int:
     # A signed 64-bit advisory lock key per host / pool.
-    return zlib.crc32(f"backup-orchestrator:{limit.column}:{limit.ident}".encode()) - 2**31
+    return zlib.crc32(f"backup-orchestrator:{column}:{ident}".encode()) - 2**31
 
 
 @dataclass(frozen=True)
@@ -213,23 +204,24 @@ class Deferred:
 
 def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
     """Move a due queued job to running under this worker's lease. ``Deferred`` when its host
-    or pool is at its limit (the job is offered again shortly); None if it is not ours to run."""
-    with core.db.session() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.state is not JobState.QUEUED or job.not_before > utcnow():
-            return None
-        limits = _limits(session, job)
+    or pool is at its limit (the job is offered again shortly); None if it is not ours to run.
+
+    One UPDATE claims the job only while its host and pool have a free slot. On PostgreSQL
+    claims of the same host or pool queue behind an advisory lock first: under READ
+    COMMITTED two concurrent UPDATEs would otherwise count the same free slot."""
     with core.db.session() as session:
         if session.get_bind().dialect.name == "postgresql":
-            for key in sorted(_lock_key(limit) for limit in limits):
+            where = session.execute(select(Job.host_id, Job.pool_id).where(Job.id == job_id)).first()
+            held = [(column, getattr(where, column)) for column, _, _ in _SLOTS] if where else []
+            for key in sorted(_lock_key(column, ident) for column, ident in held if ident):
                 session.execute(select(func.pg_advisory_xact_lock(key)))
         # After the locks: a start time never precedes the end of the job whose slot it took.
         now = utcnow()
-        stmt = update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED, Job.not_before <= now)
-        for limit in limits:
-            stmt = stmt.where(_running(limit).scalar_subquery() < limit.slots)
-        claimed = session.execute(
-            stmt.values(
+        claimed = session.scalars(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.not_before <= now)
+            .where(*(_has_slot(column, model) for column, model, _ in _SLOTS))
+            .values(
                 state=JobState.RUNNING,
                 attempts=Job.attempts + 1,
                 leased_by=worker_id,
@@ -237,26 +229,29 @@ def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
                 started_at=now,
                 error=None,
             )
-        ).rowcount
-        job = session.get(Job, job_id, populate_existing=True)
-        if job is None or job.state is not JobState.QUEUED:
-            if claimed and job is not None:
-                joblog.add(session, job.id, f"attempt {job.attempts} started on {worker_id}")
-                return job
-            return None
-        if job.not_before > now:
-            return None  # rescheduled meanwhile (a retry, or another worker's deferral)
+            .returning(Job)
+        ).first()
+        if claimed is not None:
+            joblog.add(session, claimed.id, f"attempt {claimed.attempts} started on {worker_id}")
+            return claimed
+        job = session.get(Job, job_id)
+        if job is None or job.state is not JobState.QUEUED or job.not_before > now:
+            return None  # done, taken, cancelled, or rescheduled meanwhile
         # Still queued and due, so a limit refused it (a slot may have freed since).
-        full = next(
-            (limit for limit in limits if (session.scalar(_running(limit)) or 0) >= limit.slots), None
-        )
-        reason = (
-            f"{full.what} {full.name} runs {full.slots} job(s) already, its limit"
-            if full
-            else "its host or pool was at its limit a moment ago"
-        )
         job.not_before = now + timedelta(seconds=core.settings.defer_seconds * random.uniform(0.5, 1.5))
-        return Deferred(job, reason)
+        return Deferred(job, _full(session, job) or "its host or pool was at its limit a moment ago")
+
+
+def _full(session: Session, job: Job) -> str | None:
+    for column, model, what in _SLOTS:
+        ident = getattr(job, column)
+        row = session.get(model, ident) if ident else None
+        if (
+            row is not None
+            and (session.scalar(_running_on(column, ident)) or 0) >= row.max_concurrent_backups
+        ):
+            return f"{what} {row.name} runs {row.max_concurrent_backups} job(s) already, its limit"
+    return None
 
 
 def _still_ours(session: Session, job_id: str, worker_id: str) -> Job | None:
@@ -298,7 +293,7 @@ def _attempt(core: Core, job: Job, worker_id: str, handler: JobHandler, progress
         finish = handler.run(core, job, progress)
         if progress.lease.lost.is_set():
             return Outcome.SKIPPED
-        return durably(lambda: _record_success(core, job.id, worker_id, finish))
+        return durably(lambda: _record_success(core, job.id, worker_id, finish, progress.total))
     except LeaseLost:
         log.warning("job %s was handed to another worker while this one ran it", job.id)
         return Outcome.SKIPPED
@@ -313,7 +308,7 @@ def _attempt(core: Core, job: Job, worker_id: str, handler: JobHandler, progress
         return durably(lambda: _record_end(core, job.id, worker_id, handler, message, retryable=retryable))
 
 
-def _record_success(core: Core, job_id: str, worker_id: str, finish: Finish) -> Outcome:
+def _record_success(core: Core, job_id: str, worker_id: str, finish: Finish, total: int = 0) -> Outcome:
     with core.db.session() as session:
         job = _still_ours(session, job_id, worker_id)
         if job is None:
@@ -322,7 +317,8 @@ def _record_success(core: Core, job_id: str, worker_id: str, finish: Finish) -> 
         job.state = JobState.SUCCEEDED
         job.finished_at = utcnow()
         job.lease_expires_at = None
-        job.progress_done = max(job.progress_done, job.progress_total)
+        job.progress_total = max(job.progress_total, total)
+        job.progress_done = job.progress_total
         note = " (a cancel request came after the work was done)" if job.cancel_requested_at else ""
         joblog.add(session, job.id, f"attempt {job.attempts} succeeded{note}")
         return Outcome.SUCCEEDED

@@ -1,6 +1,6 @@
 """A back end that moves no data: for tests, demos and trying the framework.
 
-It keeps its restore points in a JSON file of its own, simulates time and size, and
+It keeps each restore point in a JSON file of its own, simulates time and size, and
 takes its capabilities and failures from its configuration:
 
     {"capabilities": ["incremental", "restore_volume", ...],   # default: all
@@ -80,6 +80,7 @@ class DummyProvider(BackupProvider):
         self._duration = float(_typed(config, "duration_s", (int, float), 0.0))
         self._incremental_ratio = float(_typed(config, "incremental_ratio", (int, float), 0.1))
         self._state_file = data_dir / "state.json"
+        self._points_dir = data_dir / "points"
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -92,7 +93,7 @@ class DummyProvider(BackupProvider):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir / "state.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state = {"points": {}, "calls": {}, "restores": []}
+            state = {"calls": {}, "restores": []}
             if self._state_file.exists():
                 state = json.loads(self._state_file.read_text())
             yield state
@@ -100,9 +101,21 @@ class DummyProvider(BackupProvider):
             tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
             os.replace(tmp, self._state_file)
 
+    # One small file per restore point: a backup costs the same with a million points
+    # stored as with none (a single growing state file made each backup slower).
+    def _point_file(self, external_id: str) -> Path:
+        return self._points_dir / f"{external_id}.json"
+
+    def _save_point(self, external_id: str, data: dict[str, Any]) -> None:
+        self._points_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._points_dir / f".{external_id}.tmp"
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, self._point_file(external_id))
+
     def restore_points(self) -> dict[str, Any]:
-        with self._state() as state:
-            return dict(state["points"])
+        if not self._points_dir.is_dir():
+            return {}
+        return {f.stem: json.loads(f.read_text()) for f in sorted(self._points_dir.glob("*.json"))}
 
     def restores(self) -> list[dict[str, Any]]:
         with self._state() as state:
@@ -133,8 +146,9 @@ class DummyProvider(BackupProvider):
     def remove_vm(self, vm: VMRef, offering_external_id: str, *, forced: bool) -> None:
         self._maybe_fail("remove")
         if self.supports(Capability.REMOVES_BACKUPS_ON_UNASSIGN):
-            with self._state() as state:
-                state["points"] = {k: p for k, p in state["points"].items() if p["vm_id"] != vm.id}
+            for external_id, data in self.restore_points().items():
+                if data["vm_id"] == vm.id:
+                    self._point_file(external_id).unlink(missing_ok=True)
 
     def take_backup(self, request: BackupRequest, progress: Progress) -> BackupResult:
         protected = sum(v.size for v in request.vm.volumes)
@@ -143,8 +157,9 @@ class DummyProvider(BackupProvider):
         self._simulate(size, progress)
         self._maybe_fail("backup")
         external_id = f"dummy-{uuid.uuid4()}"
-        with self._state() as state:
-            state["points"][external_id] = {
+        self._save_point(
+            external_id,
+            {
                 "restore_point_id": request.restore_point_id,
                 "vm_id": request.vm.id,
                 "offering": request.offering_external_id,
@@ -152,20 +167,21 @@ class DummyProvider(BackupProvider):
                 "parent": request.parent.external_id if incremental and request.parent else None,
                 "size": size,
                 "volumes": [v.id for v in request.vm.volumes],
-            }
+            },
+        )
         return BackupResult(external_id, "INCREMENTAL" if incremental else "FULL", size, protected)
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         self._maybe_fail("delete")
-        with self._state() as state:
-            state["points"].pop(point.external_id, None)
+        self._point_file(point.external_id).unlink(missing_ok=True)
 
     def _known(self, point: RestorePointRef) -> dict[str, Any]:
-        with self._state() as state:
-            found = state["points"].get(point.external_id)
-        if found is None:
-            raise ProviderError(f"restore point {point.external_id} is not at the back end", retryable=False)
-        return found
+        try:
+            return json.loads(self._point_file(point.external_id).read_text())
+        except FileNotFoundError:
+            raise ProviderError(
+                f"restore point {point.external_id} is not at the back end", retryable=False
+            ) from None
 
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
         data = self._known(point)

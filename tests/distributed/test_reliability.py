@@ -33,11 +33,8 @@ def points_of(core: Core, vm_ids: list[str]) -> list[Backup]:
 
 def provider_points(world: World, restore_point_id: str) -> int:
     """How many backups the (dummy) back end itself holds for one restore point."""
-    count = 0
-    for state in Path(world.core.settings.home, "providers").glob("*/state.json"):
-        points = json.loads(state.read_text())["points"].values()
-        count += sum(1 for p in points if p["restore_point_id"] == restore_point_id)
-    return count
+    stored = Path(world.core.settings.home, "providers").glob("*/points/*.json")
+    return sum(1 for f in stored if json.loads(f.read_text())["restore_point_id"] == restore_point_id)
 
 
 def test_killed_worker_job_is_rerun_by_another_once(world: World, processes: Processes) -> None:
