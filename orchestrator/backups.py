@@ -310,13 +310,9 @@ def _after_backup(core: Core, job: Job) -> None:
     """A restore point landed: apply its schedule's max_backups, or its offering's retention."""
     from orchestrator import pruning
 
-    with core.db.session() as session:
-        point = session.get(Backup, job.subject_id)
-        if point is None:
-            return
-        owner_id, point_id = point.account_id, point.id
-    with core.scope(acting_as(owner_id)) as scope:
-        pruning.after_backup(scope, point_id)
+    # A backup job belongs to the restore point's owner.
+    with core.scope(acting_as(job.account_id)) as scope:
+        pruning.after_backup(scope, job.subject_id)
 
 
 def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
