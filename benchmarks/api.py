@@ -28,10 +28,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
+HERE = Path(__file__).resolve().parent
+# benchmarks/queue.py shares its name with the standard library's ``queue``, and Python puts a
+# script's directory first on the path: keep it off, so ``import queue`` finds the real one.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import sqlalchemy as sa  # noqa: E402
+
+ROOT = HERE.parent
 
 from api.auth import EXPIRES_FORMAT, sign  # noqa: E402
 from orchestrator import accounts  # noqa: E402

@@ -44,10 +44,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+# benchmarks/queue.py shares its name with the standard library's ``queue``, and Python puts a
+# script's directory first on the path: keep it off, so ``import queue`` finds the real one.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
-from providers.base import BackupRequest, RestorePointRef, VMRef, VolumeRef
-from providers.nas import NasProvider
+from providers.base import BackupRequest, RestorePointRef, VMRef, VolumeRef  # noqa: E402
+from providers.nas import NasProvider  # noqa: E402
 
 KiB, MiB, GiB = 2**10, 2**20, 2**30
 MB = 1e6

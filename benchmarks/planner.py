@@ -30,10 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+# benchmarks/queue.py shares its name with the standard library's ``queue``, and Python puts a
+# script's directory first on the path: keep it off, so ``import queue`` finds the real one.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
-from orchestrator.planner import sim
-from orchestrator.planner.planner import plan
+from orchestrator.planner import sim  # noqa: E402
+from orchestrator.planner.planner import plan  # noqa: E402
 
 STRATEGIES = ("herd", "jitter", "fifo", "planner")
 COLUMNS = (

@@ -17,6 +17,13 @@ snapshot ones (the snapshot is libvirt's here), plus:
                       (default false: such a backup fails and says why).
 ``command_timeout_s`` deadline of each virsh command (default 60).
 ``commit_timeout_s``  deadline of merging one disk back (default 900).
+``shutdown_timeout_s`` how long a running VM restored in place gets to shut down through
+                      ACPI before it is destroyed (default 10; a guest that ignores ACPI
+                      would only make the restore wait).
+
+Restores (``providers/kvm/restore.py``): in place (the domain stopped and started again
+around the write, its disks checked against the restore point first), one volume attached
+to a VM at its next free target, or a new domain defined from the restore point's XML.
 """
 
 from __future__ import annotations
@@ -39,13 +46,16 @@ from providers.base import (
     VolumeRef,
 )
 from providers.kvm.domains import Libvirt
-from providers.kvm.snapshot import OFFLINE_STATES, KvmSnapshot, KvmSnapshotOptions
+from providers.kvm.restore import KvmRestore, RestoreOptions
+from providers.kvm.snapshot import KvmSnapshot, KvmSnapshotOptions
 from providers.kvm.transport import HostConnection, Transport
 from providers.nas.driver import CAPABILITIES as NAS_CAPABILITIES
 from providers.nas.driver import NasProvider
 from providers.nas.manifest import point_name
 
-KVM_KEYS = frozenset({"hosts", "quiesce", "quiesce_fallback", "command_timeout_s", "commit_timeout_s"})
+KVM_KEYS = frozenset(
+    {"hosts", "quiesce", "quiesce_fallback", "command_timeout_s", "commit_timeout_s", "shutdown_timeout_s"}
+)
 # The snapshot is libvirt's: the NAS ways of freezing a VM would be silently ignored.
 REFUSED_NAS_KEYS = frozenset(
     {"snapshot", "snapshot_command", "release_command", "freeze_command", "thaw_command"}
@@ -106,6 +116,13 @@ class KvmProvider(BackupProvider):
         self.snapshots = KvmSnapshot(self._libvirt, self.options)
         nas_config = {k: v for k, v in config.items() if k not in KVM_KEYS}
         self.nas = NasProvider(name, nas_config, data_dir, snapshot_source=self.snapshots)
+        self.restores = KvmRestore(
+            self.snapshots,
+            self.nas,
+            self._libvirt,
+            self.options,
+            RestoreOptions(shutdown_timeout_s=_seconds(config, "shutdown_timeout_s", 10.0)),
+        )
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -160,26 +177,20 @@ class KvmProvider(BackupProvider):
         self.nas.delete_backup(point, forced=forced)
 
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
-        # Writing under a running domain would corrupt it. Stopping and restarting the VM
-        # around the restore is the KVM restore's job (issue 7 part 4); until then, refuse.
-        self._require_stopped(target)
-        self.nas.restore_vm(point, target, progress)
+        if target.id != point.vm.id:
+            # The framework's restore to a new VM: a new id and new volume paths.
+            self.restores.new_vm(point, target, progress, recreate=False)
+        elif self.restores.find(target) is None:
+            # The VM's domain was undefined since: bring it back as it was.
+            self.restores.new_vm(point, target, progress, recreate=True)
+        else:
+            self.restores.in_place(point, target, progress)
 
     def restore_volume(
         self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
     ) -> VolumeRef:
-        # A new image file beside the original: nothing the domain uses is touched.
-        return self.nas.restore_volume(point, volume, target, progress)
+        # A new image file beside the original, attached to the target's domain.
+        return self.restores.volume(point, volume, target, progress)
 
     def verify(self, point: RestorePointRef) -> None:
         self.nas.verify(point)
-
-    def _require_stopped(self, vm: VMRef) -> None:
-        ops = self.snapshots.ops(vm)
-        # A leftover overlay would keep serving the old data over the restored image.
-        self.snapshots.repair(vm)
-        state = ops.state()
-        if state not in OFFLINE_STATES:
-            raise ProviderError(
-                f"VM {vm.name} is {state}; stop it before restoring it in place", retryable=False
-            )
