@@ -48,9 +48,10 @@ class LeaderLock:
                 log.warning("lost the %s leader lock with its connection: %s", self.name, exc)
                 self._drop_connection()
         try:
-            conn = self.core.db.engine.connect()
+            # Autocommit: the lock belongs to the session, and the liveness checks must not
+            # leave it "idle in transaction" (a server timeout for those would drop the lock).
+            conn = self.core.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             if conn.execute(select(func.pg_try_advisory_lock(self._key))).scalar():
-                conn.commit()
                 self._conn = conn
                 log.info("took the %s leader lock", self.name)
                 return True
@@ -86,7 +87,6 @@ class LeaderLock:
         if self._conn is not None:
             try:
                 self._conn.execute(select(func.pg_advisory_unlock(self._key)))
-                self._conn.commit()
             except Exception:
                 log.debug("releasing the leader lock failed; closing frees it", exc_info=True)
             self._drop_connection()

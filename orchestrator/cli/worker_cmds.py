@@ -18,6 +18,7 @@ from orchestrator import dispatch, telemetry
 from orchestrator.cli.app import App, pass_app
 from orchestrator.cli.output import handle_errors
 from orchestrator.core import Core
+from orchestrator.db import persist
 from orchestrator.delivery import deliver_due
 from orchestrator.leader import LeaderLock
 
@@ -78,12 +79,17 @@ def worker(
     _logging(loglevel)
     celery = make_app(app.settings)
     core = Core(app.settings, runner=CeleryRunner(celery))
+    # The database may be restarting as the worker starts: wait for it like every job step.
+    wait = app.settings.db_retry_seconds
     if all_queues:
-        chosen = routing.all_queues(core)
+        chosen = persist(lambda: routing.all_queues(core), for_seconds=wait)
         routing.FollowInventory.core = core
         celery.steps["consumer"].add(routing.FollowInventory)
     else:
-        chosen = routing.chosen_queues(core, _split(pools), _split(hosts), _split(queues))
+        chosen = persist(
+            lambda: routing.chosen_queues(core, _split(pools), _split(hosts), _split(queues)),
+            for_seconds=wait,
+        )
     core.db.engine.dispose()  # the pool processes fork from here: share no connection
     if metrics_port is not None:
         _serve_metrics(metrics_port, None)
