@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any, TypedDict
 
-from orchestrator.errors import InvalidArgument
+from providers.registry import load_class
 
 GROUP = "backup_orchestrator.hypervisors"
 
@@ -76,23 +74,14 @@ class HostDriver(ABC):
         """Release connections."""
 
 
-@cache
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
-
-
 def driver_class(hypervisor: str) -> type[HostDriver]:
-    ep = _entry_points().get(hypervisor.lower())
-    if ep is None:
-        raise InvalidArgument(
-            f"no host driver for hypervisor {hypervisor!r}; "
-            f"installed: {', '.join(sorted(_entry_points())) or 'none'}",
-            field="hypervisor",
-        )
-    cls = ep.load()
-    if not (isinstance(cls, type) and issubclass(cls, HostDriver)):
-        raise InvalidArgument(f"entry point {hypervisor!r} is not a HostDriver", field="hypervisor")
-    return cls
+    return load_class(
+        GROUP,
+        hypervisor.lower(),
+        HostDriver,
+        unknown=f"no host driver for hypervisor {hypervisor!r}",
+        field="hypervisor",
+    )
 
 
 def connect(hypervisor: str, connection: Mapping[str, Any]) -> HostDriver:

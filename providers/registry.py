@@ -7,35 +7,41 @@ from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import InvalidArgument
 from providers.base import BackupProvider
 
 GROUP = "backup_orchestrator.providers"
+T = TypeVar("T")
 
 
 @cache
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+def _entry_points(group: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def load_class(group: str, name: str, base: type[T], *, unknown: str, field: str) -> type[T]:
+    """The class an entry point of ``group`` names, checked to be a ``base``; ``unknown``
+    starts the error when no such entry point is installed."""
+    installed = _entry_points(group)
+    ep = installed.get(name)
+    if ep is None:
+        raise InvalidArgument(f"{unknown}; installed: {', '.join(sorted(installed)) or 'none'}", field=field)
+    cls = ep.load()
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise InvalidArgument(f"{field}: entry point {name!r} is not a {base.__name__}", field=field)
+    return cls
 
 
 def available_drivers() -> list[str]:
-    return sorted(_entry_points())
+    return sorted(_entry_points(GROUP))
 
 
 def driver_class(driver: str) -> type[BackupProvider]:
-    ep = _entry_points().get(driver)
-    if ep is None:
-        raise InvalidArgument(
-            f"driver: unknown provider driver {driver!r}; "
-            f"installed: {', '.join(available_drivers()) or 'none'}",
-            field="driver",
-        )
-    cls = ep.load()
-    if not (isinstance(cls, type) and issubclass(cls, BackupProvider)):
-        raise InvalidArgument(f"driver: entry point {driver!r} is not a BackupProvider", field="driver")
-    return cls
+    return load_class(
+        GROUP, driver, BackupProvider, unknown=f"driver: unknown provider driver {driver!r}", field="driver"
+    )
 
 
 def create(driver: str, name: str, config: Mapping[str, Any], data_dir: Path) -> BackupProvider:

@@ -7,25 +7,16 @@ skipped — except with ``CI=true``, where that fails the run.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.quick import positive, run_quick
 from tests.conftest import IN_CI
 
-ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "qemu-io", "stdbuf")
-TIMEOUT = 120
-
-
-def _positive(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _libvirt_answers() -> bool:
@@ -57,29 +48,10 @@ def kvm_ready() -> None:
 
 @pytest.mark.usefixtures("kvm_ready")
 def test_kvm_benchmark_quick_json() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "benchmarks/kvm.py", "--quick", "--json"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        # SIGTERM first: the benchmark then destroys its domain and stops what it started.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        pytest.fail(f"benchmarks/kvm.py --quick took over {TIMEOUT}s:\n{out[-4000:]}")
-    assert proc.returncode == 0, out[-4000:]
-    result = json.loads(out.strip().splitlines()[-1])
+    result = run_quick("kvm.py")
 
     for key in ("group_seconds", "sequential_seconds", "sequential_skew_s", "sequential_vs_group_seconds"):
-        assert _positive(result[key]), (key, result[key])
+        assert positive(result[key]), (key, result[key])
     # One atomic snapshot: one instant fits every disk's image. One snapshot per disk: the
     # last disk was frozen seconds after the first, and its image shows it.
     assert result["group_skew_s"] == 0, result
