@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from orchestrator.errors import InvalidArgument, Unsupported
+from orchestrator.errors import InvalidArgument, ProviderError, Unsupported
 
 
 class Capability(StrEnum):
@@ -59,6 +59,16 @@ class VolumeRef:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
 
 
+class _Placed(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def device_id(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Placed)
+
+
 @dataclass(frozen=True)
 class VMRef:
     """A VM as the back end needs to see it; also the metadata each restore point keeps."""
@@ -88,6 +98,22 @@ class VMRef:
 
     def volume(self, volume_id: str) -> VolumeRef | None:
         return next((v for v in self.volumes if v.id == volume_id), None)
+
+    def pair(self, sources: Iterable[S], missing: Callable[[S], str]) -> list[tuple[S, VolumeRef]]:
+        """Each source volume (of a restore point) with this VM's volume of the same id, else
+        of the same device id — never by list position; every source must find its own, or
+        ProviderError with ``missing(source)``."""
+        pairs: list[tuple[S, VolumeRef]] = []
+        used: set[str] = set()
+        for source in sources:
+            found = self.volume(source.id) or next(
+                (t for t in self.volumes if t.device_id == source.device_id and t.id not in used), None
+            )
+            if found is None or found.id in used:
+                raise ProviderError(missing(source), retryable=False)
+            used.add(found.id)
+            pairs.append((source, found))
+        return pairs
 
 
 @dataclass(frozen=True)

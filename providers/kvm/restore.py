@@ -118,20 +118,13 @@ def recorded_targets(meta: VMRef) -> dict[str, Disk]:
 def pair_volumes(point_vm: VMRef, target: VMRef) -> list[tuple[VolumeRef, VolumeRef]]:
     """Each volume of the restore point with the target's volume of the same id, else of the
     same device id (the data mover pairs them the same way; never by list position)."""
-    pairs, used = [], set()
-    for volume in point_vm.volumes:
-        found = target.volume(volume.id) or next(
-            (t for t in target.volumes if t.device_id == volume.device_id and t.id not in used), None
-        )
-        if found is None or found.id in used:
-            raise ProviderError(
-                f"restore point of {point_vm.name} has volume {volume.name or volume.id} "
-                f"(device {volume.device_id}), which VM {target.name} has no volume for; nothing was changed",
-                retryable=False,
-            )
-        used.add(found.id)
-        pairs.append((volume, found))
-    return pairs
+    return target.pair(
+        point_vm.volumes,
+        lambda volume: (
+            f"restore point of {point_vm.name} has volume {volume.name or volume.id} "
+            f"(device {volume.device_id}), which VM {target.name} has no volume for; nothing was changed"
+        ),
+    )
 
 
 def disk_mismatches(point_vm: VMRef, target: VMRef, disks: Sequence[Disk], definition: str) -> list[str]:

@@ -38,21 +38,13 @@ def match_volumes(manifest: Manifest, target: VMRef) -> list[tuple[VolumeManifes
     of the same device id; every volume must find its own."""
     if not manifest.volumes:
         raise ProviderError(f"restore point {manifest.id} holds no volumes", retryable=False)
-    pairs = []
-    used: set[str] = set()
-    for volume in manifest.volumes:
-        found = target.volume(volume.id) or next(
-            (t for t in target.volumes if t.device_id == volume.device_id and t.id not in used), None
-        )
-        if found is None or found.id in used:
-            raise ProviderError(
-                f"restore point {manifest.id} has {volume.label}, but VM {target.name} has no volume "
-                f"with id {volume.id} or device id {volume.device_id}; nothing was restored",
-                retryable=False,
-            )
-        used.add(found.id)
-        pairs.append((volume, found))
-    return pairs
+    return target.pair(
+        manifest.volumes,
+        lambda volume: (
+            f"restore point {manifest.id} has {volume.label}, but VM {target.name} has no volume "
+            f"with id {volume.id} or device id {volume.device_id}; nothing was restored"
+        ),
+    )
 
 
 class _Target:
