@@ -11,10 +11,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from orchestrator import audit, backup_providers, jobs, lookup, routing
-from orchestrator.accounts import acting_as, find_account
+from orchestrator.accounts import find_account
 from orchestrator.core import Core, Scope
 from orchestrator.errors import (
     Conflict,
@@ -30,6 +30,7 @@ from orchestrator.models import (
     LIVE_STATUSES,
     USABLE_STATUSES,
     Backup,
+    BackupOffering,
     BackupOrigin,
     BackupSchedule,
     BackupStatus,
@@ -45,6 +46,12 @@ from orchestrator.validate import parse_enum
 from providers.base import BackupRequest, Capability
 
 IN_FLIGHT = (BackupStatus.ALLOCATED, BackupStatus.QUEUED, BackupStatus.BACKING_UP)
+# What ``vm_ref`` and the offering checks read, loaded with the VM instead of one by one.
+WITH_REF = (
+    joinedload(VirtualMachine.host),
+    joinedload(VirtualMachine.backup_offering).joinedload(BackupOffering.provider),
+    selectinload(VirtualMachine.volumes),
+)
 
 
 def require_user_driven(scope: Scope, vm: VirtualMachine) -> None:
@@ -75,7 +82,7 @@ def create_backup(
     ``planned`` is a job the SLA planner made earlier (state ``planned``): it becomes the
     queued job of this restore point instead of a new one.
     """
-    vm = lookup.vm(scope, vm_id)
+    vm = lookup.vm(scope, vm_id, options=WITH_REF)
     if origin in (BackupOrigin.ADHOC, BackupOrigin.SCHEDULE):
         require_user_driven(scope, vm)
     offering = vm.backup_offering
@@ -118,7 +125,7 @@ def create_backup(
             subject_type="backup",
             subject_id=point.id,
             placement=placement,
-            idempotency_key=idempotency_key or f"backup:{point.id}",
+            idempotency_key=idempotency_key,
         )
     audit.record(scope, "backup.create", "backup", point.id, vm=vm.id, origin=origin.value, job=job.id)
     return job
@@ -238,13 +245,16 @@ def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced
 
 def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
     with core.db.session() as session:
-        point = session.get(Backup, job.subject_id)
+        # Everything the request needs in three queries: this runs once per job on every worker.
+        point = session.get(
+            Backup, job.subject_id, options=[joinedload(Backup.offering), joinedload(Backup.provider)]
+        )
         if point is None:
             raise ProviderError(f"restore point {job.subject_id} no longer exists", retryable=False)
         if point.status is BackupStatus.BACKED_UP:
             # A re-delivered job whose work was already recorded: nothing to do twice.
             return lambda _s: _backup_result(point)
-        vm = session.get(VirtualMachine, point.vm_id)
+        vm = session.get(VirtualMachine, point.vm_id, options=WITH_REF)
         if vm is None or vm.removed_at is not None:
             raise ProviderError(f"virtual machine {point.vm_name} was destroyed", retryable=False)
         driver = core.drivers.for_row(point.provider)
@@ -306,13 +316,11 @@ def _fail_backup(session: Session, job: Job, message: str, final: bool) -> None:
         point.error = message
 
 
-def _after_backup(core: Core, job: Job) -> None:
+def _after_backup(scope: Scope, job: Job) -> None:
     """A restore point landed: apply its schedule's max_backups, or its offering's retention."""
     from orchestrator import pruning
 
-    # A backup job belongs to the restore point's owner.
-    with core.scope(acting_as(job.account_id)) as scope:
-        pruning.after_backup(scope, job.subject_id)
+    pruning.after_backup(scope, job.subject_id)
 
 
 def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:

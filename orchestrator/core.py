@@ -21,6 +21,8 @@ from orchestrator.config import Settings
 from orchestrator.db import Database
 from orchestrator.errors import NotFound
 from orchestrator.models import BackupProvider as ProviderRow
+from orchestrator.models import Job
+from orchestrator.runner import Queued
 from orchestrator.sealing import Sealer
 from providers import registry
 from providers.base import BackupProvider
@@ -52,13 +54,13 @@ class Scope:
     session: Session
     actor: Actor
     core: Core
-    pending_jobs: list[str] = field(default_factory=list)
+    pending_jobs: list[Queued] = field(default_factory=list)
 
     def driver(self, row: ProviderRow) -> BackupProvider:
         return self.core.drivers.for_row(row)
 
-    def enqueue(self, job_id: str) -> None:
-        self.pending_jobs.append(job_id)
+    def enqueue(self, job: Job) -> None:
+        self.pending_jobs.append(Queued.of(job))
 
     def get(self, model: type[T], ident: str, kind: str) -> T:
         obj = self.session.get(model, ident)

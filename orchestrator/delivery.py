@@ -25,6 +25,7 @@ from sqlalchemy import or_, select, update
 from orchestrator import joblog, telemetry
 from orchestrator.core import Core
 from orchestrator.models import Job, JobState, utcnow
+from orchestrator.runner import Queued
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def deliver_due(core: Core) -> Delivery:
     now = utcnow()
     with core.db.session() as session:
         rows = session.execute(
-            select(Job.id, Job.queue, Job.not_before, Job.dispatched_at)
+            select(Job.id, Job.queue, Job.kind, Job.not_before, Job.dispatched_at)
             .where(Job.state == JobState.QUEUED, Job.not_before <= now)
             .where(
                 or_(
@@ -96,21 +97,24 @@ def deliver_due(core: Core) -> Delivery:
         old = [r for r in rows if r.dispatched_at is not None and r.dispatched_at >= r.not_before]
         holding = core.runner.holding({r.queue for r in old}) if old else set()
         stale_before = now - timedelta(seconds=settings.redeliver_seconds)
-        ids: list[str] = []
+        due: list[Queued] = []
         for row in rows:
             if row.dispatched_at is None or row.dispatched_at < row.not_before:
-                ids.append(row.id)
+                again = None  # never sent, or due again after a retry or deferral
             elif row.queue not in holding:
-                ids.append(row.id)
-                result.redelivered["message_lost"] = result.redelivered.get("message_lost", 0) + 1
+                again = "message_lost"
             elif row.dispatched_at < stale_before:
-                ids.append(row.id)
-                result.redelivered["stale"] = result.redelivered.get("stale", 0) + 1
-        if ids:
-            session.execute(update(Job).where(Job.id.in_(ids)).values(dispatched_at=now))
+                again = "stale"
+            else:
+                continue
+            due.append(Queued(row.id, row.queue, row.kind))
+            if again:
+                result.redelivered[again] = result.redelivered.get(again, 0) + 1
+        if due:
+            session.execute(update(Job).where(Job.id.in_([j.id for j in due])).values(dispatched_at=now))
     for reason, n in result.redelivered.items():
         telemetry.JOBS_REDELIVERED.labels(reason).inc(n)
         log.warning("re-sending %d queued job(s): %s", n, reason.replace("_", " "))
-    core.runner.submit(ids)
-    result.sent = len(ids)
+    core.runner.submit(due)
+    result.sent = len(due)
     return result

@@ -18,18 +18,18 @@ import logging
 import random
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from orchestrator import joblog, telemetry
-from orchestrator.core import Core
+from orchestrator.accounts import acting_as
+from orchestrator.core import Core, Scope
 from orchestrator.db import persist
 from orchestrator.errors import DomainError, ProviderError
 from orchestrator.models import Host, Job, JobKind, JobState, StoragePool, utcnow
@@ -49,8 +49,9 @@ class JobHandler:
     run: Callable[[Core, Job, ProgressFn], Finish]
     # Records on the job's subject that this attempt failed; ``final`` when no retry follows.
     on_failure: Callable[[Session, Job, str, bool], None]
-    # Follow-up work once success is committed (e.g. pruning); its failure does not undo the job.
-    after: Callable[[Core, Job], None] | None = None
+    # Follow-up work (e.g. pruning) as the job's owner, in the transaction that records
+    # success but behind a savepoint: its failure does not undo the job.
+    after: Callable[[Scope, Job], None] | None = None
 
 
 class Outcome(StrEnum):
@@ -191,9 +192,45 @@ def _has_slot(column: str, model: type[Host] | type[StoragePool]) -> ColumnEleme
 _SLOTS = (("host_id", Host, "host"), ("pool_id", StoragePool, "storage pool"))
 
 
-def _lock_key(column: str, ident: str) -> int:
-    # A signed 64-bit advisory lock key per host / pool.
-    return zlib.crc32(f"backup-orchestrator:{column}:{ident}".encode()) - 2**31
+def _lock_slots_statement() -> Select[Any]:
+    """The advisory locks of a job's host and pool, in one round trip. Keys are hashed by
+    PostgreSQL from the job row itself, and taken in key order so two claims never wait for
+    each other in a cycle (the subquery's ORDER BY fixes the call order)."""
+    table = Job.__table__.c
+    keys = (
+        select(func.hashtextextended(literal(f"backup-orchestrator:{column}:") + table[column], 0)).where(
+            table.id == bindparam("lock_job_id"), table[column].is_not(None)
+        )
+        for column, _, _ in _SLOTS
+    )
+    found = union_all(*keys).subquery("keys")
+    ordered = select(found.c[0].label("key")).order_by("key").subquery("ordered")
+    return select(func.pg_advisory_xact_lock(ordered.c.key))
+
+
+def _claim_statement() -> Any:
+    """One UPDATE that takes a due queued job only while its host and pool have a free slot."""
+    now = bindparam("claim_now")
+    return (
+        update(Job)
+        .where(Job.id == bindparam("claim_job_id"), Job.state == JobState.QUEUED, Job.not_before <= now)
+        .where(*(_has_slot(column, model) for column, model, _ in _SLOTS))
+        .values(
+            state=JobState.RUNNING,
+            attempts=Job.attempts + 1,
+            leased_by=bindparam("claim_worker"),
+            lease_expires_at=bindparam("claim_until"),
+            started_at=now,
+            error=None,
+        )
+        .returning(Job)
+    )
+
+
+# Built once: a claim runs for every job on every worker, and building these statements
+# cost more than running them.
+_LOCK_SLOTS = _lock_slots_statement()
+_CLAIM = _claim_statement()
 
 
 @dataclass(frozen=True)
@@ -211,25 +248,17 @@ def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
     COMMITTED two concurrent UPDATEs would otherwise count the same free slot."""
     with core.db.session() as session:
         if session.get_bind().dialect.name == "postgresql":
-            where = session.execute(select(Job.host_id, Job.pool_id).where(Job.id == job_id)).first()
-            held = [(column, getattr(where, column)) for column, _, _ in _SLOTS] if where else []
-            for key in sorted(_lock_key(column, ident) for column, ident in held if ident):
-                session.execute(select(func.pg_advisory_xact_lock(key)))
+            session.execute(_LOCK_SLOTS, {"lock_job_id": job_id})
         # After the locks: a start time never precedes the end of the job whose slot it took.
         now = utcnow()
         claimed = session.scalars(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.not_before <= now)
-            .where(*(_has_slot(column, model) for column, model, _ in _SLOTS))
-            .values(
-                state=JobState.RUNNING,
-                attempts=Job.attempts + 1,
-                leased_by=worker_id,
-                lease_expires_at=now + timedelta(seconds=core.settings.lease_seconds),
-                started_at=now,
-                error=None,
-            )
-            .returning(Job)
+            _CLAIM,
+            {
+                "claim_job_id": job_id,
+                "claim_now": now,
+                "claim_worker": worker_id,
+                "claim_until": now + timedelta(seconds=core.settings.lease_seconds),
+            },
         ).first()
         if claimed is not None:
             joblog.add(session, claimed.id, f"attempt {claimed.attempts} started on {worker_id}")
@@ -277,11 +306,6 @@ def execute(core: Core, job_id: str, worker_id: str = "inline") -> Outcome:
         progress = ProgressWriter(core, job.id, lease)
         outcome = _attempt(core, job, worker_id, handler, progress)
     _observe(job, outcome, time.monotonic() - started, progress.total)
-    if outcome is Outcome.SUCCEEDED and handler.after is not None:
-        try:
-            handler.after(core, job)
-        except Exception:
-            log.exception("follow-up of job %s failed", job_id)
     return outcome
 
 
@@ -293,7 +317,7 @@ def _attempt(core: Core, job: Job, worker_id: str, handler: JobHandler, progress
         finish = handler.run(core, job, progress)
         if progress.lease.lost.is_set():
             return Outcome.SKIPPED
-        return durably(lambda: _record_success(core, job.id, worker_id, finish, progress.total))
+        return durably(lambda: _record_success(core, job, worker_id, handler, finish, progress.total))
     except LeaseLost:
         log.warning("job %s was handed to another worker while this one ran it", job.id)
         return Outcome.SKIPPED
@@ -308,9 +332,12 @@ def _attempt(core: Core, job: Job, worker_id: str, handler: JobHandler, progress
         return durably(lambda: _record_end(core, job.id, worker_id, handler, message, retryable=retryable))
 
 
-def _record_success(core: Core, job_id: str, worker_id: str, finish: Finish, total: int = 0) -> Outcome:
-    with core.db.session() as session:
-        job = _still_ours(session, job_id, worker_id)
+def _record_success(
+    core: Core, claimed: Job, worker_id: str, handler: JobHandler, finish: Finish, total: int = 0
+) -> Outcome:
+    with core.scope(acting_as(claimed.account_id)) as scope:
+        session = scope.session
+        job = _still_ours(session, claimed.id, worker_id)
         if job is None:
             return Outcome.SKIPPED
         job.result = finish(session)
@@ -321,6 +348,12 @@ def _record_success(core: Core, job_id: str, worker_id: str, finish: Finish, tot
         job.progress_done = job.progress_total
         note = " (a cancel request came after the work was done)" if job.cancel_requested_at else ""
         joblog.add(session, job.id, f"attempt {job.attempts} succeeded{note}")
+        if handler.after is not None:
+            try:
+                with session.begin_nested():
+                    handler.after(scope, job)
+            except Exception:
+                log.exception("follow-up of job %s failed", job.id)
         return Outcome.SUCCEEDED
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from orchestrator import audit, joblog, lookup
 from orchestrator.core import Scope
 from orchestrator.errors import Conflict
-from orchestrator.models import Job, JobKind, JobLog, JobState, utcnow
+from orchestrator.models import Job, JobKind, JobLog, JobState, new_id, utcnow
 from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
 from orchestrator.routing import Placement
 from orchestrator.validate import parse_enum
@@ -26,18 +26,22 @@ def create(
     subject_type: str,
     subject_id: str,
     placement: Placement,
-    idempotency_key: str,
+    idempotency_key: str | None,
     params: dict[str, Any] | None = None,
     not_before: datetime | None = None,
     deadline: datetime | None = None,
     state: JobState = JobState.QUEUED,
 ) -> Job:
     """Create the job row; it reaches the runner when the scope commits. A key seen before
-    returns the existing job instead of a second one."""
-    existing = find_by_key(scope, idempotency_key, account_id)
-    if existing is not None:
+    returns the existing job instead of a second one; without a key the job gets a fresh
+    one (no lookup: it cannot have been seen)."""
+    job_id = new_id()
+    if idempotency_key is None:
+        idempotency_key = f"{kind.value}:{job_id}"
+    elif (existing := find_by_key(scope, idempotency_key, account_id)) is not None:
         return existing
     job = Job(
+        id=job_id,
         kind=kind,
         state=state,
         account_id=account_id,
@@ -58,7 +62,7 @@ def create(
     scope.session.add(job)
     scope.session.flush()
     if state is JobState.QUEUED:
-        scope.enqueue(job.id)
+        scope.enqueue(job)
     return job
 
 
@@ -72,7 +76,7 @@ def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, place
     job.subject_id = subject_id
     job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
     job.not_before = job.dispatched_at = utcnow()
-    scope.enqueue(job.id)
+    scope.enqueue(job)
     return job
 
 

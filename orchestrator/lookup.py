@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy.orm.interfaces import ORMOption
+
 from orchestrator.core import Scope
 from orchestrator.errors import NotFound
 from orchestrator.models import Backup, BackupOffering, BackupProvider, Job, VirtualMachine
 
 
-def vm(scope: Scope, vm_id: str, *, include_removed: bool = False) -> VirtualMachine:
-    found = scope.session.get(VirtualMachine, vm_id)
+def vm(
+    scope: Scope, vm_id: str, *, include_removed: bool = False, options: Sequence[ORMOption] = ()
+) -> VirtualMachine:
+    """``options``: loader options (what the caller reads of the VM, loaded with it)."""
+    found = scope.session.get(VirtualMachine, vm_id, options=options)
     if (
         found is None
         or not scope.actor.can_see(found.account_id)

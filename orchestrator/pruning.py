@@ -71,25 +71,31 @@ def _usable(stmt: Select[tuple[Backup]]) -> Select[tuple[Backup]]:
 
 
 def prune_schedule(scope: Scope, schedule: BackupSchedule, *, dry_run: bool = False) -> Decision:
-    points = list(scope.session.scalars(_usable(select(Backup).where(Backup.schedule_id == schedule.id))))
-    doomed = _expire(
-        scope, points, RetentionPolicy(keep_last=schedule.max_backups or None), schedule.timezone
-    )
+    policy = RetentionPolicy(keep_last=schedule.max_backups or None)
+    points = _points(scope, policy, select(Backup).where(Backup.schedule_id == schedule.id))
+    doomed = _expire(scope, points, policy, schedule.timezone)
     return _decide(scope, schedule.vm_id, f"schedule {schedule.id}", doomed, dry_run)
 
 
 def prune_offering(scope: Scope, vm_id: str, offering: BackupOffering, *, dry_run: bool = False) -> Decision:
-    points = list(
-        scope.session.scalars(
-            _usable(
-                select(Backup).where(
-                    Backup.vm_id == vm_id, Backup.offering_id == offering.id, Backup.schedule_id.is_(None)
-                )
-            )
-        )
+    policy = offering_policy(offering)
+    points = _points(
+        scope,
+        policy,
+        select(Backup).where(
+            Backup.vm_id == vm_id, Backup.offering_id == offering.id, Backup.schedule_id.is_(None)
+        ),
     )
-    doomed = _expire(scope, points, offering_policy(offering), offering.timezone)
+    doomed = _expire(scope, points, policy, offering.timezone)
     return _decide(scope, vm_id, f"offering {offering.name}", doomed, dry_run)
+
+
+def _points(scope: Scope, policy: RetentionPolicy, stmt: Select[tuple[Backup]]) -> list[Backup]:
+    """The usable points a rule governs, newest first; none read where the rule keeps all
+    (the common case after every backup)."""
+    if policy.is_empty:
+        return []
+    return list(scope.session.scalars(_usable(stmt)))
 
 
 def after_backup(scope: Scope, point_id: str) -> Decision:

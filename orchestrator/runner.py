@@ -10,9 +10,9 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from orchestrator.models import Job, utcnow
+from orchestrator.models import Job, JobKind, utcnow
 
 if TYPE_CHECKING:
     from orchestrator.core import Core
@@ -20,11 +20,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Queued(NamedTuple):
+    """A committed, queued job as a runner needs it: which, where to send it, what it is
+    (known where the job was made, so delivering it reads nothing back)."""
+
+    id: str
+    queue: str
+    kind: JobKind
+
+    @classmethod
+    def of(cls, job: Job) -> Queued:
+        return cls(job.id, job.queue, job.kind)
+
+
 class Runner(Protocol):
     def bind(self, core: Core) -> None:
         """Called once by the core that owns this runner."""
 
-    def submit(self, job_ids: Sequence[str]) -> None:
+    def submit(self, jobs: Sequence[Queued]) -> None:
         """Deliver committed, queued jobs for execution (at least once)."""
 
     def holding(self, queues: set[str]) -> set[str]:
@@ -47,11 +60,11 @@ class InlineRunner:
     def bind(self, core: Core) -> None:
         self.core = core
 
-    def submit(self, job_ids: Sequence[str]) -> None:
+    def submit(self, jobs: Sequence[Queued]) -> None:
         from orchestrator.execution import Outcome, execute
 
         assert self.core is not None
-        for job_id in job_ids:
+        for job_id, _, _ in jobs:
             while execute(self.core, job_id) in (Outcome.RETRY, Outcome.DEFERRED):
                 with self.core.db.session() as session:
                     job = session.get(Job, job_id)
@@ -78,12 +91,12 @@ class ThreadRunner:
         self.core = core
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="job")
 
-    def submit(self, job_ids: Sequence[str]) -> None:
+    def submit(self, jobs: Sequence[Queued]) -> None:
         assert self._pool is not None
         with self._lock:
-            self._waiting += len(job_ids)
-        for job_id in job_ids:
-            self._pool.submit(self._run, job_id)
+            self._waiting += len(jobs)
+        for job in jobs:
+            self._pool.submit(self._run, job.id)
 
     def holding(self, queues: set[str]) -> set[str]:
         # One in-memory queue for all: while anything waits, a job may still be in it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from orchestrator.actor import Actor
 from orchestrator.config import Settings
 from orchestrator.core import Core
 from orchestrator.db import Database
+from orchestrator.runner import Queued
 
 POSTGRES_URL = os.environ.get(
     "BACKUP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -98,8 +99,8 @@ class Recorder:
     def bind(self, core: Core) -> None:
         self.core = core
 
-    def submit(self, ids: list[str]) -> None:
-        self.ids.extend(ids)
+    def submit(self, jobs: Sequence[Queued]) -> None:
+        self.ids.extend(job.id for job in jobs)
 
     def holding(self, queues: set[str]) -> set[str]:
         return set(queues)  # everything it was given is still waiting

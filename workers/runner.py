@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from kombu.exceptions import ChannelError
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from orchestrator.config import Settings
 from orchestrator.models import Job, JobKind, JobState, utcnow
+from orchestrator.runner import Queued
 from workers.app import TASK_NAME, make_app
 from workers.tasks import HARD_LIMIT_GRACE, TIME_LIMITS
 
@@ -27,14 +28,11 @@ class CeleryRunner:
     def bind(self, core: Core) -> None:
         self.core = core
 
-    def submit(self, job_ids: Sequence[str]) -> None:
-        if not job_ids:
+    def submit(self, jobs: Sequence[Queued]) -> None:
+        if not jobs:
             return
-        assert self.core is not None
-        with self.core.db.session() as session:
-            rows = session.execute(select(Job.id, Job.queue, Job.kind).where(Job.id.in_(job_ids))).all()
         with self.app.producer_or_acquire() as producer:
-            for job_id, queue, kind in rows:
+            for job_id, queue, kind in jobs:
                 self._send(producer, job_id, queue, kind)
 
     def submit_when_due(self, job_id: str, *, only_if_waiting: bool = False) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from orchestrator import jobs
 from orchestrator.core import Core
 from orchestrator.models import Backup, BackupStatus, Job, JobState
+from orchestrator.runner import Queued
 from tests.conftest import IN_CI, World
 from tests.distributed.conftest import Processes, job_rows, wait_for
 from tests.distributed.test_workers import back_up, finished, slow_vms
@@ -92,8 +93,10 @@ def test_flushed_broker_loses_no_queued_job(world: World, processes: Processes, 
 def test_duplicate_messages_make_one_restore_point(world: World, processes: Processes) -> None:
     (vm,) = slow_vms(world, 1, duration=0.5)
     (job_id,) = back_up(world.core, world.alice, [vm])
+    with world.core.db.session() as session:
+        queued = Queued.of(session.get_one(Job, job_id))
     for _ in range(3):
-        world.core.runner.submit([job_id])  # the same job, delivered three more times
+        world.core.runner.submit([queued])  # the same job, delivered three more times
     processes.worker("--pools", "pool1", concurrency=4)
     done = wait_for(lambda: finished(world.core, [job_id]), what="the backup to finish")
     assert (done[0].state, done[0].attempts) == (JobState.SUCCEEDED, 1)

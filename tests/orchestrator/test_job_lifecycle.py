@@ -13,7 +13,7 @@ from sqlalchemy import update
 from orchestrator import assignments, backups, jobs
 from orchestrator.core import Core
 from orchestrator.delivery import deliver_due, reclaim_expired
-from orchestrator.execution import Deferred, Lease, Outcome, _record_success, claim, execute
+from orchestrator.execution import Deferred, Lease, Outcome, _record_success, claim, execute, handler_for
 from orchestrator.leader import LeaderLock
 from orchestrator.models import Backup, BackupStatus, Host, Job, JobState, StoragePool, utcnow
 from orchestrator.telemetry import StateCollector
@@ -151,12 +151,14 @@ def test_an_expired_lease_on_the_last_attempt_fails_the_job(world: World, queued
 
 def test_a_worker_whose_lease_was_taken_does_not_record_its_work(world: World, queued: Core) -> None:
     job_id = backup_job(queued, world, world.alice_vm)
-    claim(queued, job_id, "slow-worker")
+    claimed = claim(queued, job_id, "slow-worker")
+    assert isinstance(claimed, Job)
     expire(queued, job_id)
     reclaim_expired(queued)
     assert execute(queued, job_id, "w2") is Outcome.SUCCEEDED
     # The presumed-dead worker comes back: nothing of it is recorded.
-    assert _record_success(queued, job_id, "slow-worker", lambda _s: {"x": 1}) is Outcome.SKIPPED
+    finish = _record_success(queued, claimed, "slow-worker", handler_for(claimed.kind), lambda _s: {"x": 1})
+    assert finish is Outcome.SKIPPED
     assert row(queued, job_id).result != {"x": 1}
 
 
