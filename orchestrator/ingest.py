@@ -1,15 +1,25 @@
 """Ingestion: VMs a hypervisor runs that the inventory does not know yet ("unmanaged"),
-and importing them with their disks, NICs and controllers.
+importing them with their disks, NICs and controllers, and re-linking managed VMs whose
+instance changed behind our back.
 
-Both run as ``ingest`` jobs on the ``ingest`` queue: reaching a host takes seconds and may
+All run as ``ingest`` jobs on the ``ingest`` queue: reaching a host takes seconds and may
 fail, so it is done by a worker that can retry, not inside an API request. A KVM domain's
 UUID becomes the VM's id, as CloudStack names its KVM domains by the VM's UUID: an
 imported VM, and one the cloud already manages, keep the same id on both sides.
+
+Re-discovery: some back ends restore a VM by defining a new domain (a new UUID, new image
+paths) and deleting the old one. Every discovery follows such a VM: a managed VM of the host
+whose domain UUID is gone is matched to the domain that now has its hypervisor name
+(``instance_name``), each volume to the disk on the device (``vda``...) its image was on,
+and the record is re-linked: the new UUID kept in the details as ``domain``, the volumes
+pointed at the new images. The VM's id does not change, so its restore points, offering and
+schedules stay attached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -21,11 +31,10 @@ from orchestrator.core import Core, Scope
 from orchestrator.errors import Conflict, InvalidArgument, ProviderError
 from orchestrator.execution import Finish, JobHandler, ProgressFn
 from orchestrator.models import Account, Host, Job, JobKind, StoragePool, VirtualMachine, new_id
+from orchestrator.refs import vm_ref, volume_ref
 from providers import hypervisor
-from providers.hypervisor import DiscoveredDisk, DiscoveredVM
-
-# Details kept from discovery on the VM (and so in each restore point's metadata).
-DETAIL_KEYS = ("vcpus", "memory_bytes", "nics", "controllers", "has_guest_agent", "xml")
+from providers.base import VolumeRef
+from providers.hypervisor import DiscoveredDisk, DiscoveredVM, domain_uuid, vm_details
 
 
 def _host(scope: Scope, host: str) -> Host:
@@ -42,7 +51,9 @@ def set_connection(scope: Scope, host: str, connection: Mapping[str, Any]) -> Ho
 
 
 def discover(scope: Scope, host: str) -> Job:
-    """A job whose result lists the host's VMs that the inventory does not know."""
+    """A job whose result lists the host's VMs that the inventory does not know, and re-links
+    the host's managed VMs whose domain was replaced (listed as ``relinked``; those that
+    cannot be followed as ``not_relinked``, with why)."""
     scope.actor.require_admin("discover unmanaged virtual machines")
     row = _connected_host(scope, host)
     return _ingest_job(scope, row, {"action": "discover"})
@@ -55,7 +66,7 @@ def import_vm(scope: Scope, *, host: str, uuid: str, account: str, name: str | N
     owner = accounts.find_account(scope.session, account)
     if name is not None:
         name = validate.name(name)
-    _refuse_known(scope.session, uuid)
+    _refuse_known(scope.session, row, uuid)
     return _ingest_job(scope, row, {"action": "import", "uuid": uuid, "account_id": owner.id, "name": name})
 
 
@@ -66,10 +77,22 @@ def _connected_host(scope: Scope, host: str) -> Host:
     return row
 
 
-def _refuse_known(session: Session, uuid: str) -> None:
+def _refuse_known(session: Session, host: Host, uuid: str) -> None:
     known = session.get(VirtualMachine, uuid)
-    if known is not None and known.removed_at is None:
+    if known is None or known.removed_at is not None:
+        known = next((vm for vm in _managed(session, host) if domain_uuid(vm.id, vm.details) == uuid), None)
+    if known is not None:
         raise Conflict(f"virtual machine {uuid} is already in the inventory as {known.name}", field="uuid")
+
+
+def _managed(session: Session, host: Host) -> list[VirtualMachine]:
+    return list(
+        session.scalars(
+            select(VirtualMachine)
+            .where(VirtualMachine.host_id == host.id, VirtualMachine.removed_at.is_(None))
+            .order_by(VirtualMachine.name)
+        )
+    )
 
 
 def _ingest_job(scope: Scope, row: Host, params: dict[str, Any]) -> Job:
@@ -102,34 +125,145 @@ def _run(core: Core, job: Job, progress: ProgressFn) -> Finish:
         driver.close()
     progress(1, 1)
     if job.params["action"] == "discover":
-        return lambda session: {"host_id": job.subject_id, "unmanaged": _unmanaged(session, found)}
+        return lambda session: _discover(core, session, job, found)
     wanted = next((vm for vm in found if vm["uuid"] == job.params["uuid"]), None)
     if wanted is None:
         raise ProviderError(f"host has no virtual machine {job.params['uuid']}", retryable=False)
     return lambda session: _import(core, session, job, wanted)
 
 
-def _unmanaged(session: Session, found: list[DiscoveredVM]) -> list[dict[str, Any]]:
-    known = set(
+def _acting(core: Core, session: Session, job: Job) -> Scope:
+    """The job's requester, in the session that records its outcome."""
+    return Scope(session, accounts.acting_as(job.requested_by or job.account_id)(session), core)
+
+
+def _discover(core: Core, session: Session, job: Job, found: list[DiscoveredVM]) -> dict[str, Any]:
+    host = session.get(Host, job.subject_id)
+    assert host is not None
+    relinked, not_relinked = _relink_host(_acting(core, session, job), host, found)
+    return {
+        "host_id": host.id,
+        "unmanaged": _unmanaged(session, host, found),
+        "relinked": relinked,
+        "not_relinked": not_relinked,
+    }
+
+
+def _claimed(session: Session, host: Host, found: list[DiscoveredVM]) -> set[str]:
+    """The found domains some live VM of the inventory already stands for."""
+    claimed = set(
         session.scalars(
             select(VirtualMachine.id).where(
                 VirtualMachine.id.in_([vm["uuid"] for vm in found]), VirtualMachine.removed_at.is_(None)
             )
         )
     )
-    return [{k: v for k, v in vm.items() if k != "xml"} for vm in found if vm["uuid"] not in known]
+    return claimed | {domain_uuid(vm.id, vm.details) for vm in _managed(session, host)}
+
+
+def _unmanaged(session: Session, host: Host, found: list[DiscoveredVM]) -> list[dict[str, Any]]:
+    claimed = _claimed(session, host, found)
+    return [{k: v for k, v in vm.items() if k != "xml"} for vm in found if vm["uuid"] not in claimed]
+
+
+# -- re-discovery ----------------------------------------------------------------------------------
+
+
+def _relink_host(
+    scope: Scope, host: Host, found: list[DiscoveredVM]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Re-link each managed VM of the host whose domain has another UUID, name or disk paths
+    now; what was re-linked, and the VMs whose new domain was found but cannot be followed."""
+    by_uuid = {vm["uuid"]: vm for vm in found}
+    by_name = {vm["name"]: vm for vm in found}
+    claimed = _claimed(scope.session, host, found)
+    pools = list(scope.session.scalars(select(StoragePool).where(StoragePool.zone_id == host.zone_id)))
+    relinked, not_relinked = [], []
+    for vm in _managed(scope.session, host):
+        was = domain_uuid(vm.id, vm.details)
+        instance_name = vm.details.get("instance_name")
+        domain = by_uuid.get(was)
+        if domain is None:
+            # Its domain is gone: the one that took over its hypervisor name, unless that one
+            # is another VM's already.
+            domain = by_name.get(instance_name) if instance_name else None
+            if domain is None or domain["uuid"] in claimed:
+                continue
+        try:
+            moved = _moved_volumes(vm, domain, pools)
+        except InvalidArgument as exc:
+            not_relinked.append(
+                {"vm_id": vm.id, "name": vm.name, "domain": domain["uuid"], "reason": exc.message}
+            )
+            continue
+        renamed = instance_name is not None and instance_name != domain["name"]
+        if domain["uuid"] == was and not renamed and not moved:
+            continue
+        before = {v.id: v.path for v in vm.live_volumes}
+        inventory.relink(
+            scope.session,
+            replace(vm_ref(vm), details=vm_details(domain, vm.id, vm.details), volumes=tuple(moved)),
+        )
+        claimed.add(domain["uuid"])
+        audit.record(scope, "vm.relink", "vm", vm.id, domain=domain["uuid"], previous_domain=was)
+        relinked.append(
+            {
+                "vm_id": vm.id,
+                "name": vm.name,
+                "domain": {"from": was, "to": domain["uuid"]},
+                "instance_name": {"from": instance_name, "to": domain["name"]},
+                "volumes": [{"id": v.id, "from": before[v.id], "to": v.path} for v in moved],
+            }
+        )
+    return relinked, not_relinked
+
+
+def _moved_volumes(vm: VirtualMachine, domain: DiscoveredVM, pools: list[StoragePool]) -> list[VolumeRef]:
+    """The VM's volumes whose image is no disk of ``domain`` any more, each on the disk now on
+    the device it was on (as the VM's recorded disks say); InvalidArgument if one has none."""
+    disks = [d for d in domain["disks"] if d["device"] == "disk" and d["path"]]
+    by_target = {d["target"]: d for d in disks}
+    was_on = {d["path"]: d["target"] for d in vm.details.get("disks") or () if d.get("path")}
+    # Images still in place stay with their volumes; each image serves one volume only.
+    taken = {v.path for v in vm.live_volumes} & {d["path"] for d in disks}
+    moved = []
+    for volume in vm.live_volumes:
+        if volume.path in taken:
+            continue
+        target = was_on.get(volume.path)
+        disk = by_target.get(target) if target else None
+        if disk is None or disk["path"] in taken:
+            shown = ", ".join(f"{d['target']}={d['path']}" for d in disks) or "none"
+            if target is None:
+                why = "was on a device not recorded for it"
+            elif disk is None:
+                why = f"was on {target}, which domain {domain['name']} has no disk for"
+            else:
+                why = f"was on {target}, whose image {disk['path']} is another volume's"
+            raise InvalidArgument(f"volume {volume.name} ({volume.path}) {why} (domain's disks: {shown})")
+        taken.add(disk["path"])
+        moved.append(
+            replace(
+                volume_ref(volume),
+                path=disk["path"],
+                format=disk["format"] or volume.format,
+                size=disk["size_bytes"] or volume.size,
+                pool_id=_pool_of(disk, pools, domain["name"]).id,
+            )
+        )
+    return moved
 
 
 def _import(core: Core, session: Session, job: Job, vm: DiscoveredVM) -> dict[str, Any]:
     host = session.get(Host, job.subject_id)
     assert host is not None
     try:
-        _refuse_known(session, vm["uuid"])
+        _refuse_known(session, host, vm["uuid"])
         volumes = _volumes(session, host, vm)
     except (Conflict, InvalidArgument) as exc:
         # Not worth a retry: the host or the inventory must change first.
         raise ProviderError(exc.message, retryable=False) from exc
-    scope = Scope(session, accounts.acting_as(job.requested_by or job.account_id)(session), core)
+    scope = _acting(core, session, job)
     owner = session.get(Account, job.params["account_id"])
     assert owner is not None
     row = inventory.register_vm(
@@ -141,7 +275,7 @@ def _import(core: Core, session: Session, job: Job, vm: DiscoveredVM) -> dict[st
         volumes=volumes,
         vm_id=vm["uuid"],
         state="Running" if vm["state"] == "running" else "Stopped",
-        details={"instance_name": vm["name"], **{k: vm.get(k) for k in DETAIL_KEYS}},
+        details=vm_details(vm, vm["uuid"]),
     )
     return {"vm_id": row.id, "name": row.name, "volumes": [v.id for v in row.volumes]}
 

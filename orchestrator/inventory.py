@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from orchestrator import audit, lookup, validate
 from orchestrator.accounts import find_account
@@ -27,6 +28,7 @@ from orchestrator.models import (
     utcnow,
 )
 from orchestrator.paging import DEFAULT_PAGESIZE, Page, paginate
+from providers.base import VMRef, VolumeRef
 
 VOLUME_FORMATS = ("raw", "qcow2", "vmdk")
 
@@ -210,6 +212,24 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
     )
     scope.session.add(volume)
     return volume
+
+
+def relink(session: Session, ref: VMRef) -> VirtualMachine:
+    """Point a VM's record at the instance ``ref`` describes: its details (the hypervisor's
+    name and UUID for it, its definition), and each volume, by id, at its new image. The VM
+    keeps its id, and so its restore points, offering and schedules."""
+    vm = session.get(VirtualMachine, ref.id)
+    if vm is None or vm.removed_at is not None:
+        raise NotFound.of("virtual machine", ref.id)
+    vm.details = dict(ref.details)
+    for volume in vm.live_volumes:
+        if (placed := ref.volume(volume.id)) is not None:
+            place_volume(volume, placed)
+    return vm
+
+
+def place_volume(volume: Volume, ref: VolumeRef) -> None:
+    volume.path, volume.format, volume.size, volume.pool_id = ref.path, ref.format, ref.size, ref.pool_id
 
 
 def destroy_vm(scope: Scope, vm_id: str) -> VirtualMachine:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from orchestrator.models import Backup, VirtualMachine, Volume
-from providers.base import RestorePointRef, VMRef, VolumeRef
+from dataclasses import replace
+
+from sqlalchemy.orm import Session
+
+from orchestrator.models import Backup, Host, VirtualMachine, Volume
+from providers.base import HostRef, RestorePointRef, VMRef, VolumeRef
 
 
 def volume_ref(volume: Volume) -> VolumeRef:
@@ -19,6 +23,12 @@ def volume_ref(volume: Volume) -> VolumeRef:
     )
 
 
+def host_ref(host: Host | None) -> HostRef | None:
+    if host is None:
+        return None
+    return HostRef(id=host.id, hypervisor=host.hypervisor.value, connection=dict(host.connection or {}))
+
+
 def vm_ref(vm: VirtualMachine) -> VMRef:
     return VMRef(
         id=vm.id,
@@ -27,7 +37,14 @@ def vm_ref(vm: VirtualMachine) -> VMRef:
         host_id=vm.host_id,
         volumes=tuple(volume_ref(v) for v in vm.live_volumes),
         details=dict(vm.details),
+        host=host_ref(vm.host),
     )
+
+
+def on_its_host(session: Session, ref: VMRef) -> VMRef:
+    """``ref`` (from a restore point or a job) with its host as the inventory has it now."""
+    host = session.get(Host, ref.host_id) if ref.host_id else None
+    return replace(ref, host=host_ref(host))
 
 
 def point_ref(point: Backup) -> RestorePointRef:

@@ -14,7 +14,7 @@ from orchestrator import audit, backup_providers, lookup, routing, validate
 from orchestrator.core import Core, Scope
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, ProviderError
 from orchestrator.execution import Finish, JobHandler, ProgressFn
-from orchestrator.inventory import find_host
+from orchestrator.inventory import find_host, place_volume, relink
 from orchestrator.jobs import create as create_job
 from orchestrator.models import (
     USABLE_STATUSES,
@@ -30,8 +30,9 @@ from orchestrator.models import (
     VolumeType,
     new_id,
 )
-from orchestrator.refs import point_ref, vm_ref
+from orchestrator.refs import on_its_host, point_ref, vm_ref
 from providers.base import Capability, VMRef
+from providers.hypervisor import copied_details
 
 
 def _usable_point(scope: Scope, backup_id: str) -> Backup:
@@ -100,9 +101,10 @@ def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None 
     meta = VMRef.from_dict(point.vm_metadata)
     host_id = find_host(scope, host, point.zone_id).id if host else meta.host_id
     vm_id = new_id()
+    target_name = validate.name(name)
     target = VMRef(
         id=vm_id,
-        name=validate.name(name),
+        name=target_name,
         zone_id=meta.zone_id,
         host_id=host_id,
         volumes=tuple(
@@ -111,7 +113,7 @@ def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None 
             )
             for v in meta.volumes
         ),
-        details=meta.details,
+        details=copied_details(meta.details, target_name),
     )
     return _restore_vm_job(
         scope, point, host_id, {"vm_id": vm_id, "target": target.to_dict()}, "backup.restore_new_vm"
@@ -169,17 +171,27 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
         vm = session.get(VirtualMachine, point.vm_id)
         recreate = "target" in job.params or vm is None or vm.removed_at is not None
         if "target" in job.params:
-            target = VMRef.from_dict(job.params["target"])
+            target = on_its_host(session, VMRef.from_dict(job.params["target"]))
+        elif recreate:
+            target = on_its_host(session, ref.vm)
         else:
-            target = ref.vm if recreate else vm_ref(vm)
+            target = vm_ref(vm)
         driver = core.drivers.for_row(point.provider)
-    driver.restore_vm(ref, target, progress)
+    restored = driver.restore_vm(ref, target, progress)
 
     def finish(session: Session) -> dict[str, Any]:
         _end(session, job)
         if recreate:
-            _recreate_vm(session, job.subject_id, target)
-        return {"vm_id": target.id, "recreated": recreate, "backup_id": ref.id}
+            _recreate_vm(session, job.subject_id, restored or target)
+        elif restored is not None:
+            # The back end replaced the VM's instance (some restore into a new one): follow it.
+            relink(session, restored)
+        return {
+            "vm_id": target.id,
+            "recreated": recreate,
+            "relinked": restored is not None,
+            "backup_id": ref.id,
+        }
 
     return finish
 
@@ -205,7 +217,7 @@ def _recreate_vm(session: Session, backup_id: str, meta: VMRef) -> None:
         volume.removed_at = None
         volume.vm_id = vm.id
         volume.name, volume.type, volume.device_id = ref.name, VolumeType(ref.type), ref.device_id
-        volume.size, volume.path, volume.format, volume.pool_id = ref.size, ref.path, ref.format, ref.pool_id
+        place_volume(volume, ref)
 
 
 def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:

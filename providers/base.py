@@ -70,6 +70,16 @@ S = TypeVar("S", bound=_Placed)
 
 
 @dataclass(frozen=True)
+class HostRef:
+    """The VM's host as the inventory records it: how a driver that works through the host
+    reaches it (the settings its host driver checked; key paths, never a secret)."""
+
+    id: str
+    hypervisor: str
+    connection: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class VMRef:
     """A VM as the back end needs to see it; also the metadata each restore point keeps."""
 
@@ -79,10 +89,14 @@ class VMRef:
     host_id: str | None
     volumes: tuple[VolumeRef, ...]
     details: Mapping[str, Any] = field(default_factory=dict)
+    # Filled from the inventory for each operation, never kept with a restore point: how a
+    # host is reached changes, and restore points are shown to users.
+    host: HostRef | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
         raw["details"] = dict(self.details)
+        del raw["host"]
         return raw
 
     @classmethod
@@ -194,8 +208,10 @@ class BackupProvider(ABC):
         """Remove the restore point's data at the back end; idempotent for an unknown point."""
 
     @abstractmethod
-    def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
-        """Write every volume of the restore point back to the target VM's volume paths."""
+    def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef | None:
+        """Write every volume of the restore point back to the target VM's volume paths; return
+        the VM as the back end left it when that differs from ``target`` (a new hypervisor
+        identity or new volume paths, the same volume ids), so the inventory follows it."""
 
     def restore_volume(
         self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress

@@ -50,6 +50,44 @@ class DiscoveredVM(TypedDict):
     xml: str  # the hypervisor's own definition, kept to rebuild the VM on restore
 
 
+# What a VM's inventory record keeps of its discovered description (and so each restore
+# point): enough to rebuild the VM, and to find its domain and disks again after they change.
+DETAIL_KEYS = ("vcpus", "memory_bytes", "nics", "controllers", "disks", "has_guest_agent", "xml")
+# The VM's own instance on its host: a copy of the VM under a new name gets its own.
+INSTANCE_KEYS = ("instance_name", "domain", "disks", "xml")
+
+
+def vm_details(
+    found: Mapping[str, Any], vm_id: str, previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The details an inventory VM with id ``vm_id`` keeps of the VM its host describes (a
+    ``DiscoveredVM``, or a driver's superset of one); keys of its own in ``previous`` (its
+    details so far) that describe no instance are kept.
+
+    ``instance_name`` is the hypervisor's name for it; ``domain`` its hypervisor UUID, kept
+    only when it is not the VM's own id (a re-linked VM whose domain was recreated)."""
+    details = {**_not_instance(previous or {}), "instance_name": found["name"]}
+    details |= {k: found.get(k) for k in DETAIL_KEYS}
+    if found["uuid"] != vm_id:
+        details["domain"] = found["uuid"]
+    return details
+
+
+def copied_details(details: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The details of a new VM made from one with ``details``: the same hardware, but no
+    claim on the original's instance (its hypervisor name, UUID, definition, disk paths)."""
+    return {**_not_instance(details), "instance_name": name}
+
+
+def _not_instance(details: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if k not in INSTANCE_KEYS}
+
+
+def domain_uuid(vm_id: str, details: Mapping[str, Any]) -> str:
+    """The hypervisor UUID of an inventory VM's instance (its id unless re-linked)."""
+    return str(details.get("domain") or vm_id)
+
+
 class HostDriver(ABC):
     """Reaches one host with its inventory record's connection settings."""
 

@@ -83,7 +83,8 @@ def set_host_connection(args: dict[str, Any], host_id: str) -> dict[str, Any]:
 @blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
 @blp.errors(403, 404, 409)
 def discover_unmanaged(host_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Find the VMs a host runs that the inventory does not know (admin; the job result lists them)"""
+    """Find the VMs a host runs that the inventory does not know, and re-link managed VMs whose
+    domain was replaced (admin; the job result lists both)"""
     with use_case() as scope:
         return accepted(ingest.discover(scope, host_id))
 

@@ -13,6 +13,7 @@ from orchestrator.cli.inventory_cmds import host, vm
 from orchestrator.cli.output import emit, handle_errors, json_option
 
 UNMANAGED_COLUMNS = ("uuid", "name", "state", "vcpus", "memory", "disks", "nics")
+RELINKED_COLUMNS = ("vm_id", "name", "domain", "volumes")
 # Discovery and import wait this long for a worker to end them (the distributed mode).
 WAIT_SECONDS = 120.0
 
@@ -84,17 +85,50 @@ def _unmanaged_row(found: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _discovered(app: App, host_ref: str) -> dict[str, Any]:
+    """A discovery's result; VMs it could not re-link are reported on stderr."""
+    job = app.run_job(lambda s: ingest.discover(s, host_ref), wait=WAIT_SECONDS)
+    _ended(job)
+    result = job["result"] or {}
+    for stuck in result.get("not_relinked", []):
+        click.echo(f"not re-linked: {stuck['name']} ({stuck['vm_id']}): {stuck['reason']}", err=True)
+    return result
+
+
+def _relinked_row(relinked: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **relinked,
+        "domain": "{from} -> {to}".format(**relinked["domain"]),
+        "volumes": ", ".join(f"{v['from']} -> {v['to']}" for v in relinked["volumes"]),
+    }
+
+
 @vm.command("unmanaged")
 @click.option("--host", "host_ref", required=True, help="Host to look at.")
 @json_option
 @pass_app
 @handle_errors
 def vm_unmanaged(app: App, host_ref: str, as_json: bool) -> None:
-    """List the VMs a host runs that the inventory does not know (an ingest job)."""
-    job = app.run_job(lambda s: ingest.discover(s, host_ref), wait=WAIT_SECONDS)
-    _ended(job)
-    found = (job["result"] or {}).get("unmanaged", [])
+    """List the VMs a host runs that the inventory does not know (an ingest job; it also
+    re-links managed VMs whose domain was replaced, see host rediscover)."""
+    result = _discovered(app, host_ref)
+    for relinked in result.get("relinked", []):
+        click.echo(f"re-linked: {relinked['name']} ({relinked['vm_id']})", err=True)
+    found = result.get("unmanaged", [])
     emit(found if as_json else [_unmanaged_row(f) for f in found], as_json, UNMANAGED_COLUMNS)
+
+
+@host.command("rediscover")
+@click.argument("host_ref")
+@json_option
+@pass_app
+@handle_errors
+def host_rediscover(app: App, host_ref: str, as_json: bool) -> None:
+    """Follow managed VMs whose domain was replaced (a new UUID or new image paths, e.g. by a
+    restore): matched by domain name and disk device, their records re-linked with their
+    restore points, offering and schedules kept. Lists what was re-linked."""
+    relinked = _discovered(app, host_ref).get("relinked", [])
+    emit(relinked if as_json else [_relinked_row(r) for r in relinked], as_json, RELINKED_COLUMNS)
 
 
 @vm.command("import")

@@ -8,9 +8,10 @@ every disk, merging it back, repairing what killed workers left, and reaching th
 Configuration: every NAS key (``repository``, ``chunk_size``, ``encryption``, ...) except the
 snapshot ones (the snapshot is libvirt's here), plus:
 
-``hosts``             ``{host_id: connection}``, each as a KVM host's inventory record holds
-                      it (``{"transport": "local"}`` or ``ssh`` with address, key_file,
-                      known_hosts, ...). Required: a VM is reached through its host.
+``hosts``             ``{host_id: connection}`` for hosts whose inventory record has no
+                      connection settings (``{"transport": "local"}`` or ``ssh`` with address,
+                      key_file, known_hosts, ...). Optional: a VM is reached through its host,
+                      with the settings ``backupctl host connect`` stored on the host first.
 ``quiesce``           declare the ``quiesce`` capability and freeze guest file systems through
                       the QEMU guest agent when a backup asks for it (default false).
 ``quiesce_fallback``  take a crash-consistent snapshot when quiescing is impossible or fails
@@ -77,10 +78,10 @@ def _seconds(config: Mapping[str, Any], key: str, default: float) -> float:
 
 
 def _hosts(config: Mapping[str, Any]) -> dict[str, HostConnection]:
-    raw = config.get("hosts")
-    if not isinstance(raw, Mapping) or not raw:
+    raw = config.get("hosts", {})
+    if not isinstance(raw, Mapping):
         raise InvalidArgument(
-            'hosts: required, {"<host id>": {"transport": "local"} or ssh settings, ...}', field="hosts"
+            'hosts: must be {"<host id>": {"transport": "local"} or ssh settings, ...}', field="hosts"
         )
     hosts = {}
     for host_id, connection in raw.items():
@@ -111,7 +112,7 @@ class KvmProvider(BackupProvider):
             command_timeout_s=_seconds(config, "command_timeout_s", 60.0),
             commit_timeout_s=_seconds(config, "commit_timeout_s", 900.0),
         )
-        self._transports: dict[str, Transport] = {}
+        self._transports: dict[HostConnection, Transport] = {}
         self._lock = threading.Lock()
         self.snapshots = KvmSnapshot(self._libvirt, self.options)
         nas_config = {k: v for k, v in config.items() if k not in KVM_KEYS}
@@ -135,23 +136,37 @@ class KvmProvider(BackupProvider):
     # -- hosts
 
     def _libvirt(self, vm: VMRef) -> Libvirt:
+        settings = self._settings(vm)
+        with self._lock:
+            transport = self._transports.get(settings)
+            if transport is None:
+                # One transport per host, reused: an SSH connection per command would be slow.
+                # Keyed by the settings, so a host given new ones is reached the new way.
+                transport = self._transports[settings] = settings.open()
+        return Libvirt(transport, settings.libvirt_uri, timeout=self.options.command_timeout_s)
+
+    def _settings(self, vm: VMRef) -> HostConnection:
+        """The host's inventory record's settings, else this provider's ``hosts`` entry."""
         if not vm.host_id:
             raise ProviderError(
                 f"VM {vm.name} has no host; the kvm driver reaches a VM through it", retryable=False
             )
+        if vm.host is not None and vm.host.connection:
+            try:
+                return HostConnection.from_config(vm.host.connection)
+            except InvalidArgument as exc:
+                raise ProviderError(
+                    f"host {vm.host_id} of VM {vm.name}: {exc.message} (fix it with backupctl host connect)",
+                    retryable=False,
+                ) from None
         settings = self.hosts.get(vm.host_id)
         if settings is None:
             raise ProviderError(
-                f"VM {vm.name} is on host {vm.host_id}, which provider {self.name!r} has no connection for "
-                f"(config hosts: {', '.join(sorted(self.hosts))})",
+                f"VM {vm.name} is on host {vm.host_id}, which has no connection settings: set them with "
+                f"backupctl host connect (provider {self.name!r} has no hosts entry for it either)",
                 retryable=False,
             )
-        with self._lock:
-            transport = self._transports.get(vm.host_id)
-            if transport is None:
-                # One transport per host, reused: an SSH connection per command would be slow.
-                transport = self._transports[vm.host_id] = settings.open()
-        return Libvirt(transport, settings.libvirt_uri, timeout=self.options.command_timeout_s)
+        return settings
 
     def close(self) -> None:
         with self._lock:
@@ -176,15 +191,15 @@ class KvmProvider(BackupProvider):
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         self.nas.delete_backup(point, forced=forced)
 
-    def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
+    def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef | None:
         if target.id != point.vm.id:
             # The framework's restore to a new VM: a new id and new volume paths.
-            self.restores.new_vm(point, target, progress, recreate=False)
-        elif self.restores.find(target) is None:
+            return self.restores.new_vm(point, target, progress, recreate=False)
+        if self.restores.find(target) is None:
             # The VM's domain was undefined since: bring it back as it was.
-            self.restores.new_vm(point, target, progress, recreate=True)
-        else:
-            self.restores.in_place(point, target, progress)
+            return self.restores.new_vm(point, target, progress, recreate=True)
+        self.restores.in_place(point, target, progress)
+        return None
 
     def restore_volume(
         self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress

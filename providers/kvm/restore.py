@@ -27,7 +27,7 @@ import re
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,8 @@ import defusedxml.ElementTree as SafeET
 
 from orchestrator.errors import ProviderError
 from providers.base import Progress, RestorePointRef, VMRef, VolumeRef
-from providers.kvm.domains import Disk, Libvirt, parse_domain_xml
+from providers.hypervisor import vm_details
+from providers.kvm.domains import Disk, Domain, Libvirt, parse_domain_xml
 from providers.kvm.snapshot import OFFLINE_STATES, DomainOps, KvmSnapshot, KvmSnapshotOptions
 from providers.kvm.transport import CommandFailed
 
@@ -540,8 +541,9 @@ class KvmRestore:
 
     # -- a new domain
 
-    def new_vm(self, point: RestorePointRef, target: VMRef, progress: Progress, *, recreate: bool) -> None:
-        """Write the volumes to the target's paths and define a domain on them, shut off.
+    def new_vm(self, point: RestorePointRef, target: VMRef, progress: Progress, *, recreate: bool) -> VMRef:
+        """Write the volumes to the target's paths and define a domain on them, shut off; the
+        target with the details of that domain (its name, UUID, definition and disks).
 
         ``recreate``: the VM's own domain is gone (same VM id): it comes back with its old
         name, UUID and MACs. Otherwise the domain is a new one beside the original.
@@ -585,7 +587,7 @@ class KvmRestore:
                 timeout=self.options.command_timeout_s,
                 input=xml.encode(),
             )
-            self._check_defined(libvirt, uuid, disks)
+            defined = self._check_defined(libvirt, uuid, disks)
         except BaseException:
             if written:
                 with contextlib.suppress(ProviderError):
@@ -600,6 +602,7 @@ class KvmRestore:
                         os.unlink(disk.path)
             raise
         log.info("restore point %s defined as domain %s (%s), shut off", point.id, name, uuid)
+        return replace(target, details=vm_details(defined.to_dict(), target.id, target.details))
 
     def _domain_type(self, libvirt: Libvirt) -> str:
         """kvm where the host has it, else qemu (TCG): a minimal domain must be definable."""
@@ -610,17 +613,15 @@ class KvmRestore:
         )
         return "kvm" if result.exit_status == 0 else "qemu"
 
-    def _check_defined(self, libvirt: Libvirt, uuid: str, disks: Sequence[NewDisk]) -> None:
-        xml = libvirt.transport.run(
-            (*_VIRSH, "-c", libvirt.uri, "dumpxml", "--inactive", "--", uuid),
-            timeout=self.options.command_timeout_s,
-        ).text
-        defined = {d.path for d in parse_domain_xml(xml).disks if d.path}
-        missing = [d.path for d in disks if d.path not in defined]
+    def _check_defined(self, libvirt: Libvirt, uuid: str, disks: Sequence[NewDisk]) -> Domain:
+        defined = libvirt.domain(uuid)
+        paths = {d.path for d in defined.disks if d.path}
+        missing = [d.path for d in disks if d.path not in paths]
         if missing:
             raise ProviderError(
                 f"domain {uuid} was defined without the restored images {', '.join(missing)}", retryable=False
             )
+        return defined
 
 
 def _is_uuid(value: str) -> bool:

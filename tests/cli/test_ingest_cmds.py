@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.cli.test_backupctl import cloud, data, run  # noqa: F401  (fixtures)
+from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
 from tests.providers.kvm.test_domains import virsh  # noqa: F401  (a failure in CI without virsh)
 
 NODE = Path(__file__).parents[1] / "providers" / "kvm" / "fixtures" / "node.xml"
 WEB1 = "6e0d9a84-3b1f-4c1e-9a57-0c3a2f1e7b01"
+RESTORED = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d05"
 
 
 def test_connect_discover_and_import(run, cloud, virsh):  # noqa: F811
@@ -38,3 +40,34 @@ def test_connect_needs_one_way_to_reach_the_host(run, cloud):  # noqa: F811
     refused = run("host", "connect", "kvm-01", "--ssh", "root@10.0.0.5", "--json", ok=False)
     assert refused.exit_code == 2
     assert "connection." in refused.output
+
+
+def test_rediscover_follows_a_vm_whose_domain_was_rebuilt(run, cloud, virsh, tmp_path):  # noqa: F811
+    run("pool", "register", "images", "--zone", "zone-1", "--path", "/var/lib/libvirt/images")
+    run("host", "connect", "kvm-01", "--local", "--libvirt-uri", f"test://{NODE}")
+    run("vm", "import", WEB1, "--host", "kvm-01", "--account", "alice")
+    new_root = "/var/lib/libvirt/images/restored/web1-root.qcow2"
+    rebuilt = rebuilt_node(tmp_path / "node", uuid=RESTORED, images={"vda": new_root})
+    run("host", "connect", "kvm-01", "--local", "--libvirt-uri", rebuilt)
+
+    table = run("host", "rediscover", "kvm-01").stdout
+    assert f"{WEB1} -> {RESTORED}" in table
+    assert f"/var/lib/libvirt/images/web1-root.qcow2 -> {new_root}" in table
+    vm = data(run("vm", "show", WEB1, "--json", as_="alice"))
+    assert [v["path"] for v in vm["volumes"]] == [new_root, "/var/lib/libvirt/images/web1-data.raw"]
+    assert data(run("host", "rediscover", "kvm-01", "--json")) == []  # nothing left to follow
+    unmanaged = data(run("vm", "unmanaged", "--host", "kvm-01", "--json"))
+    assert [found["name"] for found in unmanaged] == ["db1"]
+
+
+def test_a_vm_that_cannot_be_followed_is_reported(run, cloud, virsh, tmp_path):  # noqa: F811
+    run("pool", "register", "images", "--zone", "zone-1", "--path", "/var/lib/libvirt/images")
+    run("host", "connect", "kvm-01", "--local", "--libvirt-uri", f"test://{NODE}")
+    run("vm", "import", WEB1, "--host", "kvm-01", "--account", "alice")
+    rebuilt = rebuilt_node(tmp_path / "node", uuid=RESTORED, without=("vdb",))
+    run("host", "connect", "kvm-01", "--local", "--libvirt-uri", rebuilt)
+
+    result = run("host", "rediscover", "kvm-01")
+    assert "(none)" in result.stdout
+    assert f"not re-linked: web1 ({WEB1}): volume" in result.stderr
+    assert "was on vdb, which domain web1 has no disk for" in result.stderr

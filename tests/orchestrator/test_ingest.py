@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator import ingest, inventory, jobs
+from orchestrator import assignments, backups, ingest, inventory, jobs, schedules
 from orchestrator.errors import Conflict, InvalidArgument, PermissionDenied
 from orchestrator.models import JobState, VirtualMachine, Volume
 from tests.conftest import World
+from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
 from tests.providers.kvm.test_domains import virsh  # noqa: F401  (the fixture: a failure in CI without virsh)
 
 NODE = Path(__file__).parents[1] / "providers" / "kvm" / "fixtures" / "node.xml"
@@ -127,3 +128,146 @@ def test_users_cannot_discover_or_import(connected: World) -> None:
 def test_a_host_without_connection_settings_is_refused(world: World) -> None:
     with pytest.raises(Conflict, match="no connection settings"), world.core.scope(world.admin) as s:
         ingest.discover(s, "kvm1")
+
+
+# -- re-discovery ----------------------------------------------------------------------------------
+
+RESTORED = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d05"
+ROOT, DATA = "/var/lib/libvirt/images/web1-root.qcow2", "/var/lib/libvirt/images/web1-data.raw"
+
+
+@pytest.fixture
+def managed(connected: World) -> World:
+    """web1 imported for alice, on the gold offering, with a restore point and a schedule."""
+    job = run(connected, lambda s: ingest.import_vm(s, host="kvm1", uuid=WEB1, account="alice"))
+    assert job["state"] is JobState.SUCCEEDED, job["error"]
+    with connected.core.scope(connected.alice) as s:
+        assignments.assign(s, WEB1, connected.gold_id)
+        schedules.create(s, vm_id=WEB1, interval_type="daily", schedule="30:00")
+    backup = run(connected, lambda s: backups.create_backup(s, WEB1))
+    assert backup["state"] is JobState.SUCCEEDED, backup["error"]
+    return connected
+
+
+def reconnect(world: World, uri: str) -> None:
+    with world.core.scope(world.admin) as s:
+        ingest.set_connection(s, "kvm1", {"transport": "local", "libvirt_uri": uri})
+
+
+def web1_paths(world: World) -> dict[str, str]:
+    with world.core.db.session() as session:
+        volumes = session.scalars(select(Volume).where(Volume.vm_id == WEB1, Volume.removed_at.is_(None)))
+        return {v.type.value: v.path for v in volumes}
+
+
+def history(world: World) -> tuple[list[str], str | None, list[str]]:
+    """web1's restore points, offering and schedules, as a user sees them."""
+    with world.core.scope(world.alice) as s:
+        points = [p.id for p in backups.list_backups(s, vm_id=WEB1).items]
+        offering = inventory.show_vm(s, WEB1).backup_offering_id
+        kept = [row.id for row in schedules.list_schedules(s, WEB1)]
+    return points, offering, kept
+
+
+def test_a_vm_rebuilt_with_a_new_uuid_and_new_images_is_relinked(managed: World, tmp_path: Path) -> None:
+    before = history(managed)
+    assert (len(before[0]), before[1], len(before[2])) == (1, managed.gold_id, 1)
+    new_root = "/var/lib/libvirt/images/restored/web1-root.qcow2"
+    new_data = "/var/lib/libvirt/images/restored/web1-data.qcow2"
+    reconnect(
+        managed,
+        rebuilt_node(
+            tmp_path / "node",
+            uuid=RESTORED,
+            images={"vda": new_root, "vdb": new_data},
+            formats={"vdb": "qcow2"},
+        ),
+    )
+
+    job = run(managed, lambda s: ingest.discover(s, "kvm1"))
+
+    assert job["state"] is JobState.SUCCEEDED, job["error"]
+    (relinked,) = job["result"]["relinked"]
+    assert (relinked["vm_id"], relinked["domain"]) == (WEB1, {"from": WEB1, "to": RESTORED})
+    assert sorted((v["from"], v["to"]) for v in relinked["volumes"]) == [(DATA, new_data), (ROOT, new_root)]
+    assert job["result"]["not_relinked"] == []
+    # The rebuilt domain is web1, not a new unmanaged VM.
+    assert [vm["uuid"] for vm in job["result"]["unmanaged"]] == [DB1]
+    assert web1_paths(managed) == {"ROOT": new_root, "DATADISK": new_data}
+    with managed.core.db.session() as session:
+        vm = session.get(VirtualMachine, WEB1)
+        assert vm is not None
+        assert (vm.details["domain"], vm.details["instance_name"]) == (RESTORED, "web1")
+        assert RESTORED in vm.details["xml"]
+        assert {v.format for v in vm.live_volumes if v.path == new_data} == {"qcow2"}
+    assert history(managed) == before
+    # Stable: the next discovery finds nothing to follow, and the new UUID cannot be imported twice.
+    again = run(managed, lambda s: ingest.discover(s, "kvm1"))
+    assert again["result"]["relinked"] == []
+    with (
+        pytest.raises(Conflict, match="already in the inventory as web1"),
+        managed.core.scope(managed.admin) as s,
+    ):
+        ingest.import_vm(s, host="kvm1", uuid=RESTORED, account="bob")
+
+
+def test_new_images_under_the_same_uuid_are_followed_by_device(managed: World, tmp_path: Path) -> None:
+    moved = "/var/lib/libvirt/images/web1-data-restored.raw"
+    reconnect(managed, rebuilt_node(tmp_path / "node", images={"vdb": moved}))
+
+    job = run(managed, lambda s: ingest.discover(s, "kvm1"))
+
+    (relinked,) = job["result"]["relinked"]
+    assert relinked["domain"] == {"from": WEB1, "to": WEB1}
+    assert [(v["from"], v["to"]) for v in relinked["volumes"]] == [(DATA, moved)]
+    assert web1_paths(managed) == {"ROOT": ROOT, "DATADISK": moved}
+    with managed.core.db.session() as session:
+        vm = session.get(VirtualMachine, WEB1)
+        assert vm is not None
+        assert "domain" not in vm.details  # its own id is its domain's UUID still
+
+
+@pytest.mark.parametrize(
+    ("rebuilt", "reason"),
+    [
+        ({"without": ("vdb",)}, f"({DATA}) was on vdb, which domain web1 has no disk for"),
+        # vda now holds the data volume's image: never two volumes on one image.
+        (
+            {"images": {"vda": DATA, "vdb": "/var/lib/libvirt/images/web1-new.raw"}},
+            f"({ROOT}) was on vda, whose image {DATA} is another volume's",
+        ),
+    ],
+    ids=["device-gone", "image-taken"],
+)
+def test_a_rebuilt_domain_that_cannot_be_followed_is_reported_not_guessed(
+    managed: World, tmp_path: Path, rebuilt: dict, reason: str
+) -> None:
+    reconnect(managed, rebuilt_node(tmp_path / "node", uuid=RESTORED, **rebuilt))
+
+    job = run(managed, lambda s: ingest.discover(s, "kvm1"))
+
+    assert job["result"]["relinked"] == []
+    (refused,) = job["result"]["not_relinked"]
+    assert (refused["vm_id"], refused["domain"]) == (WEB1, RESTORED)
+    assert reason in refused["reason"]
+    assert web1_paths(managed) == {"ROOT": ROOT, "DATADISK": DATA}
+    with managed.core.db.session() as session:
+        vm = session.get(VirtualMachine, WEB1)
+        assert vm is not None
+        assert "domain" not in vm.details
+
+
+def test_a_domain_named_like_a_vm_but_managed_as_another_is_not_taken(managed: World, tmp_path: Path) -> None:
+    # web1's domain is gone; the domain now named web1 was imported as a VM of its own.
+    reconnect(managed, rebuilt_node(tmp_path / "node", uuid=RESTORED))
+    imported = run(managed, lambda s: ingest.import_vm(s, host="kvm1", uuid=RESTORED, account="bob"))
+    assert imported["state"] is JobState.SUCCEEDED, imported["error"]
+
+    job = run(managed, lambda s: ingest.discover(s, "kvm1"))
+
+    assert job["result"]["relinked"] == []
+    assert web1_paths(managed) == {"ROOT": ROOT, "DATADISK": DATA}
+    with managed.core.db.session() as session:
+        vm = session.get(VirtualMachine, WEB1)
+        assert vm is not None
+        assert "domain" not in vm.details

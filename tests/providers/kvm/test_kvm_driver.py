@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.errors import InvalidArgument, ProviderError
 from providers import registry
-from providers.base import BackupRequest, Capability, RestorePointRef
+from providers.base import BackupRequest, Capability, HostRef, RestorePointRef, VMRef
 from providers.kvm.driver import KvmProvider
 from providers.nas import backup as nas_backup
 from tests.providers.kvm.conftest import SshServer, write_known_hosts
@@ -22,11 +22,15 @@ from tests.providers.kvm.fixtures.kvm_libvirt import (
     make_domain,
     virsh,
 )
+from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
+from tests.providers.kvm.test_domains import NODE_URI, WEB1
+from tests.providers.kvm.test_domains import virsh as virsh_cli  # noqa: F401 - a fixture
 from tests.providers.kvm.test_snapshot import assert_on_originals, leave_overlays
 
 MiB = 2**20
 A, B = 0xA1, 0xB2
 LOCAL = {"h1": {"transport": "local"}}
+MOVED = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d05"
 
 
 def config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -61,7 +65,7 @@ def test_capabilities_declare_quiesce_only_when_configured(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("extra", "field", "message"),
     [
-        ({"hosts": {}}, "hosts", "hosts: required"),
+        ({"hosts": ["h1"]}, "hosts", "hosts: must be"),
         ({"hosts": {"h1": {"transport": "telnet"}}}, "hosts", r"hosts\.h1: .*transport: must be one of"),
         ({"snapshot": "reflink"}, "snapshot", "not used by the kvm driver"),
         ({"freeze_command": ["true"]}, "freeze_command", "not used by the kvm driver"),
@@ -86,17 +90,57 @@ def test_the_driver_is_found_by_name(tmp_path: Path) -> None:
 
 
 def test_a_vm_on_a_host_without_connection_settings_is_refused(tmp_path: Path) -> None:
-    from providers.base import VMRef
-
     provider = KvmProvider("k", config(tmp_path), tmp_path)
-    vm = VMRef("id", "web1", "z", "h9", ())
-    with pytest.raises(ProviderError, match="host h9, which provider 'k' has no connection for"):
-        provider.repair(vm)
+    unset = VMRef("id", "web1", "z", "h9", (), host=HostRef("h9", "kvm"))
+    with pytest.raises(ProviderError, match="host h9, which has no connection settings: set them") as caught:
+        provider.repair(unset)
+    assert "provider 'k' has no hosts entry for it either" in caught.value.message
+
+
+def _web1(host: HostRef | None, host_id: str = "h1") -> VMRef:
+    return VMRef(WEB1, "web1", "z", host_id, (), {"instance_name": "web1"}, host=host)
+
+
+def test_the_hosts_inventory_connection_is_used_before_the_config(
+    tmp_path: Path,
+    virsh_cli: str,  # noqa: F811 - the fixture
+) -> None:
+    """Without a ``hosts`` entry the VM is reached as its host's record says, and when the
+    record changes (the host reconnected elsewhere) the next operation goes the new way."""
+    moved = rebuilt_node(tmp_path / "node", uuid=MOVED)  # web1 has another UUID there
+    recorded = HostRef("h1", "kvm", {"transport": "local", "libvirt_uri": NODE_URI})
+    reconnected = HostRef("h1", "kvm", {"transport": "local", "libvirt_uri": moved})
+    provider = KvmProvider("k", config(tmp_path, hosts={}), tmp_path)
+    fallback = KvmProvider("k", config(tmp_path, hosts={"h1": reconnected.connection}), tmp_path)
+    try:
+        assert provider.restores.find(_web1(recorded)) == WEB1
+        assert provider.restores.find(_web1(reconnected)) == MOVED
+        # The config's entry for h1 is only used when the host has no record.
+        assert fallback.restores.find(_web1(recorded)) == WEB1
+        assert fallback.restores.find(_web1(HostRef("h1", "kvm"))) == MOVED
+        assert fallback.restores.find(_web1(None)) == MOVED
+    finally:
+        provider.close()
+        fallback.close()
+
+
+def test_a_broken_inventory_connection_is_a_clear_error(tmp_path: Path) -> None:
+    provider = KvmProvider("k", config(tmp_path), tmp_path)
+    broken = HostRef("h1", "kvm", {"transport": "telnet"})
+    with pytest.raises(ProviderError, match=r"host h1 of VM web1: connection\.transport: must be one of"):
+        provider.repair(_web1(broken))
+
+
+def test_restore_points_never_keep_the_hosts_connection() -> None:
+    host = HostRef("h1", "kvm", {"transport": "ssh", "address": "kvm-01", "key_file": "/etc/k"})
+    vm = _web1(host)
+    kept = vm.to_dict()
+    assert "host" not in kept
+    assert "kvm-01" not in str(kept)
+    assert VMRef.from_dict(kept) == vm  # the host is filled from the inventory, not compared
 
 
 def test_quiesce_is_refused_when_not_configured(tmp_path: Path) -> None:
-    from providers.base import VMRef
-
     provider = KvmProvider("k", config(tmp_path), tmp_path)
     request = BackupRequest("rp-1", VMRef("id", "web1", "z", "h1", ()), "nas-daily", quiesce=True)
     with pytest.raises(ProviderError, match="not configured to quiesce"):

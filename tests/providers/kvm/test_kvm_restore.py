@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.errors import ProviderError
 from providers.base import BackupRequest, RestorePointRef, VMRef, VolumeRef
+from providers.hypervisor import copied_details
 from providers.kvm.domains import parse_domain_xml
 from providers.kvm.driver import KvmProvider
 from providers.kvm.restore import NewDisk, new_domain_xml, next_free_target, target_index, target_name
@@ -165,7 +166,7 @@ def test_a_running_domain_is_stopped_restored_and_started_again(
     with make_restore_domain() as dom:
         vm = imported_vm(dom)
         point, copies = back_up(provider, dom, vm, tmp_path / "copies")
-        provider.restore_vm(point, vm, _no_progress)
+        assert provider.restore_vm(point, vm, _no_progress) is None  # the same domain: nothing to follow
         assert dom.state() == "running"
         assert dom.sources() == {t: str(p) for t, p in dom.disks.items()}
         assert defined_disks(dom.name) == {t: str(p) for t, p in dom.disks.items()}
@@ -374,7 +375,7 @@ def new_vm_target(vm: VMRef, name: str) -> VMRef:
             )
             for v in vm.volumes
         ),
-        details=vm.details,
+        details=copied_details(vm.details, name),
     )
 
 
@@ -391,7 +392,7 @@ def test_restore_to_a_new_vm_defines_a_new_domain(
         name = f"{dom.name}-copy"
         target = new_vm_target(vm, name)
         try:
-            provider.restore_vm(point, target, _no_progress)
+            restored = provider.restore_vm(point, target, _no_progress)
             assert virsh("domstate", name).stdout.strip() == "shut off"
             assert virsh("domuuid", name).stdout.strip() == target.id != dom.uuid
             xml = virsh("dumpxml", "--inactive", name).stdout
@@ -404,6 +405,16 @@ def test_restore_to_a_new_vm_defines_a_new_domain(
                 assert len(macs) == 1
                 assert macs[0] != ORIGINAL_MAC
                 assert re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", macs[0])
+            # What the inventory records of the new VM is the new domain, not the original's.
+            assert restored is not None
+            assert (restored.id, restored.volumes) == (target.id, target.volumes)
+            assert restored.details["instance_name"] == name
+            assert "domain" not in restored.details  # its UUID is the new VM's id
+            assert parse_domain_xml(restored.details["xml"]).name == name
+            assert {d["target"]: d["path"] for d in restored.details["disks"] if d["device"] == "disk"} == {
+                "vda": by_device[0],
+                "vdb": by_device[1],
+            }
             # The original is untouched and still running on its own images.
             assert dom.state() == "running"
             assert dom.sources() == {t: str(p) for t, p in dom.disks.items()}
@@ -446,8 +457,11 @@ def test_a_vm_whose_domain_was_undefined_comes_back_as_it_was(
         point, copies = back_up(provider, dom, vm, tmp_path / "copies")
         virsh("destroy", dom.name)
         virsh("undefine", dom.name)
-        provider.restore_vm(point, vm, _no_progress)
+        restored = provider.restore_vm(point, vm, _no_progress)
         assert virsh("domuuid", dom.name).stdout.strip() == dom.uuid
+        assert restored is not None
+        assert restored.details["instance_name"] == dom.name
+        assert parse_domain_xml(restored.details["xml"]).uuid == dom.uuid
         assert dom.state() == "shut off"
         assert ORIGINAL_MAC in virsh("dumpxml", dom.name).stdout
         assert defined_disks(dom.name) == {t: str(p) for t, p in dom.disks.items()}
