@@ -13,13 +13,14 @@ regions; written zeros; holes), then for each tool, in one run:
                GiB written of its own) into a fresh repository, and report its size
 
 Throughput is guest bytes processed per second (MB = 10^6 bytes); each figure is the
-median of ``--rounds`` rounds on fresh repositories (3 with --quick). Every tool writes
-durably: ours syncs the repository's file system before naming new chunks, restic fsyncs
-its files, borg its segments, and cp is timed with an fsync of its copies. Tools run
-with their default settings (restic: zstd "auto" and its always-on encryption; borg:
-lz4, no encryption; ours: zstd level 1, 512 KiB chunks, no encryption, plus an encrypted
-run). ``--quick --json`` finishes in well under a minute and prints one JSON object last
-(the human-readable lines go to stderr then).
+median of ``--rounds`` rounds on fresh repositories (3 with --quick), the tools taking
+turns round by round so that all of them meet the same load on a shared machine. Every
+tool writes durably: ours syncs the repository's file system before naming new chunks,
+restic fsyncs its files, borg its segments, and cp is timed with an fsync of its copies.
+Tools run with their default settings (restic: zstd "auto" and its always-on encryption;
+borg: lz4, no encryption; ours: zstd level 1, 512 KiB chunks, no encryption, plus an
+encrypted run). ``--quick --json`` finishes in well under a minute and prints one JSON
+object last (the human-readable lines go to stderr then).
 
     .venv/bin/python benchmarks/datapath.py --quick --json
     .venv/bin/python benchmarks/datapath.py                 # 2 x 4 GiB images
@@ -350,29 +351,45 @@ def one_round(tool: Any, images: list[Path], work: Path) -> dict[str, Any]:
     return out
 
 
-def measure(make: Callable[[Path], Any], images: list[Path], clones: list[Path], work: Path, rounds: int):
-    """The median of ``rounds`` rounds (each on a fresh repository), then the clones."""
-    started = time.perf_counter()
+def measure(
+    makers: dict[str, Callable[[Path], Any]], images: list[Path], clones: list[Path], root: Path, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Per tool: the median of ``rounds`` rounds (each on a fresh repository), then the clones.
+
+    Round i of every tool runs before round i + 1 of any: the machine is shared with other
+    work whose load changes by the minute, and tools measured one after the other would be
+    compared across different loads (one getting a quiet minute, the next a busy one).
+    """
     total = sum(p.stat().st_size for p in images)
-    runs = []
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in makers}
+    spent = dict.fromkeys(makers, 0.0)
     for i in range(rounds):
-        round_dir = work / f"round-{i}"
-        round_dir.mkdir()
-        runs.append(one_round(make(round_dir), images, round_dir))
-        shutil.rmtree(round_dir)
-    out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k != "restore_byte_exact"}
-    if "restore_byte_exact" in runs[0]:
-        out["restore_byte_exact"] = all(r["restore_byte_exact"] for r in runs)
-    clone_dir = work / "clones"
-    clone_dir.mkdir()
-    make(clone_dir).clones(clones, clone_dir / "clones-repo")
-    out["clones_repo_bytes"] = du(clone_dir / "clones-repo")
-    shutil.rmtree(clone_dir)
-    for phase in ("full", "incremental", "restore"):
-        out[f"{phase}_mb_s"] = round(total / out[f"{phase}_s"] / MB, 1)
-    out["rounds"] = rounds
-    out["bench_s"] = round(time.perf_counter() - started, 1)
-    return out
+        for name, make in makers.items():
+            started = time.perf_counter()
+            round_dir = root / name / f"round-{i}"
+            round_dir.mkdir(parents=True)
+            runs[name].append(one_round(make(round_dir), images, round_dir))
+            shutil.rmtree(round_dir)
+            spent[name] += time.perf_counter() - started
+    results = {}
+    for name, make in makers.items():
+        started = time.perf_counter()
+        done = runs[name]
+        out = {k: statistics.median(r[k] for r in done) for k in done[0] if k != "restore_byte_exact"}
+        if "restore_byte_exact" in done[0]:
+            out["restore_byte_exact"] = all(r["restore_byte_exact"] for r in done)
+        clone_dir = root / name / "clones"
+        clone_dir.mkdir()
+        make(clone_dir).clones(clones, clone_dir / "clones-repo")
+        out["clones_repo_bytes"] = du(clone_dir / "clones-repo")
+        shutil.rmtree(root / name)
+        for phase in ("full", "incremental", "restore"):
+            out[f"{phase}_mb_s"] = round(total / out[f"{phase}_s"] / MB, 1)
+        out["rounds"] = rounds
+        out["bench_s"] = round(spent[name] + time.perf_counter() - started, 1)
+        results[name] = out
+        report_line(name, out)
+    return results
 
 
 def one_image_bytes(template: Path, work: Path) -> int:
@@ -427,39 +444,26 @@ def main() -> None:
             f"built in {time.perf_counter() - started:.1f} s under {root}"
         )
 
-        results: dict[str, Any] = {}
         rounds = args.rounds or (3 if args.quick else 1)
+        makers: dict[str, Callable[[Path], Any]] = {}
         if args.chunk_sizes:
             for text in args.chunk_sizes.split(","):
                 chunk = parse_size(text)
-                work = root / f"this-{chunk}"
-                work.mkdir()
-                results[f"this@{text}"] = measure(lambda w, c=chunk: This(w, c), images, clones, work, rounds)
-                shutil.rmtree(work)
-                report_line(f"this@{text}", results[f"this@{text}"])
+                makers[f"this@{text}"] = lambda w, c=chunk: This(w, c)
         else:
-            makers = {"this": This, "restic": Restic, "borg": Borg, "cp": Copy}
-            wanted = [t for t in args.tools.split(",") if t]
-            for name in wanted:
+            tools = {"this": This, "restic": Restic, "borg": Borg, "cp": Copy}
+            for name in (t for t in args.tools.split(",") if t):
                 if name != "this" and shutil.which(name) is None:
                     sys.exit(f"{name} is not installed (apt-get install restic borgbackup)")
-                work = root / name
-                work.mkdir()
-                results[name] = measure(makers[name], images, clones, work, rounds)
-                shutil.rmtree(work)
-                report_line(name, results[name])
-            if "this" in wanted:
-                work = root / "this-encrypted"
-                work.mkdir()
-                results["this_encrypted"] = measure(
-                    lambda w: This(w, encrypted=True), images, clones, work, rounds
-                )
-                shutil.rmtree(work)
-                report_line("this_encrypted", results["this_encrypted"])
-                work = root / "one-image"
-                work.mkdir()
-                results["this"]["one_image_bytes"] = one_image_bytes(template, work)
-                shutil.rmtree(work)
+                makers[name] = tools[name]
+            if "this" in makers:
+                makers["this_encrypted"] = lambda w: This(w, encrypted=True)
+        results = measure(makers, images, clones, root / "runs", rounds)
+        if "this" in results:
+            work = root / "one-image"
+            work.mkdir()
+            results["this"]["one_image_bytes"] = one_image_bytes(template, work)
+            shutil.rmtree(work)
         summary = summarize(results, size, clone_size)
         if args.json:
             print(json.dumps(summary, sort_keys=True))

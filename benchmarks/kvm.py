@@ -465,9 +465,9 @@ class StampReading(SnapshotSource):
         self.stamped = stamped
 
     @contextlib.contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         began = time.perf_counter()
-        with self.inner.capture(vm, point_id) as capture:
+        with self.inner.capture(vm, point_id, quiesce=quiesce) as capture:
             frozen = time.perf_counter()
             yield capture
             started = time.perf_counter()

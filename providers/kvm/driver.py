@@ -52,7 +52,6 @@ from providers.kvm.snapshot import KvmSnapshot, KvmSnapshotOptions
 from providers.kvm.transport import HostConnection, Transport
 from providers.nas.driver import CAPABILITIES as NAS_CAPABILITIES
 from providers.nas.driver import NasProvider
-from providers.nas.manifest import point_name
 
 KVM_KEYS = frozenset(
     {"hosts", "quiesce", "quiesce_fallback", "command_timeout_s", "commit_timeout_s", "shutdown_timeout_s"}
@@ -181,8 +180,7 @@ class KvmProvider(BackupProvider):
             raise ProviderError(
                 f"provider {self.name!r} is not configured to quiesce (set quiesce: true)", retryable=False
             )
-        with self.snapshots.quiescing(point_name(request.restore_point_id), request.quiesce):
-            return self.nas.take_backup(request, progress)
+        return self.nas.take_backup(request, progress)
 
     def repair(self, vm: VMRef) -> list[Any]:
         """Merge back overlays a killed backup left on the VM (every backup does this first)."""

@@ -31,7 +31,6 @@ import contextlib
 import logging
 import posixpath
 import re
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -350,24 +349,6 @@ class KvmSnapshot(SnapshotSource):
     ) -> None:
         self.connect = connect
         self.options = options or KvmSnapshotOptions()
-        self._quiesce: dict[str, bool] = {}
-        self._lock = threading.Lock()
-
-    # The data mover calls capture(vm, point_id) without the backup request, so whether this
-    # backup wants quiescing is registered per point id around the call.
-    @contextmanager
-    def quiescing(self, point_id: str, quiesce: bool) -> Iterator[None]:
-        with self._lock:
-            self._quiesce[point_id] = quiesce
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._quiesce.pop(point_id, None)
-
-    def _wants_quiesce(self, point_id: str) -> bool:
-        with self._lock:
-            return self._quiesce.get(point_id, False)
 
     # -- finding the domain
 
@@ -473,7 +454,7 @@ class KvmSnapshot(SnapshotSource):
     # -- capture
 
     @contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         ops = self.ops(vm)
         # Whatever a killed worker left on this domain first: never stack overlays.
         self._release(ops, vm, point_id=None)
@@ -504,9 +485,8 @@ class KvmSnapshot(SnapshotSource):
             for d in disks
             if d.target not in volume_targets and d.device == "disk" and not d.readonly
         ]
-        quiesce = self._quiesce_decision(vm, domain, point_id)
         try:
-            consistency = self._snapshot(ops, vm, specs, quiesce)
+            consistency = self._snapshot(ops, vm, specs, quiesce and self._can_quiesce(vm, domain))
             yield Capture(
                 {v.id: SourceImage(d.path or v.path, d.format or v.format) for v, d in matched},
                 consistency,
@@ -522,9 +502,7 @@ class KvmSnapshot(SnapshotSource):
         else:
             self._release(ops, vm, point_id)
 
-    def _quiesce_decision(self, vm: VMRef, domain: Domain, point_id: str) -> bool:
-        if not self._wants_quiesce(point_id):
-            return False
+    def _can_quiesce(self, vm: VMRef, domain: Domain) -> bool:
         if domain.has_guest_agent:
             return True
         # The framework asks every backup of a quiescing provider to quiesce; a domain with

@@ -3,11 +3,11 @@
 The data path is a pipeline over the I/O pool: each task reads one chunk from the frozen
 source image, drops it at once if it is all zeros, hashes it (BLAKE3 releases the GIL),
 and, unless the repository already has that id, compresses (zstd, GIL released), seals
-and writes it under a temporary name. The caller keeps a bounded window of tasks in
-flight, collects them in order with a deadline each, and reports progress. At the end
-one ``syncfs`` makes the new chunks durable, they are renamed to their ids, and a second
-``syncfs`` makes the names durable. Nothing is committed here: the driver writes the
-manifest after that.
+and writes it under a temporary name, starting its write-back. The caller keeps a bounded
+window of tasks in flight, collects them in order with a deadline each, and reports
+progress. At the end one ``syncfs`` makes the new chunks durable, they are renamed to
+their ids, and a second ``syncfs`` makes the names durable. Nothing is committed here:
+the driver writes the manifest after that.
 
 An incremental reads every byte again (there is no changed-block tracking on a plain
 file) but writes only chunks whose id is new: ids already in the parent's manifest are
@@ -16,6 +16,7 @@ not even looked up, other ids cost one ``stat`` in the repository (dedup across 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -23,15 +24,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import ProviderError
 from providers.base import BackupRequest, Progress, VolumeRef
 from providers.nas.chunker import ImageReader, is_zero
 from providers.nas.iopool import IoPool, paced_timeout
 from providers.nas.manifest import ZERO, Manifest, VolumeManifest
 from providers.nas.snapshot import Capture
-from providers.nas.store import Repository
+from providers.nas.store import FileSystemSync, Repository
 
 NEW, KNOWN, DEDUP, EMPTY = "new", "known", "dedup", "zero"
 
@@ -89,7 +90,7 @@ class Stats:
 def _store_chunk(
     repo: Repository,
     known: KnownChunks,
-    staged: list[tuple[Path, str]],
+    staged: list[tuple[str, str]],
     reader: ImageReader,
     offset: int,
     length: int,
@@ -109,17 +110,19 @@ def _store_chunk(
     return chunk_id, NEW if stored else DEDUP, length, stored
 
 
-def publish(repo: Repository, pool: IoPool, staged: list[tuple[Path, str]], nbytes: int) -> None:
+def publish(
+    repo: Repository, pool: IoPool, sync: FileSystemSync, staged: list[tuple[str, str]], nbytes: int
+) -> None:
     """Name the staged chunks once their content is durable, and make the names durable:
     only then may a manifest refer to them."""
     if not staged:
         return
     limit = paced_timeout(pool.timeout, nbytes)
-    pool.call_within(limit, "flushing new chunks to the repository", repo.flush)
+    pool.call_within(limit, "flushing new chunks to the repository", repo.flush, sync)
     futures = [pool.submit(repo.publish, tmp, chunk_id) for tmp, chunk_id in staged]
     for future in futures:
         pool.wait(future, "naming new chunks")
-    pool.call("flushing the new chunks' names", repo.flush)
+    pool.call("flushing the new chunks' names", repo.flush, sync)
 
 
 @dataclass
@@ -156,7 +159,7 @@ def back_up(
     done = 0
     progress(0, total)
     inflight: deque[tuple[_Volume, int, int, Future[tuple[str, str, int, int]]]] = deque()
-    staged: list[tuple[Path, str]] = []  # list.append is atomic: threads share it
+    staged: list[tuple[str, str]] = []  # list.append is atomic: threads share it
 
     def collect() -> None:
         nonlocal done
@@ -167,6 +170,7 @@ def back_up(
         done += length
         progress(done, total)
 
+    sync = pool.call("opening the repository's file system", repo.open_sync)
     try:
         for volume, offset, length in _spans(volumes, repo.chunk_size):
             future = pool.submit(_store_chunk, repo, known, staged, volume.reader, offset, length)
@@ -175,10 +179,12 @@ def back_up(
                 collect()
         while inflight:
             collect()
+        publish(repo, pool, sync, staged, stats.stored_bytes)
     finally:
         for *_, future in inflight:
             future.cancel()
-    publish(repo, pool, staged, stats.stored_bytes)
+        with contextlib.suppress(ProviderError):
+            pool.call_detached("closing the repository's file system", sync.close)
     return Manifest(
         id=name,
         restore_point_id=request.restore_point_id,

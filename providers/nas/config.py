@@ -44,6 +44,11 @@ class EncryptionConfig:
         return self.key_file.read_bytes().strip()
 
 
+# zstd's negative ("fast") levels give up ratio for speed, for workers short of CPU; the
+# README gives the measured trade-off down to this one.
+FASTEST_COMPRESSION = -4
+
+
 @dataclass(frozen=True)
 class NasConfig:
     repository: Path
@@ -225,7 +230,7 @@ def parse_config(raw: Mapping[str, Any]) -> NasConfig:
         repository=repository,
         chunk_size=chunk_size,
         chunk_size_given="chunk_size" in raw,
-        compression_level=_integer(raw, "compression_level", 1, 0, 19),
+        compression_level=_integer(raw, "compression_level", 1, FASTEST_COMPRESSION, 19),
         encryption=_encryption(raw.get("encryption")),
         snapshot=snapshot,
         snapshot_command=snapshot_command,

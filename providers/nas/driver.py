@@ -166,7 +166,7 @@ class NasProvider(BackupProvider):
         parent = self._parent(pool, repo, request)
         # Freezing may run three hooks (freeze, snapshot, thaw) and touches primary storage.
         limit = 3 * self.cfg.hook_timeout_s + self.cfg.io_timeout_s
-        frozen = self.snapshot_source.capture(request.vm, name)
+        frozen = self.snapshot_source.capture(request.vm, name, quiesce=request.quiesce)
         with bounded(pool, frozen, limit, "freezing the VM's disks") as capture:
             readers = self._open_readers(pool, request.vm, capture.images)
             try:

@@ -74,8 +74,12 @@ class SnapshotSource(ABC):
     """Gives point-in-time, read-only images of every volume of a VM, taken as one group."""
 
     @abstractmethod
-    def capture(self, vm: VMRef, point_id: str) -> contextlib.AbstractContextManager[Capture]:
-        """Freeze all volumes at one moment; the images stay valid until the context exits."""
+    def capture(
+        self, vm: VMRef, point_id: str, *, quiesce: bool = False
+    ) -> contextlib.AbstractContextManager[Capture]:
+        """Freeze all volumes at one moment; the images stay valid until the context exits.
+        ``quiesce``: the backup asks for file systems frozen by the guest; a source that has
+        no guest channel of its own ignores it (the operator's freeze hooks run regardless)."""
 
 
 def vm_is_stopped(vm: VMRef) -> bool:
@@ -149,7 +153,7 @@ class ReflinkSnapshot(SnapshotSource):
         self.hooks = hooks
 
     @contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         clones: dict[str, SourceImage] = {}
         try:
             with self.hooks.frozen(vm, point_id) as froze:
@@ -174,7 +178,7 @@ class CommandSnapshot(SnapshotSource):
         self.hooks = hooks
 
     @contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         with self.hooks.frozen(vm, point_id):
             out = self.hooks.run(self.cfg.snapshot_command, vm, point_id, f"snapshot of VM {vm.name}")
         try:
@@ -204,7 +208,7 @@ class CommandSnapshot(SnapshotSource):
 
 class DirectSource(SnapshotSource):
     @contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         yield Capture({v.id: SourceImage(v.path, v.format) for v in vm.volumes}, "direct")
 
 
@@ -218,15 +222,15 @@ class AutoSnapshot(SnapshotSource):
         self.command = CommandSnapshot(cfg, hooks) if cfg.snapshot_command else None
 
     @contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         with ExitStack() as stack:
             try:
-                captured = stack.enter_context(self.reflink.capture(vm, point_id))
+                captured = stack.enter_context(self.reflink.capture(vm, point_id, quiesce=quiesce))
             except SnapshotUnavailable as why:
                 if self.command is not None:
-                    captured = stack.enter_context(self.command.capture(vm, point_id))
+                    captured = stack.enter_context(self.command.capture(vm, point_id, quiesce=quiesce))
                 elif vm_is_stopped(vm):
-                    captured = stack.enter_context(DirectSource().capture(vm, point_id))
+                    captured = stack.enter_context(DirectSource().capture(vm, point_id, quiesce=quiesce))
                 else:
                     raise ProviderError(
                         f"cannot take a point-in-time copy of running VM {vm.name}: {why}; "
@@ -250,10 +254,10 @@ def source_for(cfg: NasConfig) -> SnapshotSource:
 
 class _StrictReflink(ReflinkSnapshot):
     @contextmanager
-    def capture(self, vm: VMRef, point_id: str) -> Iterator[Capture]:
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         with ExitStack() as stack:
             try:
-                captured = stack.enter_context(super().capture(vm, point_id))
+                captured = stack.enter_context(super().capture(vm, point_id, quiesce=quiesce))
             except SnapshotUnavailable as why:
                 raise ProviderError(f"snapshot: reflink is configured, but {why}", retryable=False) from None
             yield captured

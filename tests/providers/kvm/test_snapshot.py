@@ -350,7 +350,7 @@ def test_an_unknown_domain_is_named(source: KvmSnapshot, domain: GuestDomain) ->
 def test_a_domain_without_a_guest_agent_is_snapshotted_crash_consistent(
     source: KvmSnapshot, domain: GuestDomain
 ) -> None:
-    with source.quiescing("rp-8", True), source.capture(domain.vm(), "rp-8") as capture:
+    with source.capture(domain.vm(), "rp-8", quiesce=True) as capture:
         assert capture.consistency == CONSISTENCY_CRASH
     assert_on_originals(domain)
 
@@ -359,16 +359,15 @@ def test_an_agent_that_cannot_freeze_is_reported(libvirtd: str) -> None:  # noqa
     with make_domain(agent=True) as dom:  # the channel exists; no agent answers on it
         strict = KvmSnapshot(lambda vm: Libvirt(LocalTransport(), libvirtd))
         with (
-            strict.quiescing("rp-9", True),
             pytest.raises(ProviderError, match=r"could not quiesce.*guest agent is not connected"),
-            strict.capture(dom.vm(), "rp-9"),
+            strict.capture(dom.vm(), "rp-9", quiesce=True),
         ):
             pass
         assert_on_originals(dom)
         lenient = KvmSnapshot(
             lambda vm: Libvirt(LocalTransport(), libvirtd), KvmSnapshotOptions(quiesce_fallback=True)
         )
-        with lenient.quiescing("rp-9", True), lenient.capture(dom.vm(), "rp-9") as capture:
+        with lenient.capture(dom.vm(), "rp-9", quiesce=True) as capture:
             assert capture.consistency == CONSISTENCY_CRASH
             assert capture.consistency != CONSISTENCY_QUIESCED
         assert_on_originals(dom)

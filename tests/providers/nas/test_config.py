@@ -19,6 +19,7 @@ from tests.providers.nas.conftest import make_raw, take, vm_of, volume
         ({"chunk_size": 1024}, "chunk_size"),
         ({"chunk_size": "1M"}, "chunk_size"),
         ({"compression_level": 30}, "compression_level"),
+        ({"compression_level": -5}, "compression_level"),
         ({"snapshot": "lvm"}, "snapshot"),
         ({"snapshot": "command"}, "snapshot_command"),
         ({"snapshot_command": []}, "snapshot_command"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import ProviderError
+from providers.nas import store
 from providers.nas.store import Repository
 from tests.providers.nas.conftest import MiB, ignore, make_raw, stored_chunks, take, vm_of, volume
 
@@ -140,4 +141,43 @@ def test_crash_before_chunks_are_named_leaves_only_temporary_files(nas, disks, r
     report = provider.gc(grace_s=0)
     assert report.removed_tmp > 0
     assert not list((repo / "chunks").glob("*/.tmp-*"))
+    provider.verify(point)
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_new_chunks_are_written_back_early_and_named_after_the_flush(nas, disks, repo, monkeypatch, fsync):
+    disk = make_raw(disks / "root.raw")
+    provider = nas(fsync=fsync)
+    events: list[str] = []
+    real_open, real_writeback = Repository.open_sync, store.start_writeback
+    real_flush, real_publish = Repository.flush, Repository.publish
+
+    def open_sync(self):
+        events.append("open")
+        return real_open(self)
+
+    def writeback(fd):
+        events.append("writeback")
+        real_writeback(fd)
+
+    def flush(self, sync):
+        events.append("flush")
+        real_flush(self, sync)
+
+    def publish(self, tmp, chunk_id):
+        events.append("publish")
+        real_publish(self, tmp, chunk_id)
+
+    monkeypatch.setattr(Repository, "open_sync", open_sync)
+    monkeypatch.setattr(store, "start_writeback", writeback)
+    monkeypatch.setattr(Repository, "flush", flush)
+    monkeypatch.setattr(Repository, "publish", publish)
+    _, point = take(provider, vm_of(volume(disk)), "rp-1")
+
+    new = len(stored_chunks(repo))
+    assert new > 0
+    # The flush goes through a handle opened before the first write (so it hears of every
+    # write-back error), and the early write-back is a hint only: no name before the flush.
+    writebacks = ["writeback"] * (new if fsync else 0)
+    assert events == ["open", *writebacks, "flush"] + ["publish"] * new + ["flush"]
     provider.verify(point)

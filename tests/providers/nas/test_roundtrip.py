@@ -42,11 +42,12 @@ def test_capabilities_and_offerings(nas):
     assert [o.external_id for o in custom.list_offerings("zone-1")] == ["gold"]
 
 
-def test_raw_round_trip_is_byte_exact(nas, disks, tmp_path):
+@pytest.mark.parametrize("level", [1, -4, 0], ids=["default", "fastest", "uncompressed"])
+def test_raw_round_trip_is_byte_exact(nas, disks, tmp_path, level):
     disk = make_raw(disks / "root.raw")
     before = sha256(disk)
     vm = vm_of(volume(disk))
-    provider = nas()
+    provider = nas(compression_level=level)
     _, point = take(provider, vm, "rp-1")
 
     disk.write_bytes(b"destroyed")

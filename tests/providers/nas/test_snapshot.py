@@ -140,7 +140,7 @@ class FrozenByHypervisor(snapshot.SnapshotSource):
         self.copies = copies
         self.released = False
 
-    def capture(self, vm, point_id):
+    def capture(self, vm, point_id, *, quiesce=False):
         import contextlib
 
         @contextlib.contextmanager
