@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, ColumnElement, ScalarSelect, bindparam, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, validate
@@ -51,11 +51,21 @@ def list_accounts(scope: Scope) -> list[Account]:
     return [scope.get(Account, scope.actor.account_id, "account")]
 
 
+def _named(name_or_id: str | BindParameter[str]) -> ColumnElement[bool]:
+    return (Account.name == name_or_id) | (Account.id == name_or_id)
+
+
 def find_account(session: Session, name_or_id: str) -> Account:
-    found = session.scalar(select(Account).where((Account.name == name_or_id) | (Account.id == name_or_id)))
+    found = session.scalar(select(Account).where(_named(name_or_id)))
     if found is None:
         raise NotFound.of("account", name_or_id)
     return found
+
+
+def account_id_of(name_or_id: str | BindParameter[str]) -> ScalarSelect[str]:
+    """The id of the account named (or identified) by ``name_or_id``, as a subquery: a filter
+    on it costs no round trip of its own. NULL, so matching nothing, where there is none."""
+    return select(Account.id).where(_named(name_or_id)).limit(1).scalar_subquery()
 
 
 def create_key(scope: Scope, account_name_or_id: str) -> IssuedKey:
@@ -83,11 +93,30 @@ def revoke_key(scope: Scope, api_key: str) -> None:
     audit.record(scope, "key.revoke", "api_key", key.id)
 
 
-def _live_key(session: Session, api_key: str) -> ApiKey:
-    key = session.scalar(select(ApiKey).where(ApiKey.api_key == api_key, ApiKey.revoked_at.is_(None)))
-    if key is None:
+@dataclass(frozen=True)
+class _LiveKey:
+    actor: Actor
+    secret_hash: str
+    secret_sealed: str | None
+
+
+# Built once: every authenticated request runs it, and building a statement costs more
+# than running this one.
+_LIVE_KEY = (
+    select(ApiKey.secret_hash, ApiKey.secret_sealed, Account.id, Account.name, Account.role)
+    .join(Account, Account.id == ApiKey.account_id)
+    .where(ApiKey.api_key == bindparam("api_key"), ApiKey.revoked_at.is_(None))
+)
+
+
+def _live_key(session: Session, api_key: str) -> _LiveKey:
+    # Read on every request, never cached, so that a revoked key (or a demoted account)
+    # stops working with the next request.
+    row = session.connection().execute(_LIVE_KEY, {"api_key": api_key}).one_or_none()
+    if row is None:
         raise AuthenticationFailed("unknown or revoked API key")
-    return key
+    secret_hash, secret_sealed, *account = row
+    return _LiveKey(Actor(*account), secret_hash, secret_sealed)
 
 
 def authenticate(session: Session, api_key: str, secret: str) -> Actor:
@@ -95,7 +124,7 @@ def authenticate(session: Session, api_key: str, secret: str) -> Actor:
     key = _live_key(session, api_key)
     if not hmac.compare_digest(key.secret_hash, _hash(secret)):
         raise AuthenticationFailed("wrong secret for this API key")
-    return Actor.of(key.account)
+    return key.actor
 
 
 def signing_secret(session: Session, sealer: Sealer, api_key: str) -> tuple[Actor, str]:
@@ -103,7 +132,7 @@ def signing_secret(session: Session, sealer: Sealer, api_key: str) -> tuple[Acto
     key = _live_key(session, api_key)
     if key.secret_sealed is None:
         raise AuthenticationFailed("this API key cannot sign requests")
-    return Actor.of(key.account), sealer.unseal(key.secret_sealed)
+    return key.actor, sealer.unseal(key.secret_sealed)
 
 
 def bootstrap(core: Core) -> IssuedKey | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, literal, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
@@ -61,9 +62,37 @@ def is_current(engine: Engine) -> bool:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is there already)."""
-    if not is_current(engine):
-        command.upgrade(alembic_config(engine), "head")
+    """Bring the schema to the newest revision (a no-op when it is there already).
+
+    Processes starting together (gunicorn's workers, several workers on one host) take
+    turns: two upgrades at once deadlock on PostgreSQL, and on SQLite the second one fails
+    on the tables the first made."""
+    if is_current(engine):
+        return
+    with _migration_turn(engine):
+        if not is_current(engine):
+            command.upgrade(alembic_config(engine), "head")
+
+
+@contextmanager
+def _migration_turn(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name != "postgresql":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield  # nobody else can see this database
+            return
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # freed when the handle closes
+            yield
+        return
+    # A session lock per schema, held on a connection of its own while the upgrade runs.
+    key = func.hashtextextended(literal("backup-orchestrator:migrate:") + func.current_schema(), 0)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(select(func.pg_advisory_lock(key)))
+        try:
+            yield
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(key)))
 
 
 class Database:

@@ -75,7 +75,7 @@ class LeaseLost(Exception):
 
 def handler_for(kind: JobKind) -> JobHandler:
     # Imported here: the use case modules import this one for JobHandler.
-    from orchestrator import backups, ingest, restores
+    from orchestrator import backups, ingest, restores, verification
 
     handlers = {
         JobKind.INGEST: ingest.INGEST_HANDLER,
@@ -83,6 +83,7 @@ def handler_for(kind: JobKind) -> JobHandler:
         JobKind.DELETE_BACKUP: backups.DELETE_HANDLER,
         JobKind.RESTORE_VM: restores.RESTORE_VM_HANDLER,
         JobKind.RESTORE_VOLUME: restores.RESTORE_VOLUME_HANDLER,
+        JobKind.VERIFY: verification.VERIFY_HANDLER,
     }
     try:
         return handlers[kind]

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import audit, backup_providers, lookup, routing, validate
@@ -159,8 +159,20 @@ def _begin(session: Session, job: Job) -> Backup:
 
 
 def _end(session: Session, job: Job) -> None:
-    point = session.get(Backup, job.subject_id)
-    if point is not None and point.status is BackupStatus.RESTORING:
+    # The point's row lock orders the ends of restores of the same point: the last one to
+    # end sees the others' ends committed and gives the point back.
+    point = session.get(Backup, job.subject_id, with_for_update=True)
+    if point is None or point.status is not BackupStatus.RESTORING:
+        return
+    still_reading = session.scalar(
+        select(func.count()).where(
+            Job.subject_id == point.id,
+            Job.kind.in_((JobKind.RESTORE_VM, JobKind.RESTORE_VOLUME)),
+            Job.state == JobState.RUNNING,
+            Job.id != job.id,
+        )
+    )
+    if not still_reading:
         point.status = BackupStatus.BACKED_UP
 
 

@@ -8,6 +8,7 @@ issuing new API keys; it is never stored in the database.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -27,14 +28,21 @@ def _load_key(home: Path) -> bytes:
     return path.read_bytes().strip()
 
 
+# Signed requests unseal their key's secret on every call. A sealed text always opens to
+# the same secret, so remembering the answer changes nothing a caller can observe: whether
+# the key is still live is read from its row each time, and a new secret is a new text.
+UNSEALED_KEPT = 1024
+
+
 class Sealer:
     def __init__(self, home: Path) -> None:
         self._fernet = Fernet(_load_key(home))
+        self.unseal = lru_cache(maxsize=UNSEALED_KEPT)(self._unseal)
 
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
 
-    def unseal(self, sealed: str) -> str:
+    def _unseal(self, sealed: str) -> str:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:

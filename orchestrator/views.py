@@ -9,6 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from orchestrator.backups import BackupRow
 from orchestrator.models import (
     Account,
     AuditEvent,
@@ -168,7 +169,7 @@ def schedule(row: BackupSchedule) -> dict[str, Any]:
     }
 
 
-def backup(row: Backup) -> dict[str, Any]:
+def backup(row: Backup | BackupRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "vm_id": row.vm_id,

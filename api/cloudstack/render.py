@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from orchestrator.backups import BackupRow
 from orchestrator.models import (
     Backup,
     BackupOffering,
@@ -90,7 +91,7 @@ def volume(row: Volume) -> dict[str, Any]:
     }
 
 
-def backup(row: Backup) -> dict[str, Any]:
+def backup(row: Backup | BackupRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "virtualmachineid": row.vm_id,

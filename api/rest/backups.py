@@ -9,7 +9,7 @@ from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
 from api.rest.jobs import ACCEPTED_HEADERS, accepted
 from api.rest.pages import of_page
-from orchestrator import backups, views
+from orchestrator import backups, verification, views
 
 blp = rest_blueprint(
     "backups",
@@ -62,3 +62,13 @@ def delete_backup(args: dict[str, Any], backup_id: str) -> tuple[dict[str, Any],
     """
     with use_case() as scope:
         return accepted(backups.delete_backup(scope, backup_id, forced=args["forced"]))
+
+
+@blp.route("/backups/<id:backup_id>/verify", methods=["POST"])
+@blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
+@blp.errors(404, 409, 422)
+def verify_backup(backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Re-read a restore point at its back end and check it (the job result says whether it
+    is intact; a point found damaged becomes Error). 422 where the provider cannot verify."""
+    with use_case() as scope:
+        return accepted(verification.verify_backup(scope, backup_id))

@@ -16,6 +16,7 @@ from orchestrator import (
     pruning,
     restores,
     schedules,
+    verification,
     views,
 )
 from orchestrator.cli.app import App, pass_app
@@ -175,6 +176,16 @@ def backup_prune(app: App, vm_ref: str | None, dry_run: bool, as_json: bool) -> 
 @handle_errors
 def backup_delete(app: App, backup_id: str, forced: bool, as_json: bool) -> None:
     _finish(app.run_job(lambda s: backups.delete_backup(s, backup_id, forced=forced)), as_json)
+
+
+@backup.command("verify")
+@click.argument("backup_id")
+@json_option
+@pass_app
+@handle_errors
+def backup_verify(app: App, backup_id: str, as_json: bool) -> None:
+    """Re-read a restore point at its back end and check it (a point found damaged becomes Error)."""
+    _finish(app.run_job(lambda s: verification.verify_backup(s, backup_id)), as_json)
 
 
 @click.group()

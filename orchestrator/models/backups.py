@@ -52,9 +52,12 @@ class BackupOrigin(StrEnum):
 
 class Backup(IdMixin, Base):
     __tablename__ = "backups"
+    # Lists read newest first by VM, by account or whole, and count what matches without
+    # removed points: each index runs in that order and (on PostgreSQL) covers the count.
     __table_args__ = (
-        Index("ix_backups_vm_date", "vm_id", "created_at"),
-        Index("ix_backups_account_date", "account_id", "created_at"),
+        Index("ix_backups_vm_page", "vm_id", "created_at", "id", postgresql_include=["status"]),
+        Index("ix_backups_account_page", "account_id", "created_at", "id", postgresql_include=["status"]),
+        Index("ix_backups_page", "created_at", "id", postgresql_include=["status"]),
     )
 
     # Plain ids, no foreign key: the VM may be expunged and the restore point must stay.

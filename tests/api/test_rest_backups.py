@@ -140,6 +140,18 @@ def test_delete_a_backup_and_what_the_provider_cannot_do_is_422(server, world):
     assert alice.wait(whole["id"])["result"]["deleted"] == [incremental["id"], full["id"]]
 
 
+def test_verify_a_backup_answers_202_and_the_job_says_it_is_intact(server, world):
+    api = clients(server)
+    alice, bob = api["alice"], api["bob"]
+    point = alice.backed_up(world.alice_vm)
+    job = alice.ok("post", f"/backups/{point['id']}/verify", 202)
+    assert (job["kind"], job["subject_id"]) == ("verify", point["id"])
+    done = alice.wait(job["id"])
+    assert done["state"] == "succeeded"
+    assert done["result"] == {"backup_id": point["id"], "intact": True, "damage": None}
+    error_of(bob.post(f"/backups/{point['id']}/verify", {}), 404, "not_found")
+
+
 def test_user_driven_backups_follow_the_offering(server, world):
     api = clients(server)
     admin, alice = api["admin"], api["alice"]

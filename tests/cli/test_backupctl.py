@@ -112,8 +112,10 @@ def test_backup_list_restore_through_the_cli(run, cloud):
     assert point["status"] == "BackedUp"
     restored = data(run("restore", "vm", point["id"], "--json", as_="alice"))
     assert restored["state"] == "succeeded"
+    verified = data(run("backup", "verify", point["id"], "--json", as_="alice"))
+    assert (verified["state"], verified["result"]["intact"]) == ("succeeded", True)
     kinds = {j["kind"] for j in data(run("job", "list", "--json", as_="alice"))}
-    assert kinds == {"backup", "restore_vm"}
+    assert kinds == {"backup", "restore_vm", "verify"}
 
 
 def test_another_tenant_gets_not_found(run, cloud):

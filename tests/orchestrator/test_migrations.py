@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -104,3 +106,28 @@ def test_database_without_auto_migrate_leaves_schema_alone(database_url):
         assert is_current(db.engine) is False
     finally:
         db.dispose()
+
+
+def test_processes_starting_together_take_turns_at_the_upgrade(database_url):
+    # As gunicorn's workers do when they boot on a database that is behind.
+    engines = [make_engine(database_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def start(engine) -> None:
+        try:
+            migrate(engine)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert errors == []
+        assert is_current(engines[0])
+        assert _tables(engines[0]) == MODEL_TABLES
+    finally:
+        for engine in engines:
+            engine.dispose()

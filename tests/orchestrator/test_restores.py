@@ -6,7 +6,8 @@ import pytest
 
 from orchestrator import assignments, backups, inventory, jobs, restores
 from orchestrator.errors import Conflict, InvalidArgument, NotFound, Unsupported
-from orchestrator.models import BackupStatus, JobState, VMState, VolumeType
+from orchestrator.execution import Outcome, _record_success, claim, handler_for
+from orchestrator.models import BackupStatus, Job, JobState, VMState, VolumeType
 from tests.conftest import GiB, add_provider, import_offering
 
 
@@ -157,6 +158,26 @@ def test_second_restore_while_first_is_queued_conflicts(world, deferred, point):
 
     with pytest.raises(Conflict, match="restore of virtual machine web1 is already in progress"):
         _restore_vm(world, point)
+
+
+def test_a_point_read_by_two_restores_is_given_back_when_the_last_one_ends(world, deferred, point):
+    # A whole-VM restore and a volume restore of the same point, both running.
+    with deferred.scope(world.alice) as s:
+        whole = restores.restore_vm(s, point).id
+        one = restores.restore_volume(s, point, _datadisk_of(world, point)["id"], world.alice_vm2).id
+    finishes = {}
+    for job_id in (whole, one):
+        job = claim(deferred, job_id, "w1")
+        assert isinstance(job, Job)
+        handler = handler_for(job.kind)
+        finishes[job_id] = (job, "w1", handler, handler.run(deferred, job, lambda _done, _total: None))
+    assert _point(world, point).status is BackupStatus.RESTORING
+
+    assert _record_success(deferred, *finishes[whole]) is Outcome.SUCCEEDED
+    # The volume restore still reads the point: it stays Restoring (and cannot be deleted).
+    assert _point(world, point).status is BackupStatus.RESTORING
+    assert _record_success(deferred, *finishes[one]) is Outcome.SUCCEEDED
+    assert _point(world, point).status is BackupStatus.BACKED_UP
 
 
 # -- single volume -------------------------------------------------------------------------------

@@ -13,9 +13,18 @@ from orchestrator import (
     jobs,
     offerings,
     restores,
+    verification,
 )
 from orchestrator.models import BackupStatus, BackupType, JobState
-from tests.providers.nas.conftest import MiB, guest_bytes, make_qcow2, make_raw, overwrite, sha256
+from tests.providers.nas.conftest import (
+    MiB,
+    guest_bytes,
+    make_qcow2,
+    make_raw,
+    overwrite,
+    sha256,
+    stored_chunks,
+)
 
 
 def _world(core, tmp_path):
@@ -121,3 +130,28 @@ def test_deleting_a_restore_point_in_the_middle_through_the_framework(core, tmp_
 
     assert sha256(root) == final_hash
     assert not (tmp_path / "repo" / "points" / f"{ids[1]}.manifest").exists()
+
+
+def test_a_verify_job_marks_a_point_with_a_corrupted_chunk_error(core, tmp_path):
+    (tmp_path / "pool").mkdir()
+    admin, vm_id, _, _ = _world(core, tmp_path)
+    with core.scope(admin) as s:
+        first = backups.create_backup(s, vm_id).id
+    point_id = _run(core, admin, first).subject_id
+    with core.scope(admin) as s:
+        intact = verification.verify_backup(s, point_id).id
+    assert _run(core, admin, intact).result["intact"] is True
+
+    victim = sorted(stored_chunks(tmp_path / "repo"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-10] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with core.scope(admin) as s:
+        damaged = verification.verify_backup(s, point_id).id
+    result = _run(core, admin, damaged).result
+    assert result["intact"] is False
+    assert victim.name[:16] in result["damage"]
+    with core.scope(admin) as s:
+        point = backups.show(s, point_id)
+        assert point.status is BackupStatus.ERROR
+        assert victim.name[:16] in point.error
