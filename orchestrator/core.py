@@ -62,6 +62,18 @@ class Scope:
     def enqueue(self, job: Job) -> None:
         self.pending_jobs.append(Queued.of(job))
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: what it did, jobs it queued included, is undone if it raises
+        while the rest of the scope's transaction carries on."""
+        queued = len(self.pending_jobs)
+        try:
+            with self.session.begin_nested():
+                yield
+        except BaseException:
+            del self.pending_jobs[queued:]
+            raise
+
     def get(self, model: type[T], ident: str, kind: str) -> T:
         obj = self.session.get(model, ident)
         if obj is None:

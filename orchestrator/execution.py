@@ -351,7 +351,7 @@ def _record_success(
         joblog.add(session, job.id, f"attempt {job.attempts} succeeded{note}")
         if handler.after is not None:
             try:
-                with session.begin_nested():
+                with scope.savepoint():
                     handler.after(scope, job)
             except Exception:
                 log.exception("follow-up of job %s failed", job.id)

@@ -281,7 +281,7 @@ def _release(core: Core, account_id: str, job_ids: list[str]) -> list[str]:
             if job is None or job.state is not JobState.PLANNED:
                 continue
             try:
-                with session.begin_nested():
+                with scope.savepoint():
                     backups.create_backup(scope, job.subject_id, origin=BackupOrigin.SLA, planned=job)
                 released.append(job_id)
             except DomainError as exc:

@@ -184,7 +184,7 @@ def fire_due(core: Core, now: datetime | None = None) -> list[str]:
             planned = row.next_run_at
             row.next_run_at = next_run(row.interval_type, row.schedule, row.timezone, now)
             try:
-                with scope.session.begin_nested():
+                with scope.savepoint():
                     job = backups.create_backup(
                         scope,
                         row.vm_id,

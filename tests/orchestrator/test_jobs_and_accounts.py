@@ -92,6 +92,27 @@ def test_job_asked_by_admin_belongs_to_vm_owner(world):
         assert job.requested_by == world.admin.account_id
 
 
+def _queue_then_fail(scope, vm_id: str, made: list[str]) -> None:
+    with scope.savepoint():
+        made.append(backups.create_backup(scope, vm_id).id)
+        raise RuntimeError("the follow-up failed")
+
+
+def test_a_job_queued_in_an_undone_savepoint_is_neither_stored_nor_delivered(world, deferred):
+    undone: list[str] = []
+    with deferred.scope(world.admin) as s:
+        kept = backups.create_backup(s, world.alice_vm).id
+        with pytest.raises(RuntimeError, match="follow-up failed"):
+            _queue_then_fail(s, world.bob_vm, undone)
+
+    assert len(undone) == 1
+    assert deferred.runner.ids == [kept]
+    with world.core.scope(world.admin) as s:
+        assert jobs.show(s, kept).state is JobState.QUEUED
+        with pytest.raises(NotFound):
+            jobs.show(s, undone[0])
+
+
 # -- cancelling ----------------------------------------------------------------------------------
 
 
