@@ -26,6 +26,9 @@ class Settings:
     redeliver_seconds: float = 900.0
     # How long a worker keeps retrying a database write while the database is unreachable.
     db_retry_seconds: float = 120.0
+    # Each connected host is discovered again this often (0: never by itself), so VMs a
+    # restore or another tool rebuilt are re-linked without anyone asking.
+    rediscover_seconds: float = 3600.0
     # Celery broker for the distributed mode; None runs jobs in process.
     broker_url: str | None = None
 
@@ -47,5 +50,6 @@ class Settings:
             lost_message_grace_seconds=float(env.get("BACKUP_LOST_MESSAGE_GRACE_SECONDS", 10.0)),
             redeliver_seconds=float(env.get("BACKUP_REDELIVER_SECONDS", 900.0)),
             db_retry_seconds=float(env.get("BACKUP_DB_RETRY_SECONDS", 120.0)),
+            rediscover_seconds=float(env.get("BACKUP_REDISCOVER_SECONDS", 3600.0)),
             broker_url=env.get("BACKUP_BROKER_URL") or None,
         )

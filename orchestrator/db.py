@@ -66,9 +66,8 @@ def migrate(engine: Engine) -> None:
 
     Processes starting together (gunicorn's workers, several workers on one host) take
     turns: two upgrades at once deadlock on PostgreSQL, and on SQLite the second one fails
-    on the tables the first made."""
-    if is_current(engine):
-        return
+    on the tables the first made. The check is made in turn too: on SQLite a reader waits
+    for a long migration's writes and may give up."""
     with _migration_turn(engine):
         if not is_current(engine):
             command.upgrade(alembic_config(engine), "head")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from orchestrator import planning, schedules, telemetry
+from orchestrator import ingest, planning, schedules, telemetry
 from orchestrator.core import Core
 from orchestrator.delivery import deliver_due
 
@@ -15,6 +15,7 @@ def tick(core: Core) -> dict[str, int]:
     # Release what the standing plan says is due before re-planning the rest.
     released = planning.release_due(core)
     plan = planning.replan(core)
+    rediscovered = ingest.rediscover_due(core)
     delivery = deliver_due(core)
     telemetry.JOBS_RELEASED.inc(len(fired) + len(released))
     return {
@@ -22,6 +23,7 @@ def tick(core: Core) -> dict[str, int]:
         "sla_jobs_released": len(released),
         "sla_jobs_planned": len(plan.jobs),
         "sla_jobs_late": len(plan.late),
+        "hosts_rediscovered": len(rediscovered),
         "jobs_delivered": delivery.sent,
         "jobs_lease_expired": delivery.lease_expired,
     }

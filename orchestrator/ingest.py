@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -30,7 +31,7 @@ from orchestrator import accounts, audit, inventory, jobs, routing, validate
 from orchestrator.core import Core, Scope
 from orchestrator.errors import Conflict, InvalidArgument, ProviderError
 from orchestrator.execution import Finish, JobHandler, ProgressFn
-from orchestrator.models import Account, Host, Job, JobKind, StoragePool, VirtualMachine, new_id
+from orchestrator.models import Account, Host, Job, JobKind, StoragePool, VirtualMachine, new_id, utcnow
 from orchestrator.refs import vm_ref, volume_ref
 from providers import hypervisor
 from providers.base import VolumeRef
@@ -57,6 +58,36 @@ def discover(scope: Scope, host: str) -> Job:
     scope.actor.require_admin("discover unmanaged virtual machines")
     row = _connected_host(scope, host)
     return _ingest_job(scope, row, {"action": "discover"})
+
+
+def rediscover_due(core: Core, now: datetime | None = None) -> list[str]:
+    """Discovery jobs for the connected hosts not discovered within ``rediscover_seconds``
+    (the dispatcher's round), as the first admin."""
+    every = core.settings.rediscover_seconds
+    if every <= 0:
+        return []
+    since = (now or utcnow()) - timedelta(seconds=every)
+    recent = (
+        select(Job.id)
+        .where(
+            Job.kind == JobKind.INGEST,
+            Job.subject_type == "host",
+            Job.subject_id == Host.id,
+            Job.params["action"].as_string() == "discover",
+            Job.created_at > since,
+        )
+        .exists()
+    )
+    with core.db.session() as session:
+        rows = session.execute(select(Host.id, Host.connection).where(~recent).order_by(Host.name)).all()
+    due = [host_id for host_id, connection in rows if connection]
+    if not due:
+        return []
+    made = []
+    with core.scope(accounts.admin_actor(core)) as scope:
+        for host_id in due:
+            made.append(discover(scope, host_id).id)
+    return made
 
 
 def import_vm(scope: Scope, *, host: str, uuid: str, account: str, name: str | None = None) -> Job:

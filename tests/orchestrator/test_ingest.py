@@ -4,6 +4,7 @@ controllers, and what is refused."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from orchestrator import assignments, backups, ingest, inventory, jobs, schedules
 from orchestrator.errors import Conflict, InvalidArgument, PermissionDenied
-from orchestrator.models import JobState, VirtualMachine, Volume
+from orchestrator.models import JobState, VirtualMachine, Volume, utcnow
 from tests.conftest import World
 from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
 from tests.providers.kvm.test_domains import virsh  # noqa: F401  (the fixture: a failure in CI without virsh)
@@ -209,6 +210,23 @@ def test_a_vm_rebuilt_with_a_new_uuid_and_new_images_is_relinked(managed: World,
         managed.core.scope(managed.admin) as s,
     ):
         ingest.import_vm(s, host="kvm1", uuid=RESTORED, account="bob")
+
+
+def test_the_dispatcher_rediscovers_connected_hosts_once_per_interval(managed: World, tmp_path: Path) -> None:
+    new_root = "/var/lib/libvirt/images/restored/web1-root.qcow2"
+    reconnect(managed, rebuilt_node(tmp_path / "node", uuid=RESTORED, images={"vda": new_root}))
+
+    # Never discovered (only imported from): due now, and its rebuilt VM is followed.
+    (first,) = ingest.rediscover_due(managed.core)
+    with managed.core.scope(managed.admin) as s:
+        job = jobs.show(s, first)
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert [r["vm_id"] for r in job.result["relinked"]] == [WEB1]
+    assert web1_paths(managed)["ROOT"] == new_root
+    # Not again within the interval; again once it has passed.
+    assert ingest.rediscover_due(managed.core) == []
+    later = utcnow() + timedelta(seconds=managed.core.settings.rediscover_seconds + 60)
+    assert len(ingest.rediscover_due(managed.core, now=later)) == 1
 
 
 def test_new_images_under_the_same_uuid_are_followed_by_device(managed: World, tmp_path: Path) -> None:
