@@ -171,10 +171,14 @@ def _acting(core: Core, session: Session, job: Job) -> Scope:
 def _discover(core: Core, session: Session, job: Job, found: list[DiscoveredVM]) -> dict[str, Any]:
     host = session.get(Host, job.subject_id)
     assert host is not None
-    relinked, not_relinked = _relink_host(_acting(core, session, job), host, found)
+    # Domains the inventory stands for; re-linking adds the ones it follows.
+    claimed = _claimed(session, host, found)
+    relinked, not_relinked = _relink_host(_acting(core, session, job), host, found, claimed)
     return {
         "host_id": host.id,
-        "unmanaged": _unmanaged(session, host, found),
+        "unmanaged": [
+            {k: v for k, v in vm.items() if k != "xml"} for vm in found if vm["uuid"] not in claimed
+        ],
         "relinked": relinked,
         "not_relinked": not_relinked,
     }
@@ -192,22 +196,17 @@ def _claimed(session: Session, host: Host, found: list[DiscoveredVM]) -> set[str
     return claimed | {domain_uuid(vm.id, vm.details) for vm in _managed(session, host)}
 
 
-def _unmanaged(session: Session, host: Host, found: list[DiscoveredVM]) -> list[dict[str, Any]]:
-    claimed = _claimed(session, host, found)
-    return [{k: v for k, v in vm.items() if k != "xml"} for vm in found if vm["uuid"] not in claimed]
-
-
 # -- re-discovery ----------------------------------------------------------------------------------
 
 
 def _relink_host(
-    scope: Scope, host: Host, found: list[DiscoveredVM]
+    scope: Scope, host: Host, found: list[DiscoveredVM], claimed: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Re-link each managed VM of the host whose domain has another UUID, name or disk paths
-    now; what was re-linked, and the VMs whose new domain was found but cannot be followed."""
+    now; what was re-linked, and the VMs whose new domain was found but cannot be followed.
+    ``claimed`` (the domains the inventory stands for) gains each domain followed."""
     by_uuid = {vm["uuid"]: vm for vm in found}
     by_name = {vm["name"]: vm for vm in found}
-    claimed = _claimed(scope.session, host, found)
     pools = list(scope.session.scalars(select(StoragePool).where(StoragePool.zone_id == host.zone_id)))
     relinked, not_relinked = [], []
     for vm in _managed(scope.session, host):
