@@ -75,23 +75,22 @@ def migrate(engine: Engine) -> None:
 
 @contextmanager
 def _migration_turn(engine: Engine) -> Iterator[None]:
-    if engine.dialect.name != "postgresql":
-        database = engine.url.database
-        if not database or database == ":memory:":
-            yield  # nobody else can see this database
-            return
+    database = engine.url.database
+    if engine.dialect.name == "postgresql":
+        # A session lock per schema, held on a connection of its own while the upgrade runs.
+        key = func.hashtextextended(literal("backup-orchestrator:migrate:") + func.current_schema(), 0)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(select(func.pg_advisory_lock(key)))
+            try:
+                yield
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+    elif database and database != ":memory:":
         with open(f"{database}.migrate-lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # freed when the handle closes
             yield
-        return
-    # A session lock per schema, held on a connection of its own while the upgrade runs.
-    key = func.hashtextextended(literal("backup-orchestrator:migrate:") + func.current_schema(), 0)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(select(func.pg_advisory_lock(key)))
-        try:
-            yield
-        finally:
-            conn.execute(select(func.pg_advisory_unlock(key)))
+    else:
+        yield  # an in-memory database: nobody else can see it
 
 
 class Database:
