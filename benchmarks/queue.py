@@ -1,6 +1,6 @@
 """Jobs per second through the distributed mode: real Redis, real PostgreSQL, real workers.
 
-Three figures, each beside a baseline in the same run:
+Figures, each beside a baseline in the same run:
 
 - ``jobs_per_s`` for 1, 2 and 4 ``backupctl worker`` processes (``--concurrency 1`` each):
   M dummy backups enqueued through ``backups.create_backup`` with the Celery runner, timed
@@ -8,6 +8,12 @@ Three figures, each beside a baseline in the same run:
 - ``bare_celery_jobs_per_s``: the same M messages to a bare Celery app on the same Redis
   with the same delivery settings and a task that only counts itself
   (``benchmarks/_bare_celery.py``), as many worker processes; ``overhead`` = bare / ours;
+- ``durable_floor_jobs_per_s``: the same app, M and worker counts with ``bench.durable``, the least
+  any orchestrator keeping a row per job in PostgreSQL pays: per job, the producer commits
+  an INSERT of the job row before publishing its id, the task commits a claim (UPDATE ...
+  WHERE state = 'queued' RETURNING) and then a finish (UPDATE plus an INSERT of a result
+  row), all raw psycopg2 on tables in this run's schema; ``overhead_vs_durable_floor`` =
+  floor / ours;
 - ``dispatcher_jobs_per_s``: K planned SLA backups due now, released by
   ``planning.release_due`` through the Celery runner (no worker consumes them).
 
@@ -177,6 +183,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         BACKUP_DATABASE_URL=settings.database_url,
         BACKUP_BROKER_URL=settings.broker_url or "",
         BENCH_BROKER_URL=settings.broker_url or "",
+        BENCH_DATABASE_URL=settings.database_url,
         PYTHONPATH=str(ROOT),
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -364,12 +371,21 @@ def warm_up(
     raise RuntimeError(f"only {workers(seen)} of {what} ran a warm-up job")
 
 
-# -- bare Celery -----------------------------------------------------------------------------------
+# -- bare Celery and the durable floor -------------------------------------------------------------
 
 
 def measure_bare(
-    settings: Settings, procs: Processes, jobs: int, counts: tuple[int, ...]
+    settings: Settings,
+    procs: Processes,
+    jobs: int,
+    counts: tuple[int, ...],
+    task: str,
+    make_args: Callable[[str], tuple[Any, ...]],
+    label: str = "bare",
 ) -> dict[str, float]:
+    """Jobs per second of the bare Celery app's ``task`` per worker count. ``make_args`` is
+    the producer's per-job work: called for each job just before its message is published,
+    it returns the message's arguments."""
     from benchmarks import _bare_celery as bare
 
     client = redis.Redis.from_url(REDIS)
@@ -380,7 +396,7 @@ def measure_bare(
     def send(tokens: list[str]) -> list[str]:
         with app.producer_or_acquire() as producer:
             for token in tokens:
-                app.send_task(bare.TASK_NAME, args=(token,), queue=BARE_QUEUE, producer=producer)
+                app.send_task(task, args=make_args(token), queue=BARE_QUEUE, producer=producer)
         return tokens
 
     sent = 0
@@ -393,12 +409,13 @@ def measure_bare(
     def done(_tokens: list[str]) -> bool:
         return int(client.get(bare.DONE_KEY) or 0) >= sent
 
+    client.delete(bare.DONE_KEY, bare.LAST_KEY)
     results: dict[str, float] = {}
     running = 0
     for n in counts:
         while running < n:
             procs.start(
-                f"bare{running}",
+                f"{label}{running}",
                 [
                     sys.executable,
                     "-m",
@@ -409,7 +426,7 @@ def measure_bare(
                     f"--queues=bare.default,{BARE_QUEUE}",
                     "--concurrency=1",
                     "--loglevel=WARNING",
-                    f"--hostname=bare{running}@%h",
+                    f"--hostname={label}{running}@%h",
                     "--without-gossip",
                     "--without-mingle",
                 ],
@@ -425,24 +442,62 @@ def measure_bare(
             [f"warm{i}" for i in range(8 * n)],
             n,
             procs,
-            what=f"{n} bare Celery worker(s)",
+            what=f"{n} {label} Celery worker(s)",
         )
-        log(f"bare  {n} worker(s) started and warm in {time.monotonic() - t_ready:.1f}s")
+        log(f"{label:<5} {n} worker(s) started and warm in {time.monotonic() - t_ready:.1f}s")
         tokens = [f"job{i}" for i in range(jobs)]
         t0 = time.time()
         send_counted(tokens)
         published = time.time() - t0
         wait_for(
-            lambda tokens=tokens: done(tokens), 600, f"{jobs} bare tasks on {n} worker(s)", procs, every=0.01
+            lambda tokens=tokens: done(tokens),
+            600,
+            f"{jobs} {label} tasks on {n} worker(s)",
+            procs,
+            every=0.01,
         )
         seconds = float(client.get(bare.LAST_KEY) or 0) - t0
         results[str(n)] = round(jobs / seconds, 1)
         log(
-            f"bare  {n} worker(s): {jobs} jobs in {seconds:.2f}s = {jobs / seconds:.0f}/s"
+            f"{label:<5} {n} worker(s): {jobs} jobs in {seconds:.2f}s = {jobs / seconds:.0f}/s"
             f" (publishing took {published:.2f}s of it)"
         )
     procs.stop_all()
     client.close()
+    return results
+
+
+def measure_floor(
+    settings: Settings, procs: Processes, jobs: int, counts: tuple[int, ...]
+) -> dict[str, float]:
+    """The durable floor: ``measure_bare`` with ``bench.durable``, whose producer inserts
+    each job's row (one committed transaction, raw psycopg2) before publishing its id."""
+    import psycopg2
+
+    from benchmarks import _bare_celery as bare
+
+    db = psycopg2.connect(bare.libpq_url(settings.database_url))
+    try:
+        with db, db.cursor() as cur:
+            cur.execute(bare.DURABLE_DDL)
+        results = measure_bare(
+            settings,
+            procs,
+            jobs,
+            counts,
+            bare.DURABLE_TASK_NAME,
+            lambda token: (bare.insert_job(db, token, BARE_QUEUE),),
+            label="floor",
+        )
+        with db, db.cursor() as cur:
+            cur.execute("SELECT state, count(*) FROM floor_job GROUP BY state")
+            states = dict(cur.fetchall())
+            cur.execute("SELECT count(*) FROM floor_restore_point")
+            (points,) = cur.fetchone()
+    finally:
+        db.close()
+    if set(states) != {"succeeded"} or points != states["succeeded"]:
+        raise RuntimeError(f"durable floor jobs did not all succeed: {states}, {points} restore points")
     return results
 
 
@@ -674,7 +729,12 @@ def run(jobs: int, planned: int, counts: tuple[int, ...]) -> dict[str, Any]:
                 world = build_world(core)
                 ours, enqueue_rates = measure_ours(world, settings, procs, jobs, counts)
                 broker.flushdb()
-                bare = measure_bare(settings, procs, jobs, counts)
+                # Imported only now: the Celery app it makes becomes the current one.
+                from benchmarks._bare_celery import TASK_NAME as NOOP
+
+                bare = measure_bare(settings, procs, jobs, counts, NOOP, lambda token: (token,))
+                broker.flushdb()
+                floor = measure_floor(settings, procs, jobs, counts)
                 broker.flushdb()
                 dispatcher = measure_dispatcher(world, broker, planned)
             finally:
@@ -693,6 +753,8 @@ def run(jobs: int, planned: int, counts: tuple[int, ...]) -> dict[str, Any]:
         "jobs_per_s": ours,
         "bare_celery_jobs_per_s": bare,
         "overhead": {n: round(bare[n] / ours[n], 2) for n in ours},
+        "durable_floor_jobs_per_s": floor,
+        "overhead_vs_durable_floor": {n: round(floor[n] / ours[n], 2) for n in ours},
         "dispatcher_jobs_per_s": dispatcher,
         "enqueue_jobs_per_s": enqueue_rates,
     }
@@ -708,11 +770,12 @@ def main() -> None:
     jobs = args.jobs or (200 if args.quick else 2000)
     planned = args.planned or (500 if args.quick else 100_000)
     result = run(jobs, planned, COUNTS)
-    log(f"{'workers':>8} {'ours/s':>8} {'bare/s':>8} {'overhead':>9}")
+    log(f"{'workers':>8} {'ours/s':>8} {'bare/s':>8} {'overhead':>9} {'floor/s':>8} {'vs floor':>9}")
     for n in result["jobs_per_s"]:
         log(
             f"{n:>8} {result['jobs_per_s'][n]:>8} {result['bare_celery_jobs_per_s'][n]:>8}"
-            f" {result['overhead'][n]:>8}x"
+            f" {result['overhead'][n]:>8}x {result['durable_floor_jobs_per_s'][n]:>8}"
+            f" {result['overhead_vs_durable_floor'][n]:>8}x"
         )
     log(f"dispatcher release_due: {result['dispatcher_jobs_per_s']} jobs/s over {planned} planned jobs")
     log(f"({os.cpu_count()} CPUs, shared by the workers, PostgreSQL, Redis and the enqueueing)")

@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from orchestrator.planner.model import VM, Host, Offering, Pool
-from orchestrator.planner.planner import cut_segments
+from orchestrator.planner.planner import cut_segments, offering_retry_room
 from orchestrator.planner.timemath import Interval, merge, window_plans
 
 LONGEST = "longest job"
@@ -220,7 +220,8 @@ def night_segments(offering: Offering, day: date) -> list[tuple[tuple[Interval, 
         (int((wp.window.start - epoch).total_seconds()), int((wp.window.end - epoch).total_seconds()))
         for wp in plans
     ]
-    rpo = level.rpo_seconds
+    # The planner's spacing: one retry room short of the RPO where that is free.
+    rpo = level.rpo_seconds - offering_retry_room(level, first) * 60
     segments = cut_segments(windows, rpo)
     out = []
     for i, (s, e, w) in enumerate(segments):

@@ -19,6 +19,14 @@ How a VM's start is chosen:
 4. Each job is followed by room for it to overrun its estimate (``OVERRUN_HOLD``), which
    later jobs keep clear of where capacity allows and use only where they would otherwise
    be late: a job planned right at its deadline does not queue behind a neighbour's overrun.
+5. Room to retry. Where an offering's RPO is longer than its windows make the spacing of
+   its backups (an RPO of 16 h on an 18:00-08:00 window: two backups a night, 12 h apart),
+   the slack is kept rather than spent: segments are cut and slots chosen against
+   ``RPO - retry room`` (``retry_room``: the most slack that costs no extra backup), so each
+   backup starts one retry room before its deadline, and its slot leaves room in the window
+   for a failed attempt to run again. Where the RPO equals the spacing (12 h on that
+   window, 1 d on a nightly one) there is no such room: a failed backup misses its RPO,
+   and the capacity report says so.
 
 Hashed slots spread the load evenly over each window, which keeps the peak low and the
 capacity nobody was given free for retries; earliest-deadline-first decides who waits
@@ -30,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +50,7 @@ import numpy as np
 from orchestrator.planner.model import VM, FixedJob, Host, Offering, Plan, PlannedJob, Pool, Unplaceable
 from orchestrator.planner.timeline import MINUTE, Timeline
 from orchestrator.planner.timemath import window_plans
+from orchestrator.sla import ServiceLevel
 
 # Late placements may land this far past the horizon.
 OVERRUN = timedelta(days=2)
@@ -55,6 +64,8 @@ EARLIER_SEGMENTS = 2
 # that room only where it would otherwise be late: room for overruns never costs a deadline.
 OVERRUN_HOLD = 1.0
 OVERRUN_MIN = 0.15
+# How soon a failed backup runs again: the re-plan's period plus the job's own backoff.
+RETRY_AFTER = timedelta(minutes=15)
 
 
 def hold_minutes(d: int) -> tuple[int, ...]:
@@ -81,6 +92,7 @@ class _Calendar:
 
     zone: ZoneInfo
     rpo_minutes: int
+    retry_room: int  # minutes kept before each deadline for a retry (``retry_room``)
     windows: list[tuple[int, int]]  # whole occurrence, for reasons
     parts: list[list[tuple[int, int]]]  # open parts per window
     segments: list[_Segment]
@@ -88,6 +100,16 @@ class _Calendar:
     all_parts: list[tuple[int, int]]
     part_starts: list[int]
     longest_part: int
+
+    def open_between(self, lo: int, hi: int, d: int) -> bool:
+        """Whether a job of ``d`` minutes can start in [lo, hi] and finish in an open part."""
+        i = bisect_right(self.part_starts, hi) - 1
+        while i >= 0 and self.all_parts[i][1] - d >= lo:
+            a, b = self.all_parts[i]
+            if max(a, lo) <= min(b - d, hi):
+                return True
+            i -= 1
+        return False
 
     def latest_start(self, deadline: int, d: int) -> int:
         """The latest start by ``deadline`` from which ``d`` minutes fit in one open part."""
@@ -121,12 +143,70 @@ def cut_segments(windows: Sequence[tuple[int, int]], rpo: int) -> list[tuple[int
         for count in range(fewest, fewest + 8):
             cuts = [a + round(i * (b - a) / count) for i in range(count + 1)]
             segs = [[cuts[i], cuts[i + 1]] for i in range(count)]
+            # One segment cut at both ends can be cut to nothing (a 16 h RPO on 18:00-08:00:
+            # no single time of night bridges both gaps): then it takes two.
+            whole = count > 1 or max(segs[0][0], tail) <= min(segs[0][1], head)
             segs[0][1] = max(segs[0][0], min(segs[0][1], head))
             segs[-1][0] = min(segs[-1][1], max(segs[-1][0], tail))
-            if all(y[0] - x[0] <= rpo and y[1] - x[1] <= rpo for x, y in pairwise(segs)):
+            if whole and all(y[0] - x[0] <= rpo and y[1] - x[1] <= rpo for x, y in pairwise(segs)):
                 break
         out.extend((s, e, w) for s, e in segs)
     return out
+
+
+def _backups_needed(windows: Sequence[tuple[int, int]], rpo: int, room: int) -> int | None:
+    """How many backups a VM takes from the second window to the last when each is at most
+    ``rpo - room`` after the one before (slots at the start, middle and end of their
+    segments; the most of the three); None if that spacing cannot be kept. The first window
+    is left out: the calendar starts in it, and may cut it short."""
+    segments = cut_segments(windows, rpo - room)
+    first, limit = windows[1 if len(windows) > 2 else 0][0], windows[-1][0]
+    most = 0
+    for fraction in (0.0, 0.5, 1.0):
+        slots = [s + int(fraction * (e - s)) for s, e, _ in segments]
+        at, count = slots[bisect_left(slots, first) if slots[-1] >= first else 0], 0
+        while True:
+            i = bisect_right(slots, at + rpo - room) - 1
+            if slots[i] <= at:
+                if i + 1 < len(slots):
+                    return None  # a gap too wide to bridge
+                break
+            if slots[i] > limit:
+                break
+            at, count = slots[i], count + 1
+        most = max(most, count)
+    return most
+
+
+def retry_room(windows: Sequence[tuple[int, int]], rpo: int) -> int:
+    """The most minutes before each deadline that can be kept free for a retry without a
+    single backup more than spacing them a full RPO apart would take."""
+    if len(windows) < 2:
+        return 0
+    base = _backups_needed(windows, rpo, 0)
+    gap = max(b[0] - a[1] for a, b in pairwise(windows))
+    # The count only grows with the room: bisect for the last room that keeps it.
+    lo, hi = 0, max(0, rpo - max(gap, 1))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        needed = _backups_needed(windows, rpo, mid)
+        if base is not None and needed is not None and needed <= base:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def offering_retry_room(level: ServiceLevel, start: datetime) -> int:
+    """``retry_room`` of an offering, in minutes, judged over two weeks (or four RPOs) from
+    ``start``, whatever the horizon: enough backups to tell one spacing from another, and
+    every weekday's windows."""
+    span = max(timedelta(days=14), 4 * timedelta(seconds=level.rpo_seconds))
+    windows = [
+        ((wp.window.start - start) // MINUTE, (wp.window.end - start) // MINUTE)
+        for wp in window_plans(level, start, start + span)
+    ]
+    return retry_room(windows, max(1, level.rpo_seconds // 60))
 
 
 def _calendar(offering: Offering, timeline: Timeline, end: datetime) -> _Calendar:
@@ -136,11 +216,13 @@ def _calendar(offering: Offering, timeline: Timeline, end: datetime) -> _Calenda
     for wp in window_plans(level, timeline.start - timedelta(seconds=level.rpo_seconds), end):
         windows.append((timeline.index(wp.window.start), timeline.index(wp.window.end)))
         parts.append([(timeline.index(p.start), timeline.index(p.end)) for p in wp.open])
-    segments = [_Segment(s, e - s, w) for s, e, w in cut_segments(windows, rpo_minutes)]
+    room = offering_retry_room(level, timeline.start)
+    segments = [_Segment(s, e - s, w) for s, e, w in cut_segments(windows, rpo_minutes - room)]
     flat = [p for ps in parts for p in ps]
     return _Calendar(
         zone=ZoneInfo(level.timezone),
         rpo_minutes=rpo_minutes,
+        retry_room=room,
         windows=windows,
         parts=parts,
         segments=segments,
@@ -189,8 +271,10 @@ class Planner:
         offerings: Iterable[Offering],
         now: datetime,
         horizon: timedelta = timedelta(hours=24),
+        retry_after: timedelta = RETRY_AFTER,
     ) -> None:
         self.hosts = {h.id: h for h in hosts}
+        self.retry_after = max(1, math.ceil(retry_after / MINUTE))
         self.pools = {p.id: p for p in pools}
         self.offerings = {o.id: o for o in offerings}
         # UTC, so minutes are real minutes across clock changes; rounded up, so nothing starts
@@ -275,40 +359,23 @@ class Planner:
                 f"a backup takes ~{d} min, longer than any open part of its windows "
                 f"({cal.longest_part} min): it can never finish inside one"
             )
-        fraction = slot_fraction(vm.id)
-        k = bisect_right(cal.segment_starts, deadline) - 1
-        tried = 0
-        while k >= 0 and tried <= EARLIER_SEGMENTS:
-            seg = cal.segments[k]
-            slot = _slot(seg, cal.parts[seg.window], fraction, d)
-            if slot > deadline and fresh:
-                # VMs never backed up share one deadline (now + RPO): clamped to it they would
-                # all start on the same minute. Their slot in the previous segment, if still
-                # ahead, else a hashed start in what is still on time, spreads them instead.
-                earlier = cal.segments[k - 1] if k > 0 else None
-                if earlier and _slot(earlier, cal.parts[earlier.window], fraction, d) >= max(lower, 0):
-                    k -= 1
-                    continue
-                low = max(lower, seg.start, 0)
-                slot = low + int(fraction * max(0, deadline - low)) if deadline >= low else deadline
-            # Past the deadline the slot is out of reach: aim as close to it as still on time.
-            slot = min(slot, deadline)
-            if slot < lower:
-                # The VM's previous job already sits past this slot: go as late as still on
-                # time, so the job bridges as much as it can (never a chain of back-to-back runs).
-                slot = deadline
-            k -= 1
-            if seg.start + seg.length <= lower:
-                break
-            tried += 1
-            # With room for an overrun if there is capacity for it, else just the estimate.
-            for hold in hold_minutes(d):
-                start = self._nearest(vm, rates, cal.parts[seg.window], lower, deadline, d, hold, slot)
-                if start is not None:
-                    how = (
-                        "at its slot" if start == slot else f"{start - slot:+d} min from its slot (capacity)"
-                    )
-                    return start, f"{how} in the window of {self._local(seg.start, cal)}", False
+        soon = False
+        if cal.retry_room:
+            # Aim one retry room early, the slot leaving room in its window for the retry
+            # (the failed attempt, the wait, the attempt again); without room only where
+            # capacity leaves nothing earlier.
+            aim = deadline - cal.retry_room
+            retry = d + min(d + self.retry_after, cal.retry_room)
+            placed = self._on_time(vm, cal, aim, lower, d, retry, rates, fresh, 3)
+            if placed is not None:
+                return placed
+            # Already inside its retry room (its backup failed or ran late, or it joined the
+            # offering close to a deadline): as soon as it can, so that one more failure
+            # still leaves time — not at its slot by the deadline.
+            soon = not cal.open_between(max(lower, 0), aim, d)
+        placed = self._on_time(vm, cal, deadline, lower, d, d, rates, fresh, len(hold_minutes(d)), soon)
+        if placed is not None:
+            return placed
         for a, b in cal.all_parts:
             if b - d < max(lower, deadline + 1):
                 continue
@@ -317,6 +384,59 @@ class Planner:
                 start = int(starts[0])
                 return start, f"late by {start - deadline} min: no capacity before its deadline", True
         return "no capacity in any window before the plan's end"
+
+    def _on_time(
+        self,
+        vm: VM,
+        cal: _Calendar,
+        aim: int,
+        lower: int,
+        d: int,
+        span: int,
+        rates: dict[str, float],
+        fresh: bool,
+        holds: int,
+        soon: bool = False,
+    ) -> tuple[int, str, bool] | None:
+        """The start by ``aim`` for a job of ``d`` minutes whose slot leaves ``span`` minutes
+        in its open part (or, ``soon``, the earliest), or None if there is no capacity for it."""
+        fraction = slot_fraction(vm.id)
+        k = bisect_right(cal.segment_starts, aim) - 1
+        tried = 0
+        while k >= 0 and tried <= EARLIER_SEGMENTS:
+            seg = cal.segments[k]
+            slot = _slot(seg, cal.parts[seg.window], fraction, span)
+            if slot > aim and fresh:
+                # VMs never backed up share one deadline (now + RPO): clamped to it they would
+                # all start on the same minute. Their slot in the previous segment, if still
+                # ahead, else a hashed start in what is still on time, spreads them instead.
+                earlier = cal.segments[k - 1] if k > 0 else None
+                if earlier and _slot(earlier, cal.parts[earlier.window], fraction, span) >= max(lower, 0):
+                    k -= 1
+                    continue
+                low = max(lower, seg.start, 0)
+                slot = low + int(fraction * max(0, aim - low)) if aim >= low else aim
+            # Past the deadline the slot is out of reach: aim as close to it as still on time.
+            slot = min(slot, aim)
+            if soon:
+                slot = max(lower, seg.start, 0)
+            elif slot < lower:
+                # The VM's previous job already sits past this slot: go as late as still on
+                # time, so the job bridges as much as it can (never a chain of back-to-back runs).
+                slot = aim
+            k -= 1
+            if seg.start + seg.length <= lower:
+                break
+            tried += 1
+            # With room for an overrun if there is capacity for it, else just the estimate.
+            for hold in hold_minutes(d)[:holds]:
+                start = self._nearest(vm, rates, cal.parts[seg.window], lower, aim, d, hold, slot)
+                if start is not None:
+                    how = (
+                        "at its slot" if start == slot else f"{start - slot:+d} min from its slot (capacity)"
+                    )
+                    return start, f"{how} in the window of {self._local(seg.start, cal)}", False
+        return None
 
     def _local(self, index: int, cal: _Calendar) -> str:
         key = (index, cal.zone.key)

@@ -41,7 +41,7 @@ import numpy as np
 from orchestrator.planner import planner as planner_module
 from orchestrator.planner.capacity import BANDWIDTH, Capacity, lower_bounds, nightly_work
 from orchestrator.planner.model import VM, FixedJob, Host, Offering, Pool
-from orchestrator.planner.planner import cut_segments, plan
+from orchestrator.planner.planner import cut_segments, offering_retry_room, plan
 from orchestrator.planner.timemath import window_plans
 from orchestrator.sla import ServiceLevel
 
@@ -53,16 +53,18 @@ _NORMAL = NormalDist()
 
 
 def default_offerings(timezone: str = "Europe/Berlin") -> list[Offering]:
-    """gold: RPO 12 h, 18:00-08:00; silver: 1 d, 20:00-06:00 but not 22:00-23:00; bronze: 2 d, 22:00-06:00."""
+    """gold: RPO 16 h, 18:00-08:00; silver: 30 h, 20:00-06:00 but not 22:00-23:00; bronze:
+    54 h, 22:00-06:00. Each RPO leaves room to retry a failed backup (4 h, 6 h, 6 h) beyond
+    the spacing its windows need: two backups a night, one a night, one every other night."""
     return [
         Offering(
             "gold",
-            ServiceLevel.parse(rpo="12h", windows=[{"start": "18:00", "end": "08:00"}], timezone=timezone),
+            ServiceLevel.parse(rpo="16h", windows=[{"start": "18:00", "end": "08:00"}], timezone=timezone),
         ),
         Offering(
             "silver",
             ServiceLevel.parse(
-                rpo="1d",
+                rpo="30h",
                 windows=[{"start": "20:00", "end": "06:00"}],
                 blackouts=[{"start": "22:00", "end": "23:00"}],
                 timezone=timezone,
@@ -70,7 +72,7 @@ def default_offerings(timezone: str = "Europe/Berlin") -> list[Offering]:
         ),
         Offering(
             "bronze",
-            ServiceLevel.parse(rpo="2d", windows=[{"start": "22:00", "end": "06:00"}], timezone=timezone),
+            ServiceLevel.parse(rpo="54h", windows=[{"start": "22:00", "end": "06:00"}], timezone=timezone),
         ),
     ]
 
@@ -122,6 +124,7 @@ class Calendar:
     """An offering's windows in simulation seconds."""
 
     rpo: float
+    retry_room: float  # the planner's (``planner.retry_room``)
     parts: list[tuple[float, float]]  # open parts, sorted
     part_starts: list[float]
     # Planner segments: (start, end, open parts of the segment, start of the next segment).
@@ -206,14 +209,16 @@ def _calendar(offering: Offering, t0: datetime, end: float) -> Calendar:
 
     parts = [(sec(p.start), sec(p.end)) for wp in plans for p in wp.open]
     windows = [(round(sec(wp.window.start)), round(sec(wp.window.end))) for wp in plans]
-    cut = cut_segments(windows, level.rpo_seconds)
+    # The planner's segments: cut one retry room short of the RPO where that is free.
+    room = offering_retry_room(level, t0) * 60
+    cut = cut_segments(windows, level.rpo_seconds - room)
     segments = []
     for i, (s, e, w) in enumerate(cut):
         opens = [(max(a, s), min(b, e)) for a, b in ((sec(p.start), sec(p.end)) for p in plans[w].open)]
         opens = [(a, b) for a, b in opens if a < b] or [(s, max(s + 60, e))]
         following = cut[i + 1][0] if i + 1 < len(cut) else s + level.rpo_seconds
         segments.append((float(s), float(e), opens, float(following)))
-    return Calendar(float(level.rpo_seconds), parts, [a for a, _ in parts], segments)
+    return Calendar(float(level.rpo_seconds), float(room), parts, [a for a, _ in parts], segments)
 
 
 def _uniform_in(parts: Sequence[tuple[float, float]], u: np.ndarray) -> np.ndarray:
@@ -255,14 +260,15 @@ def make_fleet(spec: FleetSpec, offerings: Sequence[Offering] | None = None) -> 
     est_bytes = np.maximum(est_bytes, 1)
     calendars = [_calendar(o, t0, end) for o in offerings]
     # Steady state: the last restore point lies in an open part, late enough that the next one
-    # is due no sooner than `steady_slack` after the offering's next segment opens.
+    # is due no sooner than `steady_slack` (and the offering's retry room) after its next
+    # segment opens — where a planned cadence would have put it.
     last_good = np.empty(n)
     for k, cal in enumerate(calendars):
         idx = np.flatnonzero(offering == k)
         if idx.size == 0:
             continue
         upcoming = next(s for s, _, _, _ in cal.segments if s >= 0)
-        lo = upcoming - cal.rpo + spec.steady_slack
+        lo = upcoming - cal.rpo + cal.retry_room + spec.steady_slack
         allowed = [(max(a, lo), min(b, 0.0)) for a, b in cal.parts if b > lo and a < 0]
         allowed = [(a, b) for a, b in allowed if a < b] or [(lo, lo + 1)]
         last_good[idx] = _uniform_in(allowed, rng.random(idx.size))

@@ -40,6 +40,12 @@ def test_queue_benchmark_quick_json() -> None:
     assert positive(result["jobs"])
     assert positive(result["planned_jobs"])
     assert positive(result["dispatcher_jobs_per_s"])
-    for key in ("jobs_per_s", "bare_celery_jobs_per_s", "overhead"):
+    for key in (
+        "jobs_per_s",
+        "bare_celery_jobs_per_s",
+        "overhead",
+        "durable_floor_jobs_per_s",
+        "overhead_vs_durable_floor",
+    ):
         assert set(result[key]) == {"1", "2", "4"}, (key, result[key])
         assert all(positive(v) for v in result[key].values()), (key, result[key])

@@ -164,7 +164,7 @@ def test_bandwidth_is_shared_and_slows_jobs_down():
 def hand_made(pool_slots: int = 1) -> sim.Fleet:
     """Two silver VMs on one host (2 slots) and one pool (``pool_slots``, 10 MiB/s); each
     backup reads 600 s worth at 10 MiB/s, exactly as estimated, and never fails. Both were
-    last backed up 23 h 55 min before the window opens: due 5 minutes after it opens."""
+    last backed up one RPO less 5 minutes before the window opens: due 5 minutes after it opens."""
     base = sim.make_fleet(
         sim.FleetSpec(
             vms=2,
@@ -186,7 +186,7 @@ def hand_made(pool_slots: int = 1) -> sim.Fleet:
         est_bytes=np.array([600 * bandwidth] * 2, dtype=np.int64),
         throughput=np.array([bandwidth, bandwidth], dtype=float),
         est_seconds=np.array([600.0, 600.0]),
-        last_good=np.array([opening - DAY + 300] * 2),
+        last_good=np.array([opening - base.rpo[0] + 300] * 2),
     )
 
 
@@ -226,14 +226,14 @@ def test_a_vm_never_backed_up_again_counts_its_gap_to_the_end():
     result = sim.Simulation(fleet, Scripted([])).run()
     m = result.metrics()
     assert m["rpo_misses"] == 2
-    assert m["max_lateness_s"] == pytest.approx(fleet.end - (fleet.last_good[0] + DAY))
+    assert m["max_lateness_s"] == pytest.approx(fleet.end - (fleet.last_good[0] + fleet.rpo[0]))
 
 
 # -- strategies -------------------------------------------------------------------------------------
 
 
 def test_herd_queues_far_more_than_the_planner():
-    fleet = tiny(vms=400, hosts=10, pools=1, days=2, pool_slots=4, host_slots=2)
+    fleet = tiny(vms=400, hosts=10, pools=1, days=2, pool_slots=5, host_slots=2)
     report = sim.assess(fleet)
     herd = sim.simulate(fleet, sim.herd(), report).metrics()
     planned = sim.simulate(fleet, sim.PlannerStrategy(), report).metrics()
