@@ -85,7 +85,8 @@ def run_fleet(spec: sim.FleetSpec, label: str) -> dict[str, Any]:
     host_id, host_bound = report.worst_host
     log(
         f"{label}: {spec.vms} VMs, {spec.n_hosts} hosts, {spec.n_pools} pools, {spec.days} days, "
-        f"load x{spec.load:g}: {'feasible' if report.feasible else 'INFEASIBLE'} "
+        f"load x{spec.load:g}: {'feasible' if report.feasible else 'INFEASIBLE'}, "
+        f"{report.vms_without_retry_room} VMs without room to retry "
         f"(worst pool {pool_id} LB/window {pool_bound.ratio:.2f} by {pool_bound.term}, "
         f"worst host {host_id} {host_bound.ratio:.2f} by {host_bound.term}; "
         f"busiest pool's bytes {report.busiest_ratio:.2f} of its window)"
@@ -98,7 +99,11 @@ def run_fleet(spec: sim.FleetSpec, label: str) -> dict[str, Any]:
         "days": spec.days,
         "load": spec.load,
         "failure_rate": spec.failure_rate,
-        "feasible": report.feasible,
+        # What the capacity report would say: capacity for every night and, where backups
+        # fail, room for every VM to retry before its deadline.
+        "feasible": report.feasible and (spec.failure_rate == 0 or report.vms_without_retry_room == 0),
+        "capacity_feasible": report.feasible,
+        "vms_without_retry_room": report.vms_without_retry_room,
         "capacity": {
             "worst_pool": {"id": pool_id, "ratio": round(pool_bound.ratio, 4), "term": pool_bound.term},
             "worst_host": {"id": host_id, "ratio": round(host_bound.ratio, 4), "term": host_bound.term},

@@ -4,7 +4,9 @@ For each night and each pool and host it gives the lower bound LB (see
 ``planner.capacity``) against the open time, the term that binds and whether it fits; per
 offering, the demand of its VMs; and from a plan over the horizon, which VMs will miss their
 RPO, by how much, and the smallest change that would fix it: more bandwidth or more slots on
-the binding pool or host, a wider window, or a tier with a longer RPO.
+the binding pool or host, a wider window, or a tier with a longer RPO. Per offering too, the
+room kept before each deadline to retry a failed backup, and how many VMs' retries need
+more: capacity makes a fleet ``feasible``; room to retry makes it ``failure_tolerant``.
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ class Report:
     def feasible(self) -> bool:
         return all(n["feasible"] for n in self.nights) and not self.misses
 
+    @property
+    def failure_tolerant(self) -> bool:
+        """Every VM's failed backup can run again before its deadline."""
+        return all(o["vms_without_retry_room"] == 0 for o in self.offerings)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "feasible": self.feasible,
+            "failure_tolerant": self.failure_tolerant,
             "nights": self.nights,
             "offerings": self.offerings,
             "misses": self.misses,
@@ -68,6 +76,20 @@ def _bound_row(kind: str, ident: str, name: str, bound: capacity.Bound, limit: i
         "binding_term": bound.term,
         "fits": bound.fits,
         "fix": None if bound.fits else _fix(kind, bound, limit, bw),
+    }
+
+
+def _retry_row(offering: BackupOffering, room: capacity.RetryRoom) -> dict[str, Any]:
+    extra = room.rpo_for_all
+    return {
+        "retry_room": format_duration(int(room.room_seconds)),
+        "vms_without_retry_room": len(room.short),
+        "retry_fix": (
+            f"an RPO of {format_duration(math.ceil((offering.rpo_seconds + extra) / 60) * 60)} leaves "
+            "every VM room to retry a failed backup before its deadline"
+            if room.short
+            else None
+        ),
     }
 
 
@@ -106,6 +128,7 @@ def report(scope: Scope, *, nights: int = 3, now: datetime | None = None) -> Rep
         d["vms"] += 1
         d["bytes"] += vm.bytes
         d["seconds"] += capacity.duration_seconds(vm, pool_models)
+    rooms = {r.offering_id: r for r in capacity.retry_rooms(inputs.vms, inputs.pools, inputs.offerings, now)}
     offering_rows = [
         {
             "id": oid,
@@ -114,6 +137,7 @@ def report(scope: Scope, *, nights: int = 3, now: datetime | None = None) -> Rep
             "vms": int(d["vms"]),
             "bytes_per_backup": int(d["bytes"]),
             "backup_hours": round(d["seconds"] / 3600, 2),
+            **_retry_row(offerings[oid], rooms[oid]),
         }
         for oid, d in sorted(demand.items(), key=lambda kv: offerings[kv[0]].name)
     ]

@@ -56,6 +56,8 @@ def parse_duration(value: str | int, *, field_name: str) -> int:
 
 
 def format_duration(seconds: int) -> str:
+    if seconds == 0:
+        return "0m"
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"

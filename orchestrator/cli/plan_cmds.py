@@ -63,6 +63,12 @@ def capacity_cmd(app: App, nights: int, as_json: bool) -> None:
         )
     click.secho("\ndemand per offering", bold=True)
     emit(result.offerings, False)
+    if not result.failure_tolerant:
+        click.secho(
+            "\nnot failure tolerant: where an offering keeps no room to retry, a failed backup "
+            "misses its RPO (see retry_fix)",
+            fg="yellow",
+        )
     click.secho(f"\nVMs that will miss their RPO: {len(result.misses)}", bold=True)
     if result.misses:
         emit(result.misses, False)

@@ -21,6 +21,12 @@ backup is counted in the segment it must start in (a 12 h RPO on 18:00-08:00 nee
 18:00-20:00 and one in 06:00-08:00), on average over the nights (a 2-day RPO: half a backup
 a night). The bound is on the estimates: it says nothing of overruns, failures and retries,
 so "fits" with little to spare is not yet a schedule that keeps every RPO.
+
+``retry_rooms`` covers failures: per offering, the room the planner keeps before each
+deadline (``planner.retry_room``) against what each VM's retry needs — a whole failed
+attempt, the wait before the next, and the attempt again. An offering whose RPO equals the
+spacing of its windows (1 d on a nightly window) keeps none: every failed backup of it
+misses its RPO, however much capacity there is.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from orchestrator.planner.model import VM, Host, Offering, Pool
-from orchestrator.planner.planner import cut_segments, offering_retry_room
+from orchestrator.planner.planner import RETRY_AFTER, cut_segments, offering_retry_room
 from orchestrator.planner.timemath import Interval, merge, window_plans
 
 LONGEST = "longest job"
@@ -258,4 +264,42 @@ def nightly_work(
         for parts, share, room in segments.get(vm.offering_id, ()):
             if parts:
                 out.append(Work(vm.host_id, vm.pool_bytes, seconds, parts, share, room))
+    return out
+
+
+@dataclass(frozen=True)
+class RetryRoom:
+    """Whether a failed backup of an offering's VMs can run again before its deadline."""
+
+    offering_id: str
+    room_seconds: float  # ``planner.retry_room``: kept before every deadline
+    vms: int
+    # VMs whose retry needs more (a whole failed attempt, the wait, the attempt again),
+    # the neediest first, with what they need.
+    short: list[tuple[str, float]]
+
+    @property
+    def rpo_for_all(self) -> float:
+        """How much longer the RPO must be for every VM's retry to fit (0 if it does)."""
+        return max(0.0, self.short[0][1] - self.room_seconds) if self.short else 0.0
+
+
+def retry_rooms(
+    vms: Iterable[VM],
+    pools: Iterable[Pool],
+    offerings: Iterable[Offering],
+    start: datetime,
+    retry_after: timedelta = RETRY_AFTER,
+) -> list[RetryRoom]:
+    pool_by_id = {p.id: p for p in pools}
+    rooms = {o.id: offering_retry_room(o.level, start) * 60.0 for o in offerings}
+    needs: dict[str, list[tuple[str, float]]] = {oid: [] for oid in rooms}
+    for vm in vms:
+        if vm.offering_id in needs:
+            need = 2 * duration_seconds(vm, pool_by_id) + retry_after.total_seconds()
+            needs[vm.offering_id].append((vm.id, need))
+    out = []
+    for oid, room in rooms.items():
+        short = sorted(((v, n) for v, n in needs[oid] if n > room), key=lambda item: (-item[1], item[0]))
+        out.append(RetryRoom(oid, room, len(needs[oid]), short))
     return out

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from orchestrator.planner import planner as planner_module
-from orchestrator.planner.capacity import BANDWIDTH, Capacity, lower_bounds, nightly_work
+from orchestrator.planner.capacity import BANDWIDTH, Capacity, lower_bounds, nightly_work, retry_rooms
 from orchestrator.planner.model import VM, FixedJob, Host, Offering, Pool
 from orchestrator.planner.planner import cut_segments, offering_retry_room, plan
 from orchestrator.planner.timemath import window_plans
@@ -869,10 +869,13 @@ class FleetReport:
     busiest_pool: int  # index: the highest bytes/bandwidth ratio
     busiest_ratio: float  # > 1: its demand exceeds its window
     busiest_windows: list[tuple[float, float]]  # where that demand must run, simulation seconds
+    # VMs whose failed backup cannot run again before its deadline (``capacity.retry_rooms``).
+    vms_without_retry_room: int = 0
 
 
 def assess(fleet: Fleet) -> FleetReport:
-    """Capacity feasibility of every night, and where the busiest pool's bytes must flow."""
+    """Capacity feasibility of every night, where the busiest pool's bytes must flow, and
+    which VMs have no room to retry."""
     nights = fleet.capacity()
     worst_pool = max((c.worst("pool") for c in nights if c.pools), key=lambda kv: kv[1].ratio, default=None)
     worst_host = max((c.worst("host") for c in nights if c.hosts), key=lambda kv: kv[1].ratio, default=None)
@@ -891,6 +894,16 @@ def assess(fleet: Fleet) -> FleetReport:
         busiest_pool=index[busiest],
         busiest_ratio=ratios[busiest],
         busiest_windows=[(a, b) for a, b in windows if b > 0 and a < fleet.end],
+        vms_without_retry_room=sum(
+            len(r.short)
+            for r in retry_rooms(
+                fleet.planner_vms(),
+                fleet.pools,
+                fleet.offerings,
+                fleet.t0,
+                timedelta(seconds=fleet.spec.retry_backoff),
+            )
+        ),
     )
 
 

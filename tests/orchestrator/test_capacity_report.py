@@ -77,3 +77,55 @@ def test_a_light_fleet_fits(world):
 def test_users_cannot_see_the_capacity_report(world):
     with pytest.raises(PermissionDenied), world.core.scope(world.alice) as s:
         capacity_report.report(s)
+
+
+def test_an_rpo_equal_to_the_windows_spacing_leaves_no_room_to_retry(world, crowded):
+    # 1 d on a nightly window: backups 24 h apart, a failed one is late whatever the capacity.
+    with world.core.scope(world.admin) as s:
+        report = capacity_report.report(s, nights=1)
+    night = next(o for o in report.offerings if o["name"] == "night")
+    assert night["retry_room"] == "0m"
+    assert night["vms_without_retry_room"] == 20
+    assert "RPO of" in night["retry_fix"]
+    assert report.failure_tolerant is False
+    assert report.to_dict()["failure_tolerant"] is False
+
+
+def test_an_rpo_beyond_the_windows_spacing_is_kept_as_room_to_retry(world):
+    with world.core.scope(world.admin) as s:
+        inventory.create_pool(s, zone="zone1", name="quick", bandwidth_bytes_per_s=100 * 2**20)
+        small = inventory.register_vm(
+            s,
+            name="small",
+            account="alice",
+            zone="zone1",
+            host="kvm1",
+            volumes=[{"pool": "quick", "size": GiB}],
+        ).id
+        big = inventory.register_vm(
+            s,
+            name="big",
+            account="alice",
+            zone="zone1",
+            host="kvm1",
+            volumes=[{"pool": "quick", "size": 600 * GiB}],
+        ).id
+    # 26 h on a nightly window: 2 h before each deadline stay free for a retry.
+    roomy = import_offering(
+        world.core,
+        world.admin,
+        world.provider_id,
+        "roomy",
+        rpo="26h",
+        windows=[{"start": "01:00", "end": "03:00"}],
+    )
+    with world.core.scope(world.admin) as s:
+        assignments.assign(s, small, roomy)
+        assignments.assign(s, big, roomy)
+        report = capacity_report.report(s, nights=1)
+    row = next(o for o in report.offerings if o["name"] == "roomy")
+    assert row["retry_room"] == "2h"
+    # The big one's backup (~100 min, estimated from its size with no history) cannot fail
+    # and run again within 2 h; the small one's can.
+    assert row["vms_without_retry_room"] == 1
+    assert row["retry_fix"] is not None
