@@ -16,6 +16,12 @@ allows (``load``). Each fleet's capacity is checked with ``capacity.lower_bounds
 night. Planning time is measured apart too: one full plan of the fleet at the first window
 opening, best of three, to fit its growth with the fleet's size.
 
+The tiers (``sim.default_offerings``: gold 16 h, silver 30 h, bronze 54 h) leave room to
+retry a failed backup beyond the spacing their windows need, which the planner keeps free
+(``planner.retry_room``). A fleet's ``feasible`` is what the capacity report would say:
+capacity for every night and, since backups fail here, room for every VM's retry
+(``capacity_feasible`` and ``vms_without_retry_room`` apart).
+
     .venv/bin/python benchmarks/planner.py --quick --json    # 1k and 20k, 2 days
     .venv/bin/python benchmarks/planner.py                   # all fleets, 7 days
 """
