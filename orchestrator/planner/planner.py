@@ -24,9 +24,9 @@ How a VM's start is chosen:
    the slack is kept rather than spent: segments are cut and slots chosen against
    ``RPO - retry room`` (``retry_room``: the most slack that costs no extra backup), so each
    backup starts one retry room before its deadline, and its slot leaves room in the window
-   for a failed attempt to run again. Where the RPO equals the spacing (12 h on that
-   window, 1 d on a nightly one) there is no such room: a failed backup misses its RPO,
-   and the capacity report says so.
+   for a failed attempt to run again (twice, where the room is long enough). Where the RPO
+   equals the spacing (12 h on that window, 1 d on a nightly one) there is no such room: a
+   failed backup misses its RPO, and the capacity report says so.
 
 Hashed slots spread the load evenly over each window, which keeps the peak low and the
 capacity nobody was given free for retries; earliest-deadline-first decides who waits
@@ -361,11 +361,11 @@ class Planner:
             )
         soon = False
         if cal.retry_room:
-            # Aim one retry room early, the slot leaving room in its window for the retry
-            # (the failed attempt, the wait, the attempt again); without room only where
-            # capacity leaves nothing earlier.
+            # Aim one retry room early, the slot leaving room in its window for two retries
+            # (each a failed attempt and the wait, then the attempt that works) as far as the
+            # retry room goes; without room only where capacity leaves nothing earlier.
             aim = deadline - cal.retry_room
-            retry = d + min(d + self.retry_after, cal.retry_room)
+            retry = d + min(2 * (d + self.retry_after), cal.retry_room)
             placed = self._on_time(vm, cal, aim, lower, d, retry, rates, fresh, 3)
             if placed is not None:
                 return placed

@@ -59,7 +59,7 @@ def plan_nightly(vms: list[VM], rpo: str, now: datetime = NOON, horizon: timedel
     return plan(vms, [Host("h1", 100)], [Pool("p1", 100)], [Offering("o", nightly(rpo))], now, horizon)
 
 
-def test_each_backup_starts_one_retry_room_early_with_room_in_the_window_for_the_retry():
+def test_each_backup_starts_one_retry_room_early_with_room_in_the_window_for_two_retries():
     room = timedelta(hours=6)
     vms = [vm(f"vm-{i}", 5 + 9 * i, NOON - timedelta(hours=15)) for i in range(12)]
     result = plan_nightly(vms, "30h")
@@ -67,13 +67,14 @@ def test_each_backup_starts_one_retry_room_early_with_room_in_the_window_for_the
     for job in result.jobs:
         assert job.start <= job.deadline - room
         length = job.end - job.start
-        # The failed attempt, the wait and the attempt again all end before 06:00.
+        # Two failed attempts, each with its wait, and the attempt that works all end before
+        # 06:00 (the 6 h room holds them for every job here: at most 104 min each).
         window_end = datetime.combine(
             job.start.astimezone(BERLIN).date() + timedelta(days=1), time(6), BERLIN
         )
         if job.start.astimezone(BERLIN).time() < time(12):
             window_end -= timedelta(days=1)
-        assert job.start + 2 * length + RETRY_AFTER <= window_end
+        assert job.start + 3 * length + 2 * RETRY_AFTER <= window_end
 
 
 def test_with_room_the_slot_is_still_the_same_local_time_night_after_night():
@@ -139,11 +140,10 @@ def test_on_a_feasible_fleet_a_failed_backup_is_retried_before_its_deadline(seed
     planned = sim.simulate(fleet, sim.PlannerStrategy(), report)
     herd = sim.simulate(fleet, sim.herd(), report).metrics()
     assert planned.failures > 40  # the failures did happen
-    # Room is kept for one retry: only a second failure in a row can still cost the RPO.
-    misses = planned.metrics()["rpo_misses"]
-    assert misses <= back_to_back_failures(planned)
-    assert misses == (0 if seed == 1 else 1)
-    assert herd["rpo_misses_after_failure"] > misses  # the herd retries at the next window
+    assert planned.metrics()["rpo_misses"] == 0
+    if seed == 2:  # one VM fails twice in a row, and still makes it in the room kept
+        assert back_to_back_failures(planned) >= 1
+    assert herd["rpo_misses_after_failure"] > 0  # the herd retries at the next window
 
 
 def test_the_classic_tiers_keep_no_room_and_the_assessment_says_so():
