@@ -50,6 +50,7 @@ COLUMNS = (
     ("rpo_misses", "RPO misses", "{:d}"),
     ("rpo_misses_after_failure", "of which failed", "{:d}"),
     ("max_lateness_s", "max late s", "{:.0f}"),
+    ("vm_hours_beyond_rpo", "VM-h beyond", "{:.0f}"),
     ("peak_concurrency_ratio", "peak/limit", "{:.2f}"),
     ("peak_submitted_ratio", "submitted/limit", "{:.1f}"),
     ("peak_backlog", "peak backlog", "{:d}"),

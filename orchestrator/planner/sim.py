@@ -415,6 +415,7 @@ class Simulation:
         self.rpo_misses_after_failure = 0
         self.failed_in_time = [False] * n
         self.max_lateness = 0.0
+        self.lateness_total = 0.0
         self.moved = [0.0] * len(f.pools)
         self.count_windows = count_windows or {}
         self.counted = dict.fromkeys(self.count_windows, 0.0)
@@ -491,6 +492,7 @@ class Simulation:
         if late > 0:
             self.rpo_misses += 1
             self.max_lateness = max(self.max_lateness, late)
+            self.lateness_total += late
             if self.failed_in_time[vm]:
                 self.rpo_misses_after_failure += 1
         self.failed_in_time[vm] = False
@@ -643,6 +645,9 @@ class Simulation:
         rpo_misses: VM intervals between consecutive good restore points (or from the last to
             the end) longer than the RPO; ``rpo_misses_after_failure`` of them had an attempt
             started by the deadline that failed. max_lateness_s: the longest excess.
+            vm_hours_beyond_rpo: all excesses summed — the exposure. In overload the miss
+            count alone rewards starving a few VMs for days (one long miss each) over
+            spreading the delay; the exposure does not.
         peak_concurrency_ratio: most jobs running at once on a pool over its limit (the
             runtime never exceeds 1); ``peak_host_concurrency_ratio`` the same for hosts;
             ``peak_submitted_ratio``: most jobs submitted and not finished on a pool (queued or
@@ -668,6 +673,7 @@ class Simulation:
             "rpo_misses": self.rpo_misses,
             "rpo_misses_after_failure": self.rpo_misses_after_failure,
             "max_lateness_s": round(self.max_lateness, 1),
+            "vm_hours_beyond_rpo": round(self.lateness_total / HOUR, 1),
             "peak_concurrency_ratio": round(max(pool_ratio, default=0.0), 4),
             "peak_host_concurrency_ratio": round(max(host_ratio, default=0.0), 4),
             "peak_submitted_ratio": round(max(submitted, default=0.0), 4),

@@ -212,6 +212,7 @@ def test_metrics_of_a_hand_made_night():
     # The rest of the day (to noon) is within the RPO for both.
     assert m["rpo_misses"] == 1
     assert m["max_lateness_s"] == pytest.approx(300)
+    assert m["vm_hours_beyond_rpo"] == pytest.approx(300 / 3600, abs=0.05)
     # 1200 s of the pool's bandwidth used in the 9 open hours of the silver night.
     assert report.busiest_windows == [
         (opening, opening + 2 * 3600),
@@ -226,7 +227,9 @@ def test_a_vm_never_backed_up_again_counts_its_gap_to_the_end():
     result = sim.Simulation(fleet, Scripted([])).run()
     m = result.metrics()
     assert m["rpo_misses"] == 2
-    assert m["max_lateness_s"] == pytest.approx(fleet.end - (fleet.last_good[0] + fleet.rpo[0]))
+    gap = fleet.end - (fleet.last_good[0] + fleet.rpo[0])
+    assert m["max_lateness_s"] == pytest.approx(gap)
+    assert m["vm_hours_beyond_rpo"] == pytest.approx(2 * gap / 3600, abs=0.05)
 
 
 # -- strategies -------------------------------------------------------------------------------------
