@@ -56,6 +56,7 @@ COLUMNS = (
     ("peak_backlog", "peak backlog", "{:d}"),
     ("p95_wait_s", "p95 wait s", "{:.0f}"),
     ("utilisation_vs_bound", "util/bound", "{:.3f}"),
+    ("hours_outside_windows", "h outside", "{:.0f}"),
     ("plan_seconds", "plan s", "{:.2f}"),
     ("jobs", "jobs", "{:d}"),
 )

@@ -656,6 +656,8 @@ class Simulation:
             of submission to start (a job never started counts its wait until the end).
         utilisation_vs_bound: bytes moved on the counted pool inside its counted stretches over
             its bandwidth times their length. plan_seconds: wall time the strategy spent planning.
+        hours_outside_windows: backup time spent outside its offering's open parts (a queue
+            that runs on past the window's end, into the hours it was meant to keep free).
         """
         f, log = self.fleet, self.log
         waits = np.frombuffer(log.start, dtype=np.float64) - np.frombuffer(log.submit, dtype=np.float64)
@@ -680,6 +682,7 @@ class Simulation:
             "peak_backlog": self.peak_backlog,
             "p95_wait_s": round(float(np.percentile(waits, 95)), 1) if waits.size else 0.0,
             "utilisation_vs_bound": None if util is None else round(util, 4),
+            "hours_outside_windows": round(self._seconds_outside_windows() / HOUR, 1),
             "plan_seconds": round(self.strategy.plan_seconds, 3),
             "plan_calls": self.strategy.plan_calls,
             "jobs": len(log.start),
@@ -688,6 +691,30 @@ class Simulation:
             "tb_moved": round(sum(self.moved) / 1e12, 3),
             "vms": f.size,
         }
+
+    def _seconds_outside_windows(self) -> float:
+        f, log = self.fleet, self.log
+        starts = np.frombuffer(log.start, dtype=np.float64)
+        ends = np.frombuffer(log.end, dtype=np.float64)
+        offering = f.offering[np.asarray(log.vm, dtype=np.int64)]
+        outside = 0.0
+        for k, cal in enumerate(f.calendars):
+            mine = offering == k
+            if mine.any():
+                s, e = starts[mine], ends[mine]
+                inside = _open_seconds_until(cal.parts, e) - _open_seconds_until(cal.parts, s)
+                outside += float(((e - s) - inside).sum())
+        return outside
+
+
+def _open_seconds_until(parts: Sequence[tuple[float, float]], t: np.ndarray) -> np.ndarray:
+    """Open time from the first part up to each of ``t`` (parts sorted and disjoint)."""
+    a = np.array([x for x, _ in parts])
+    b = np.array([y for _, y in parts])
+    before = np.concatenate(([0.0], np.cumsum(b - a)))
+    i = np.searchsorted(a, t, side="right") - 1
+    j = i.clip(0)
+    return np.where(i >= 0, before[j] + np.minimum(t, b[j]) - a[j], 0.0)
 
 
 # -- strategies ------------------------------------------------------------------------------------

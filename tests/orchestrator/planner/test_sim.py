@@ -213,6 +213,7 @@ def test_metrics_of_a_hand_made_night():
     assert m["rpo_misses"] == 1
     assert m["max_lateness_s"] == pytest.approx(300)
     assert m["vm_hours_beyond_rpo"] == pytest.approx(300 / 3600, abs=0.05)
+    assert m["hours_outside_windows"] == 0
     # 1200 s of the pool's bandwidth used in the 9 open hours of the silver night.
     assert report.busiest_windows == [
         (opening, opening + 2 * 3600),
@@ -220,6 +221,14 @@ def test_metrics_of_a_hand_made_night():
     ]
     assert m["utilisation_vs_bound"] == pytest.approx(1200 / (9 * 3600), abs=1e-4)
     assert m["plan_seconds"] == 0.0
+
+
+def test_a_job_running_into_a_blackout_counts_its_time_outside_the_window():
+    fleet = hand_made()
+    opening = first_silver_opening(fleet)
+    # The first open part ends at 22:00 (the blackout): 300 s of the 600 s job fall in it.
+    result = sim.simulate(fleet, Scripted([(0, opening + 2 * 3600 - 300)]))
+    assert result.metrics()["hours_outside_windows"] == pytest.approx(300 / 3600, abs=0.05)
 
 
 def test_a_vm_never_backed_up_again_counts_its_gap_to_the_end():
