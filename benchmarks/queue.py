@@ -23,8 +23,8 @@ PostgreSQL schema of its own (``BACKUP_BENCH_POSTGRES_URL``) and drops it at the
     .venv/bin/python benchmarks/queue.py --quick --json     # M = 200, K = 500: under a minute
     .venv/bin/python benchmarks/queue.py                    # M = 2000, K = 100000: about 25 min
 
-``--quick`` plans only 500 jobs: ``release_due`` manages about 90 a second on two cores,
-so 5000 alone would take a minute.
+``--quick`` plans only 500 jobs: ``release_due`` manages about 300 a second on two cores,
+so 20 000 alone would take a minute.
 """
 
 from __future__ import annotations

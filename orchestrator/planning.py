@@ -10,11 +10,12 @@ back inside its window while its deadline allows, without a retry rule of its ow
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import backups, planner
@@ -237,18 +238,24 @@ def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedel
 RELEASE_BATCH = 500
 
 
-def release_due(core: Core, now: datetime | None = None) -> list[str]:
-    """Turn planned jobs whose start has come into queued backups (restore point rows)."""
+def _due(now: datetime) -> Select[tuple[str, str]]:
+    return (
+        select(Job.id, Job.account_id)
+        .where(Job.state == JobState.PLANNED, Job.kind == JobKind.BACKUP, Job.not_before <= now)
+        .order_by(Job.not_before)
+    )
+
+
+def release_due(core: Core, now: datetime | None = None, *, max_seconds: float | None = None) -> list[str]:
+    """Turn planned jobs whose start has come into queued backups (restore point rows),
+    earliest first. With ``max_seconds``, stop after the batch that reaches it: the rest
+    stays due for the next call (``any_due``), and the caller gets to its other work."""
     now = now or utcnow()
     released: list[str] = []
+    started = time.monotonic()
     while True:
         with core.db.session() as session:
-            due = session.execute(
-                select(Job.id, Job.account_id)
-                .where(Job.state == JobState.PLANNED, Job.kind == JobKind.BACKUP, Job.not_before <= now)
-                .order_by(Job.not_before)
-                .limit(RELEASE_BATCH)
-            ).all()
+            due = session.execute(_due(now).limit(RELEASE_BATCH)).all()
         by_account: dict[str, list[str]] = defaultdict(list)
         for job_id, account_id in due:
             by_account[account_id].append(job_id)
@@ -256,8 +263,14 @@ def release_due(core: Core, now: datetime | None = None) -> list[str]:
             released += _release(core, account_id, job_ids)
         # Every job of the batch left ``planned`` (released or cancelled), so the next
         # query moves on.
-        if len(due) < RELEASE_BATCH:
+        out_of_time = max_seconds is not None and time.monotonic() - started >= max_seconds
+        if len(due) < RELEASE_BATCH or out_of_time:
             return released
+
+
+def any_due(core: Core, now: datetime | None = None) -> bool:
+    with core.db.session() as session:
+        return session.execute(_due(now or utcnow()).limit(1)).first() is not None
 
 
 def _release(core: Core, account_id: str, job_ids: list[str]) -> list[str]:

@@ -151,7 +151,10 @@ def run_dispatcher(core: Core, tick_seconds: float, deliver_every: float, stop: 
                 try:
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + tick_seconds
-                        log.info("round: %s", dispatch.tick(core))
+                        result = dispatch.tick(core)
+                        log.info("round: %s", result)
+                        if result["sla_release_pending"]:
+                            next_tick = 0.0  # more planned jobs due: release on in the next round
                     else:
                         deliver_due(core)
                     telemetry.DISPATCHER_ROUNDS.inc()
