@@ -365,15 +365,15 @@ class Planner:
             # (each a failed attempt and the wait, then the attempt that works) as far as the
             # retry room goes; without room only where capacity leaves nothing earlier.
             aim = deadline - cal.retry_room
-            retry = d + min(2 * (d + self.retry_after), cal.retry_room)
-            placed = self._on_time(vm, cal, aim, lower, d, retry, rates, fresh, 3)
+            span = d + min(2 * (d + self.retry_after), cal.retry_room)
+            placed = self._on_time(vm, cal, aim, lower, d, span, rates, fresh)
             if placed is not None:
                 return placed
             # Already inside its retry room (its backup failed or ran late, or it joined the
             # offering close to a deadline): as soon as it can, so that one more failure
             # still leaves time — not at its slot by the deadline.
             soon = not cal.open_between(max(lower, 0), aim, d)
-        placed = self._on_time(vm, cal, deadline, lower, d, d, rates, fresh, len(hold_minutes(d)), soon)
+        placed = self._on_time(vm, cal, deadline, lower, d, d, rates, fresh, soon)
         if placed is not None:
             return placed
         for a, b in cal.all_parts:
@@ -395,7 +395,6 @@ class Planner:
         span: int,
         rates: dict[str, float],
         fresh: bool,
-        holds: int,
         soon: bool = False,
     ) -> tuple[int, str, bool] | None:
         """The start by ``aim`` for a job of ``d`` minutes whose slot leaves ``span`` minutes
@@ -429,12 +428,15 @@ class Planner:
                 break
             tried += 1
             # With room for an overrun if there is capacity for it, else just the estimate.
-            for hold in hold_minutes(d)[:holds]:
+            for hold in hold_minutes(d):
                 start = self._nearest(vm, rates, cal.parts[seg.window], lower, aim, d, hold, slot)
                 if start is not None:
-                    how = (
-                        "at its slot" if start == slot else f"{start - slot:+d} min from its slot (capacity)"
-                    )
+                    if soon:
+                        how = "as soon as it can, inside its retry room,"
+                    elif start == slot:
+                        how = "at its slot"
+                    else:
+                        how = f"{start - slot:+d} min from its slot (capacity)"
                     return start, f"{how} in the window of {self._local(seg.start, cal)}", False
         return None
 

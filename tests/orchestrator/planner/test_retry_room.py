@@ -104,6 +104,7 @@ def test_a_vm_inside_its_retry_room_goes_as_soon_as_it_can():
     (job,) = plan_nightly([vm("a", 10, deadline - timedelta(hours=30))], "30h", now).jobs
     assert job.start == now
     assert not job.late
+    assert "retry room" in job.reason
 
 
 def test_without_room_the_backup_still_runs_by_its_deadline():
