@@ -85,7 +85,7 @@ def _retry_row(offering: BackupOffering, room: capacity.RetryRoom) -> dict[str, 
         "retry_room": format_duration(int(room.room_seconds)),
         "vms_without_retry_room": len(room.short),
         "retry_fix": (
-            f"an RPO of {format_duration(math.ceil((offering.rpo_seconds + extra) / 60) * 60)} leaves "
+            f"an RPO of {format_duration(math.ceil((offering.rpo_seconds + extra) / 3600) * 3600)} leaves "
             "every VM room to retry a failed backup before its deadline"
             if room.short
             else None
