@@ -273,7 +273,6 @@ class RetryRoom:
 
     offering_id: str
     room_seconds: float  # ``planner.retry_room``: kept before every deadline
-    vms: int
     # VMs whose retry needs more (a whole failed attempt, the wait, the attempt again),
     # the neediest first, with what they need.
     short: list[tuple[str, float]]
@@ -301,5 +300,5 @@ def retry_rooms(
     out = []
     for oid, room in rooms.items():
         short = sorted(((v, n) for v, n in needs[oid] if n > room), key=lambda item: (-item[1], item[0]))
-        out.append(RetryRoom(oid, room, len(needs[oid]), short))
+        out.append(RetryRoom(oid, room, short))
     return out

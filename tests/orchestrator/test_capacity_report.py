@@ -96,22 +96,17 @@ def test_an_rpo_equal_to_the_windows_spacing_leaves_no_room_to_retry(world, crow
 def test_an_rpo_beyond_the_windows_spacing_is_kept_as_room_to_retry(world):
     with world.core.scope(world.admin) as s:
         inventory.create_pool(s, zone="zone1", name="quick", bandwidth_bytes_per_s=100 * 2**20)
-        small = inventory.register_vm(
-            s,
-            name="small",
-            account="alice",
-            zone="zone1",
-            host="kvm1",
-            volumes=[{"pool": "quick", "size": GiB}],
-        ).id
-        big = inventory.register_vm(
-            s,
-            name="big",
-            account="alice",
-            zone="zone1",
-            host="kvm1",
-            volumes=[{"pool": "quick", "size": 600 * GiB}],
-        ).id
+        small, big = (
+            inventory.register_vm(
+                s,
+                name=name,
+                account="alice",
+                zone="zone1",
+                host="kvm1",
+                volumes=[{"pool": "quick", "size": size}],
+            ).id
+            for name, size in (("small", GiB), ("big", 600 * GiB))
+        )
     # 26 h on a nightly window: 2 h before each deadline stay free for a retry.
     roomy = import_offering(
         world.core,
