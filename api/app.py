@@ -10,8 +10,8 @@ from werkzeug.exceptions import HTTPException
 from api import rest
 from api.cloudstack.endpoint import blueprint as cloudstack
 from api.ops import blueprint as ops
-from orchestrator.config import Settings
-from orchestrator.core import Core
+from orchestrator.engine.core import Core
+from orchestrator.infra.config import Settings
 
 MAX_REQUEST_BYTES = 1 << 20
 

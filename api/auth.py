@@ -18,11 +18,11 @@ from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
-from orchestrator import accounts
-from orchestrator.actor import Actor
-from orchestrator.errors import AuthenticationFailed
-from orchestrator.models import utcnow
-from orchestrator.sealing import Sealer
+from orchestrator.domain.actor import Actor
+from orchestrator.domain.errors import AuthenticationFailed
+from orchestrator.domain.models import utcnow
+from orchestrator.infra.sealing import Sealer
+from orchestrator.usecases import accounts
 
 EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 

@@ -12,8 +12,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, request
 from sqlalchemy import text
 
-from orchestrator import telemetry
-from orchestrator.core import Core
+from orchestrator.engine.core import Core
+from orchestrator.infra import telemetry
 
 blueprint = Blueprint("ops", __name__)
 

@@ -44,9 +44,9 @@ import sqlalchemy as sa  # noqa: E402
 ROOT = HERE.parent
 
 from api.auth import EXPIRES_FORMAT, sign  # noqa: E402
-from orchestrator import accounts  # noqa: E402
-from orchestrator.config import Settings  # noqa: E402
-from orchestrator.core import Core  # noqa: E402
+from orchestrator.engine.core import Core  # noqa: E402
+from orchestrator.infra.config import Settings  # noqa: E402
+from orchestrator.usecases import accounts  # noqa: E402
 
 POSTGRES = os.environ.get("BACKUP_BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 # Client threads share a process per this many: one process for all of them would make

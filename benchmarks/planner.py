@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
-from orchestrator.planner import sim  # noqa: E402
+from benchmarks import sim  # noqa: E402
 from orchestrator.planner.planner import plan  # noqa: E402
 
 STRATEGIES = ("herd", "jitter", "fifo", "planner")

@@ -60,19 +60,8 @@ from typing import Any  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-from orchestrator import (  # noqa: E402
-    accounts,
-    assignments,
-    backup_providers,
-    backups,
-    inventory,
-    offerings,
-    planning,
-)
-from orchestrator.actor import Actor  # noqa: E402
-from orchestrator.config import Settings  # noqa: E402
-from orchestrator.core import Core  # noqa: E402
-from orchestrator.models import (  # noqa: E402
+from orchestrator.domain.actor import Actor  # noqa: E402
+from orchestrator.domain.models import (  # noqa: E402
     Job,
     JobKind,
     JobState,
@@ -80,6 +69,17 @@ from orchestrator.models import (  # noqa: E402
     Volume,
     VolumeType,
     new_id,
+)
+from orchestrator.engine.core import Core  # noqa: E402
+from orchestrator.infra.config import Settings  # noqa: E402
+from orchestrator.usecases import (  # noqa: E402
+    accounts,
+    assignments,
+    backup_providers,
+    backups,
+    inventory,
+    offerings,
+    planning,
 )
 from workers.runner import celery_runner  # noqa: E402
 
@@ -308,7 +308,7 @@ def measure_ours(
                 [
                     sys.executable,
                     "-m",
-                    "orchestrator.cli.main",
+                    "api.cli.main",
                     "worker",
                     "--queues",
                     queue,

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from orchestrator.errors import InvalidArgument, ProviderError, Unsupported
+from orchestrator.domain.errors import InvalidArgument, ProviderError, Unsupported
 
 
 class Capability(StrEnum):

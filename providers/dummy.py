@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.base import (
     BackupProvider,
     BackupRequest,

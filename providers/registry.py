@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.errors import InvalidArgument
+from orchestrator.domain.errors import InvalidArgument
 from providers.base import BackupProvider
 
 GROUP = "backup_orchestrator.providers"

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import accounts, assignments, backup_providers, inventory, offerings
-from orchestrator.actor import Actor
-from orchestrator.config import Settings
-from orchestrator.core import Core
-from orchestrator.db import Database
-from orchestrator.runner import Queued
+from orchestrator.domain.actor import Actor
+from orchestrator.engine.core import Core
+from orchestrator.engine.runner import Queued
+from orchestrator.infra.config import Settings
+from orchestrator.infra.db import Database
+from orchestrator.usecases import accounts, assignments, backup_providers, inventory, offerings
 
 POSTGRES_URL = os.environ.get(
     "BACKUP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from orchestrator.config import Settings
-from orchestrator.errors import InvalidArgument
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.infra.config import Settings
 
 TASK_NAME = "backup_orchestrator.run_job"
 

@@ -8,10 +8,10 @@ from typing import Any
 from celery import bootsteps
 from sqlalchemy import or_, select
 
-from orchestrator.core import Core
-from orchestrator.errors import NotFound
-from orchestrator.models import Host, StoragePool
-from orchestrator.routing import DEFAULT_QUEUE, INGEST_QUEUE
+from orchestrator.domain.errors import NotFound
+from orchestrator.domain.models import Host, StoragePool
+from orchestrator.engine.core import Core
+from orchestrator.engine.routing import DEFAULT_QUEUE, INGEST_QUEUE
 
 log = logging.getLogger(__name__)
 

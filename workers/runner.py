@@ -10,14 +10,14 @@ from celery import Celery
 from kombu.exceptions import ChannelError
 from sqlalchemy import update
 
-from orchestrator.config import Settings
-from orchestrator.models import Job, JobKind, JobState, utcnow
-from orchestrator.runner import Queued
+from orchestrator.domain.models import Job, JobKind, JobState, utcnow
+from orchestrator.engine.runner import Queued
+from orchestrator.infra.config import Settings
 from workers.app import TASK_NAME, make_app
 from workers.tasks import HARD_LIMIT_GRACE, TIME_LIMITS
 
 if TYPE_CHECKING:
-    from orchestrator.core import Core
+    from orchestrator.engine.core import Core
 
 
 class CeleryRunner:

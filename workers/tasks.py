@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, cast
 from celery import Celery
 from celery.signals import worker_process_init
 
-from orchestrator.config import Settings
-from orchestrator.core import Core
-from orchestrator.execution import Outcome, execute
-from orchestrator.models import JobKind
+from orchestrator.domain.models import JobKind
+from orchestrator.engine.core import Core
+from orchestrator.engine.execution import Outcome, execute
+from orchestrator.infra.config import Settings
 from workers.app import TASK_NAME
 
 if TYPE_CHECKING:

@@ -8,7 +8,10 @@ from typing import Any
 
 from api.cloudstack import render
 from api.cloudstack.params import Params
-from orchestrator import (
+from orchestrator.domain.errors import InvalidArgument, NotFound, Unsupported
+from orchestrator.domain.models import BackupOffering, BackupSchedule, IntervalType, Job, JobState, Volume
+from orchestrator.engine.core import Scope
+from orchestrator.usecases import (
     assignments,
     backup_providers,
     backups,
@@ -19,9 +22,6 @@ from orchestrator import (
     restores,
     schedules,
 )
-from orchestrator.core import Scope
-from orchestrator.errors import InvalidArgument, NotFound, Unsupported
-from orchestrator.models import BackupOffering, BackupSchedule, IntervalType, Job, JobState, Volume
 from providers.base import Capability
 
 

@@ -11,9 +11,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from api.auth import verify_signed
 from api.cloudstack.commands import COMMANDS, Call, Listing, check_available
 from api.cloudstack.params import Params
-from orchestrator import errors
-from orchestrator.core import Core
-from orchestrator.models import Job
+from orchestrator.domain import errors
+from orchestrator.domain.models import Job
+from orchestrator.engine.core import Core
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("cloudstack", __name__)

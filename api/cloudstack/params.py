@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orchestrator.errors import InvalidArgument
+from orchestrator.domain.errors import InvalidArgument
 
 TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 

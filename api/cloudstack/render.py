@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orchestrator.backups import BackupRow
-from orchestrator.models import (
+from orchestrator.domain.models import (
     Backup,
     BackupOffering,
     BackupProvider,
@@ -17,6 +16,7 @@ from orchestrator.models import (
     Volume,
     Zone,
 )
+from orchestrator.usecases.backups import BackupRow
 from providers.base import ProviderOffering
 
 # CloudStack's async job states and result codes.

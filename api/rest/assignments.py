@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from api import views
 from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
-from orchestrator import assignments, views
+from orchestrator.usecases import assignments
 
 blp = rest_blueprint(
     "assignments",

@@ -9,8 +9,8 @@ from contextlib import AbstractContextManager
 from flask import current_app, g, request
 
 from api.auth import verify_headers, verify_signed
-from orchestrator.core import Core, Scope
-from orchestrator.errors import AuthenticationFailed
+from orchestrator.domain.errors import AuthenticationFailed
+from orchestrator.engine.core import Core, Scope
 
 
 def _core() -> Core:

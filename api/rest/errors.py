@@ -11,7 +11,7 @@ from http import HTTPStatus
 
 from flask import Flask, Response, jsonify
 
-from orchestrator import errors
+from orchestrator.domain import errors
 
 STATUS: list[tuple[type[errors.DomainError], HTTPStatus]] = [
     (errors.AuthenticationFailed, HTTPStatus.UNAUTHORIZED),

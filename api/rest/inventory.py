@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from api import views
 from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
 from api.rest.jobs import ACCEPTED_HEADERS, accepted
 from api.rest.pages import named_like, of_list, of_page
-from orchestrator import ingest, inventory, views
+from orchestrator.usecases import ingest, inventory
 
 blp = rest_blueprint(
     "inventory",

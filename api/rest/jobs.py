@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from api import views
 from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import PREFIX, rest_blueprint
 from api.rest.pages import of_page
-from orchestrator import jobs, views
-from orchestrator.models import Job
+from orchestrator.domain.models import Job
+from orchestrator.usecases import jobs
 
 blp = rest_blueprint(
     "jobs",

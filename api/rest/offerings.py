@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from api import views
 from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
 from api.rest.pages import of_page
-from orchestrator import offerings, views
+from orchestrator.usecases import offerings
 
 blp = rest_blueprint(
     "offerings",

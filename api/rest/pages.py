@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from orchestrator.paging import Page
+from orchestrator.infra.paging import Page
 
 T = TypeVar("T")
 View = Callable[[T], dict[str, Any]]

@@ -16,7 +16,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.datastructures import MultiDict
 
-from orchestrator.errors import InvalidArgument
+from orchestrator.domain.errors import InvalidArgument
 
 # Query parameters of a CloudStack-style signature: read by authentication, not by routes.
 SIGNATURE_PARAMS = frozenset({"apikey", "signature", "signatureversion", "expires"})

@@ -8,7 +8,7 @@ from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
 from api.rest.jobs import ACCEPTED_HEADERS, accepted
-from orchestrator import restores
+from orchestrator.usecases import restores
 
 blp = rest_blueprint(
     "restores",

@@ -14,7 +14,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from orchestrator.models import (
+from orchestrator.domain.models import (
     BackupOrigin,
     BackupStatus,
     BackupType,
@@ -25,8 +25,8 @@ from orchestrator.models import (
     VMState,
     VolumeType,
 )
-from orchestrator.paging import DEFAULT_PAGESIZE, MAX_PAGESIZE
-from orchestrator.schedules import MAX_BACKUPS_LIMIT
+from orchestrator.infra.paging import DEFAULT_PAGESIZE, MAX_PAGESIZE
+from orchestrator.usecases.schedules import MAX_BACKUPS_LIMIT
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestrator.sla import ServiceLevel
+from orchestrator.domain.sla import ServiceLevel
 
 # Used for a VM never backed up: a conservative sustained read rate, bytes per second.
 DEFAULT_THROUGHPUT = 100 * 2**20

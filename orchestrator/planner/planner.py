@@ -47,10 +47,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from orchestrator.domain.sla import ServiceLevel
 from orchestrator.planner.model import VM, FixedJob, Host, Offering, Plan, PlannedJob, Pool, Unplaceable
 from orchestrator.planner.timeline import MINUTE, Timeline
 from orchestrator.planner.timemath import window_plans
-from orchestrator.sla import ServiceLevel
 
 # Late placements may land this far past the horizon.
 OVERRUN = timedelta(days=2)

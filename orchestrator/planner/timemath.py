@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from orchestrator.sla import ServiceLevel, TimeRange
+from orchestrator.domain.sla import ServiceLevel, TimeRange
 
 
 @dataclass(frozen=True, order=True)

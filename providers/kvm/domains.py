@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.kvm.transport import CommandFailed, CommandResult, Transport
 
 if TYPE_CHECKING:

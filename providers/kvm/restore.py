@@ -37,7 +37,7 @@ from xml.etree.ElementTree import tostring as xml_tostring
 
 import defusedxml.ElementTree as SafeET
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import Progress, RestorePointRef, VMRef, VolumeRef
 from providers.hypervisor import vm_details
 from providers.kvm.domains import Disk, Domain, Libvirt, parse_domain_xml

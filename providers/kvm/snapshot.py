@@ -41,7 +41,7 @@ from xml.etree.ElementTree import tostring as xml_tostring
 
 import defusedxml.ElementTree as SafeET
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef, VolumeRef
 from providers.kvm.domains import Domain, Libvirt, parse_domain_xml
 from providers.kvm.transport import CommandFailed, CommandResult

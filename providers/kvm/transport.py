@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import paramiko
 from paramiko.hostkeys import InvalidHostKey
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 32 * 1024

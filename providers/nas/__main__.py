@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from orchestrator.errors import DomainError
-from orchestrator.retention import RetentionPolicy
+from orchestrator.domain.errors import DomainError
+from orchestrator.domain.retention import RetentionPolicy
 from providers.nas.driver import NasProvider
 
 RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import BackupRequest, Progress, VolumeRef
 from providers.nas.chunker import ImageReader, is_zero
 from providers.nas.iopool import IoPool, paced_timeout

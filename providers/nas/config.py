@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import InvalidArgument
-from orchestrator.retention import RetentionPolicy
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.retention import RetentionPolicy
 from providers.base import ProviderOffering
 
 KiB = 1024

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 
 NONCE_BYTES = 12
 KEY_BYTES = 32

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ProviderError
-from orchestrator.retention import RetentionPolicy
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.retention import RetentionPolicy
 from providers.base import (
     BackupProvider,
     BackupRequest,

@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 
 T = TypeVar("T")
 _STOP = object()

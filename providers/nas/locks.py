@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas.iopool import IoPool, IoTimeout
 
 log = logging.getLogger(__name__)

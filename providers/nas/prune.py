@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestrator.errors import ProviderError
-from orchestrator.retention import PointInfo, RetentionPolicy, select
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.retention import PointInfo, RetentionPolicy, select
 from providers.nas.iopool import IoPool
 from providers.nas.locks import EXCLUSIVE, RepositoryLock
 from providers.nas.manifest import Manifest

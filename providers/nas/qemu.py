@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas.iopool import paced_timeout, run_bounded
 
 

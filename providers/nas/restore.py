@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef, VolumeRef
 from providers.nas import qemu
 from providers.nas.chunker import is_zero

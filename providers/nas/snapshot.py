@@ -40,7 +40,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef
 from providers.nas.config import NasConfig
 from providers.nas.iopool import run_bounded

@@ -24,7 +24,7 @@ from typing import Any
 
 import zstandard
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas.config import NasConfig
 from providers.nas.crypto import FLAG_ZSTD, Damaged, Keys, new_key_slot, open_key_slots
 

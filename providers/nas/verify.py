@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas.crypto import Damaged
 from providers.nas.iopool import IoPool
 from providers.nas.manifest import ZERO, Manifest

@@ -10,11 +10,11 @@ import pytest
 from werkzeug.serving import make_server
 
 from api.app import create_app
-from orchestrator import accounts
-from orchestrator.config import Settings
-from orchestrator.core import Core
-from orchestrator.db import Database
-from orchestrator.runner import ThreadRunner
+from orchestrator.engine.core import Core
+from orchestrator.engine.runner import ThreadRunner
+from orchestrator.infra.config import Settings
+from orchestrator.infra.db import Database
+from orchestrator.usecases import accounts
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator import accounts
-from orchestrator.models import Backup, BackupStatus, utcnow
+from orchestrator.domain.models import Backup, BackupStatus, utcnow
+from orchestrator.usecases import accounts
 from tests.api.test_cloudstack_protocol import call
 
 VOLUME = {"id": "vol-1", "type": "ROOT", "size": 10, "path": "/srv/pool1/vol-1", "device_id": 0}

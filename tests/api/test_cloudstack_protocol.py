@@ -109,7 +109,7 @@ def test_xml_responses_are_refused_clearly(server, world):
 
 def test_unsupported_command_is_hidden_and_refused(server, world):
     # Every provider in the world supports restore_volume; disable it and the command goes.
-    from orchestrator import backup_providers
+    from orchestrator.usecases import backup_providers
 
     with world.core.scope(world.admin) as s:
         backup_providers.set_enabled(s, world.provider_id, False)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from api.auth import EXPIRES_FORMAT
-from orchestrator import accounts
+from orchestrator.usecases import accounts
 from tests.api.rest_helpers import PREFIX, Rest, clients, error_of, signed
 
 JSON = {"Content-Type": "application/json"}

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Update, update
 
-from orchestrator.cli.main import cli
-from orchestrator.db import Database
-from orchestrator.models import BackupSchedule, Job, utcnow
+from api.cli.main import cli
+from orchestrator.domain.models import BackupSchedule, Job, utcnow
+from orchestrator.infra.db import Database
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.script import ScriptDirectory
 
-from orchestrator.db import MIGRATIONS
+from orchestrator.infra.db import MIGRATIONS
 from tests.cli.test_backupctl import cloud, data, run  # noqa: F401  (fixtures)
 
 

@@ -213,7 +213,7 @@ def test_dockerfile_runs_backupctl_as_a_user() -> None:
 def test_service_commands_are_real_backupctl_commands(
     services: dict[str, dict[str, Any]], service: str
 ) -> None:
-    from orchestrator.cli.main import cli
+    from api.cli.main import cli
 
     args = list(services[service]["command"])
     command: click.Command = cli
@@ -344,7 +344,7 @@ def _referenced_metrics(alert_rules: list[dict[str, Any]], dashboard: dict[str, 
 def test_every_referenced_metric_is_exposed(
     alert_rules: list[dict[str, Any]], dashboard: dict[str, Any]
 ) -> None:
-    from orchestrator import telemetry
+    from orchestrator.infra import telemetry
 
     exposed = telemetry.metric_names()
     referenced = _referenced_metrics(alert_rules, dashboard)
@@ -354,7 +354,7 @@ def test_every_referenced_metric_is_exposed(
 
 def test_every_exposed_metric_is_shown(alert_rules: list[dict[str, Any]], dashboard: dict[str, Any]) -> None:
     """A histogram counts as shown through its buckets."""
-    from orchestrator import telemetry
+    from orchestrator.infra import telemetry
 
     families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in telemetry.metric_names()}
     shown = {re.sub(r"_(bucket|count|sum)$", "", name) for name in _referenced_metrics([], dashboard)}

@@ -21,10 +21,10 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.config import Settings
-from orchestrator.core import Core
-from orchestrator.db import Database
-from orchestrator.models import Job
+from orchestrator.domain.models import Job
+from orchestrator.engine.core import Core
+from orchestrator.infra.config import Settings
+from orchestrator.infra.db import Database
 from tests.conftest import IN_CI, postgres_schema
 from workers.runner import celery_runner
 
@@ -103,7 +103,7 @@ class Processes:
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = self.logs / f"{args[0]}-{len(self.started)}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.main", *args],
+            [sys.executable, "-m", "api.cli.main", *args],
             env=environment(self.settings),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator import jobs
-from orchestrator.core import Core
-from orchestrator.models import Backup, BackupStatus, Job, JobState
-from orchestrator.runner import Queued
+from orchestrator.domain.models import Backup, BackupStatus, Job, JobState
+from orchestrator.engine.core import Core
+from orchestrator.engine.runner import Queued
+from orchestrator.usecases import jobs
 from tests.conftest import IN_CI, World
 from tests.distributed.conftest import Processes, job_rows, wait_for
 from tests.distributed.test_workers import back_up, finished, slow_vms

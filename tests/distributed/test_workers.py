@@ -11,10 +11,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from orchestrator import assignments, backups, inventory
-from orchestrator.actor import Actor
-from orchestrator.core import Core
-from orchestrator.models import Backup, BackupStatus, Host, Job, JobState, StoragePool
+from orchestrator.domain.actor import Actor
+from orchestrator.domain.models import Backup, BackupStatus, Host, Job, JobState, StoragePool
+from orchestrator.engine.core import Core
+from orchestrator.usecases import assignments, backups, inventory
 from tests.conftest import World, add_provider, import_offering
 from tests.distributed.conftest import Processes, job_rows, wait_for
 

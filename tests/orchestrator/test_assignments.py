@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import assignments, backups, inventory, jobs, restores, schedules
-from orchestrator.errors import Conflict, InvalidArgument, NotFound
-from orchestrator.models import BackupStatus, BackupType, JobState
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
+from orchestrator.domain.models import BackupStatus, BackupType, JobState
+from orchestrator.usecases import assignments, backups, inventory, jobs, restores, schedules
 from tests.conftest import add_provider, import_offering
 
 # A provider that keeps a VM's restore points when the VM leaves its offering.

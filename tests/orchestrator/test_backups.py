@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator import assignments, backups, jobs, restores
-from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unsupported
-from orchestrator.models import Backup, BackupOrigin, BackupStatus, BackupType, JobState
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unsupported
+from orchestrator.domain.models import Backup, BackupOrigin, BackupStatus, BackupType, JobState
+from orchestrator.usecases import assignments, backups, jobs, restores
 from tests.conftest import GiB, add_provider, import_offering
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import assignments, capacity_report, inventory
-from orchestrator.errors import PermissionDenied
+from orchestrator.domain.errors import PermissionDenied
+from orchestrator.usecases import assignments, capacity_report, inventory
 from tests.conftest import GiB, import_offering
 
 

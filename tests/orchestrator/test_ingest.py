@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator import assignments, backups, ingest, inventory, jobs, schedules
-from orchestrator.errors import Conflict, InvalidArgument, PermissionDenied
-from orchestrator.models import JobState, VirtualMachine, Volume, utcnow
+from orchestrator.domain.errors import Conflict, InvalidArgument, PermissionDenied
+from orchestrator.domain.models import JobState, VirtualMachine, Volume, utcnow
+from orchestrator.usecases import assignments, backups, ingest, inventory, jobs, schedules
 from tests.conftest import World
 from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
 from tests.providers.kvm.test_domains import virsh  # noqa: F401  (the fixture: a failure in CI without virsh)

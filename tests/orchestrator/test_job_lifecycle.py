@@ -10,13 +10,21 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
-from orchestrator import assignments, backups, jobs
-from orchestrator.core import Core
-from orchestrator.delivery import deliver_due, reclaim_expired
-from orchestrator.execution import Deferred, Lease, Outcome, _record_success, claim, execute, handler_for
-from orchestrator.leader import LeaderLock
-from orchestrator.models import Backup, BackupStatus, Host, Job, JobState, StoragePool, utcnow
-from orchestrator.telemetry import StateCollector
+from orchestrator.domain.models import Backup, BackupStatus, Host, Job, JobState, StoragePool, utcnow
+from orchestrator.engine.core import Core
+from orchestrator.engine.delivery import deliver_due, reclaim_expired
+from orchestrator.engine.execution import (
+    Deferred,
+    Lease,
+    Outcome,
+    _record_success,
+    claim,
+    execute,
+    handler_for,
+)
+from orchestrator.engine.leader import LeaderLock
+from orchestrator.infra.telemetry import StateCollector
+from orchestrator.usecases import assignments, backups, jobs
 from tests.conftest import Recorder, World
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from orchestrator import accounts, backups, jobs
-from orchestrator.errors import AuthenticationFailed, Conflict, InvalidArgument, NotFound, PermissionDenied
-from orchestrator.execution import Outcome, execute
-from orchestrator.models import BackupStatus, JobState, Role
-from orchestrator.sealing import Sealer
+from orchestrator.domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from orchestrator.domain.models import BackupStatus, JobState, Role
+from orchestrator.engine.execution import Outcome, execute
+from orchestrator.infra.sealing import Sealer
+from orchestrator.usecases import accounts, backups, jobs
 
 
 def _backup_job(core, actor, vm_id):

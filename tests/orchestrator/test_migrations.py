@@ -10,8 +10,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from orchestrator.db import Database, alembic_config, is_current, make_engine, migrate
-from orchestrator.models import Base
+from orchestrator.domain.models import Base
+from orchestrator.infra.db import Database, alembic_config, is_current, make_engine, migrate
 
 MODEL_TABLES = set(Base.metadata.tables)
 

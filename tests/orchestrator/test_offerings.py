@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import assignments, backups, jobs, offerings, restores
-from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from orchestrator.models import BackupStatus, JobState
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from orchestrator.domain.models import BackupStatus, JobState
+from orchestrator.usecases import assignments, backups, jobs, offerings, restores
 from tests.conftest import add_provider, import_offering
 
 DAILY_2AM = [{"start": "01:00", "end": "03:00"}]

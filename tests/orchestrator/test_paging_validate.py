@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import InvalidArgument
-from orchestrator.models import IntervalType
-from orchestrator.paging import MAX_PAGE, MAX_PAGESIZE, paginate
-from orchestrator.validate import non_negative, parse_enum, positive
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.models import IntervalType
+from orchestrator.domain.validate import non_negative, parse_enum, positive
+from orchestrator.infra.paging import MAX_PAGE, MAX_PAGESIZE, paginate
 
 NUMBERS = sa.Table("numbers", sa.MetaData(), sa.Column("n", sa.Integer, primary_key=True))
 ALL = sa.select(NUMBERS.c.n).order_by(NUMBERS.c.n)

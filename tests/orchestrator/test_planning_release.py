@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from orchestrator import assignments, dispatch, inventory, planning
-from orchestrator.models import Job, JobState, utcnow
+from orchestrator.domain.models import Job, JobState, utcnow
+from orchestrator.usecases import assignments, inventory, planning, rounds
 from tests.conftest import GiB, import_offering
 
 
@@ -62,11 +62,11 @@ def test_a_round_with_release_still_pending_says_so_and_leaves_the_plan_alone(wo
         for job in session.scalars(select(Job).where(Job.state == JobState.PLANNED)):
             job.not_before = utcnow() - timedelta(minutes=1)
     monkeypatch.setattr(planning, "RELEASE_BATCH", 1)
-    monkeypatch.setattr(dispatch, "RELEASE_SECONDS", 0.0)
-    round_ = dispatch.tick(world.core)
+    monkeypatch.setattr(rounds, "RELEASE_SECONDS", 0.0)
+    round_ = rounds.tick(world.core)
     assert round_["sla_jobs_released"] == 1
     assert round_["sla_release_pending"] is True
     assert round_["sla_jobs_planned"] == 0  # re-planning waits until the release caught up
     while round_["sla_release_pending"]:
-        round_ = dispatch.tick(world.core)
+        round_ = rounds.tick(world.core)
     assert not planning.any_due(world.core)

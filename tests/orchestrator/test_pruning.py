@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
-from orchestrator import assignments, backups, offerings, pruning
-from orchestrator.models import Backup, BackupStatus
+from orchestrator.domain.models import Backup, BackupStatus
+from orchestrator.usecases import assignments, backups, offerings, pruning
 from tests.conftest import add_provider, import_offering
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import assignments, backups, inventory, jobs, restores
-from orchestrator.errors import Conflict, InvalidArgument, NotFound, Unsupported
-from orchestrator.execution import Outcome, _record_success, claim, handler_for
-from orchestrator.models import BackupStatus, Job, JobState, VMState, VolumeType
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, Unsupported
+from orchestrator.domain.models import BackupStatus, Job, JobState, VMState, VolumeType
+from orchestrator.engine.execution import Outcome, _record_success, claim, handler_for
+from orchestrator.usecases import assignments, backups, inventory, jobs, restores
 from tests.conftest import GiB, add_provider, import_offering
 
 

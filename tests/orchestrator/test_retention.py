@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.retention import PointInfo, expired_by_count
+from orchestrator.domain.retention import PointInfo, expired_by_count
 
 
 def full(point_id: str) -> PointInfo:

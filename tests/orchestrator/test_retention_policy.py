@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.errors import InvalidArgument
-from orchestrator.retention import PointInfo, RetentionPolicy, expired, select
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.retention import PointInfo, RetentionPolicy, expired, select
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from orchestrator.errors import InvalidArgument
-from orchestrator.models import IntervalType
-from orchestrator.schedules import cron_expression, next_run
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.models import IntervalType
+from orchestrator.usecases.schedules import cron_expression, next_run
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -8,9 +8,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator import assignments, backups, jobs, schedules
-from orchestrator.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from orchestrator.models import BackupOrigin, BackupSchedule, BackupStatus, IntervalType, JobState, utcnow
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from orchestrator.domain.models import (
+    BackupOrigin,
+    BackupSchedule,
+    BackupStatus,
+    IntervalType,
+    JobState,
+    utcnow,
+)
+from orchestrator.usecases import assignments, backups, jobs, schedules
 
 
 def _create(world, interval, schedule, actor=None, vm_id=None, **kw):

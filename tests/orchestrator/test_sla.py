@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import InvalidArgument
-from orchestrator.sla import (
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.sla import (
     DAY_NAMES,
     MINUTES_PER_DAY,
     MINUTES_PER_WEEK,

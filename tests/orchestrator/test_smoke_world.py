@@ -1,5 +1,5 @@
-from orchestrator import backups, jobs
-from orchestrator.models import BackupStatus, JobState
+from orchestrator.domain.models import BackupStatus, JobState
+from orchestrator.usecases import backups, jobs
 
 
 def test_backup_of_assigned_vm_ends_backed_up(world):

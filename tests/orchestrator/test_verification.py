@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import assignments, backups, jobs, restores, verification
-from orchestrator.errors import Conflict, NotFound, Unsupported
-from orchestrator.models import BackupStatus, JobState
+from orchestrator.domain.errors import Conflict, NotFound, Unsupported
+from orchestrator.domain.models import BackupStatus, JobState
+from orchestrator.usecases import assignments, backups, jobs, restores, verification
 from tests.conftest import add_provider, import_offering
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InvalidArgument, ProviderError, Unsupported
+from orchestrator.domain.errors import InvalidArgument, ProviderError, Unsupported
 from providers import registry
 from providers.base import BackupRequest, Capability, RestorePointRef, VMRef, VolumeRef
 from providers.dummy import DummyProvider

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from benchmarks.sim import default_offerings
 from orchestrator.planner.capacity import (
     BANDWIDTH,
     HOST_SLOTS,
@@ -20,7 +21,6 @@ from orchestrator.planner.capacity import (
 )
 from orchestrator.planner.model import VM, Host, Offering, Pool
 from orchestrator.planner.planner import cut_segments
-from orchestrator.planner.sim import default_offerings
 from orchestrator.planner.timemath import Interval
 
 MIDNIGHT = datetime(2026, 6, 1, tzinfo=UTC)

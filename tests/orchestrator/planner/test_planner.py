@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import InvalidArgument
+from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.sla import ServiceLevel
 from orchestrator.planner import VM, FixedJob, Host, Offering, Plan, PlannedJob, Pool, plan
 from orchestrator.planner.timemath import window_plans
-from orchestrator.sla import ServiceLevel
 
 MiB = 2**20
 BERLIN = ZoneInfo("Europe/Berlin")

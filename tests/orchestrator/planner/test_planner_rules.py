@@ -8,9 +8,9 @@ from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from orchestrator.domain.sla import ServiceLevel
 from orchestrator.planner import VM, FixedJob, Host, Offering, Pool, plan
 from orchestrator.planner.planner import hold_minutes
-from orchestrator.sla import ServiceLevel
 
 MiB = 2**20
 BERLIN = ZoneInfo("Europe/Berlin")

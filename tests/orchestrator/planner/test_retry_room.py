@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.planner import VM, Host, Offering, Pool, plan, sim
+from benchmarks import sim
+from orchestrator.domain.sla import ServiceLevel
+from orchestrator.planner import VM, Host, Offering, Pool, plan
 from orchestrator.planner.planner import RETRY_AFTER, cut_segments, offering_retry_room
-from orchestrator.sla import ServiceLevel
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MiB = 2**20

@@ -10,7 +10,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from orchestrator.planner import sim
+from benchmarks import sim
 from orchestrator.planner.model import Host, Pool
 
 MiB = 2**20

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.domain.sla import ServiceLevel, TimeRange
 from orchestrator.planner.timemath import Interval, merge, occurrences, subtract, window_plans
-from orchestrator.sla import ServiceLevel, TimeRange
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

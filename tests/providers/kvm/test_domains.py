@@ -17,7 +17,7 @@ from typing import get_type_hints
 
 import pytest
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.hypervisor import DiscoveredController, DiscoveredDisk, DiscoveredNic, DiscoveredVM
 from providers.kvm.domains import Controller, Disk, Domain, Libvirt, Nic, memory_to_bytes, parse_domain_xml
 from providers.kvm.transport import CommandFailed, CommandResult, LocalTransport, SSHTransport

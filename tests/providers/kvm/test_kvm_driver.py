@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers import registry
 from providers.base import BackupRequest, Capability, HostRef, RestorePointRef, VMRef
 from providers.kvm.driver import KvmProvider

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import assignments, backup_providers, backups, ingest, inventory, restores
-from orchestrator.models import JobState, VirtualMachine
+from orchestrator.domain.models import JobState, VirtualMachine
+from orchestrator.usecases import assignments, backup_providers, backups, ingest, inventory, restores
 from providers.kvm.domains import parse_domain_xml
 from tests.conftest import World, import_offering
 from tests.orchestrator.test_ingest import run

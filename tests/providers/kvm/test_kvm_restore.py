@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import BackupRequest, RestorePointRef, VMRef, VolumeRef
 from providers.hypervisor import copied_details
 from providers.kvm.domains import parse_domain_xml

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef
 from providers.kvm.domains import Libvirt, parse_domain_xml
 from providers.kvm.snapshot import (

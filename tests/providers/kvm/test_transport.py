@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.kvm.transport import (
     CommandFailed,
     CommandResult,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.nas import NasProvider
 from tests.providers.nas.conftest import make_raw, take, vm_of, volume
 

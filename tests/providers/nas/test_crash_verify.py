@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas import store
 from providers.nas.store import Repository
 from tests.providers.nas.conftest import MiB, ignore, make_raw, stored_chunks, take, vm_of, volume

@@ -5,7 +5,7 @@ from __future__ import annotations
 import blake3
 import pytest
 
-from orchestrator.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import InvalidArgument, ProviderError
 from tests.providers.nas.conftest import CHUNK, ignore, make_raw, sha256, stored_chunks, take, vm_of, volume
 
 SECRET = {"passphrase": "correct horse battery staple"}

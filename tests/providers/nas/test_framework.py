@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from orchestrator import (
+from orchestrator.domain.models import BackupStatus, BackupType, JobState
+from orchestrator.usecases import (
     accounts,
     assignments,
     backup_providers,
@@ -15,7 +16,6 @@ from orchestrator import (
     restores,
     verification,
 )
-from orchestrator.models import BackupStatus, BackupType, JobState
 from tests.providers.nas.conftest import (
     MiB,
     guest_bytes,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.errors import ProviderError
-from orchestrator.retention import RetentionPolicy
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.retention import RetentionPolicy
 from providers.nas.locks import SHARED, RepositoryLock
 from providers.nas.store import Repository
 from tests.providers.nas.conftest import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas import restore
 from providers.nas.manifest import Manifest
 from tests.providers.nas.conftest import ignore, make_qcow2, make_raw, sha256, take, vm_of, volume

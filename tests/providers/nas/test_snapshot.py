@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas import snapshot
 from tests.providers.nas.conftest import ignore, make_raw, sha256, take, vm_of, volume
 

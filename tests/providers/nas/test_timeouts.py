@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from orchestrator.errors import ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.nas.iopool import IoPool, IoTimeout, run_bounded
 from providers.nas.store import Repository
 from tests.providers.nas.conftest import ignore, make_raw, take, vm_of, volume

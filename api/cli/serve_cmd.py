@@ -1,0 +1,59 @@
+"""``backupctl serve``: the embedded server — API, job threads and dispatcher in one process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from api.cli.output import handle_errors
+from api.cli.worker_cmds import run_dispatcher
+from orchestrator.engine.core import Core
+from orchestrator.engine.runner import ThreadRunner
+from orchestrator.infra.config import Settings
+from orchestrator.usecases import accounts
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True, help="HTTP request threads.")
+@click.option("--job-workers", type=int, default=2, show_default=True, help="Jobs run at once.")
+@click.option(
+    "--tick", "tick_seconds", type=float, default=30.0, show_default=True, help="Dispatcher period."
+)
+@handle_errors
+def serve(host: str, port: int, threads: int, job_workers: int, tick_seconds: float) -> None:
+    """Run the API with an in-process worker and dispatcher (the embedded default).
+
+    Distributed sites run the API under gunicorn (``gunicorn 'api.wsgi:app'``) with
+    workers and a dispatcher of their own."""
+    import waitress
+
+    from api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    runner = ThreadRunner(workers=job_workers)
+    core = Core(Settings.from_env(), runner=runner)
+    issued = accounts.bootstrap(core)
+    click.echo(
+        f"data: {core.settings.home}  database: {core.db.engine.url.render_as_string(hide_password=True)}"
+    )
+    if issued:
+        click.echo(f"first start: admin API key {issued.apikey}")
+        click.echo(f"              secret key  {issued.secretkey}  (shown only now)")
+    stop = threading.Event()
+    ticker = threading.Thread(
+        target=run_dispatcher, args=(core, tick_seconds, 1.0, stop), name="dispatcher", daemon=True
+    )
+    ticker.start()
+    click.echo(f"serving on http://{host}:{port}  (CloudStack endpoint: http://{host}:{port}/client/api)")
+    try:
+        waitress.serve(create_app(core), host=host, port=port, threads=threads, ident="backup-orchestrator")
+    finally:
+        stop.set()
+        runner.shutdown()

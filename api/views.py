@@ -1,0 +1,249 @@
+"""Plain-dict views of the domain objects, shared by the CLI's ``--json`` and the API.
+
+Secrets in provider configuration are never rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from orchestrator.domain.models import (
+    Account,
+    AuditEvent,
+    Backup,
+    BackupOffering,
+    BackupProvider,
+    BackupSchedule,
+    Host,
+    Job,
+    JobLog,
+    StoragePool,
+    VirtualMachine,
+    Volume,
+    Zone,
+)
+from orchestrator.domain.sla import format_duration
+from orchestrator.planner.model import PlannedJob
+from orchestrator.usecases.backups import BackupRow
+from providers import hypervisor
+from providers.base import BackupProvider as Driver
+from providers.base import ProviderOffering
+
+_SECRET_KEY = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
+REDACTED = "********"
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def redact(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: REDACTED if _SECRET_KEY.search(k) else redact(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [redact(v) for v in config]
+    return config
+
+
+def account(row: Account) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "role": row.role.value, "created": _ts(row.created_at)}
+
+
+def zone(row: Zone) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "description": row.description}
+
+
+def host(row: Host) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "zone_id": row.zone_id,
+        "hypervisor": row.hypervisor.value,
+        "address": row.address,
+        "max_concurrent_backups": row.max_concurrent_backups,
+        "connection": _connection(row),
+    }
+
+
+def _connection(row: Host) -> dict[str, Any]:
+    """How the host is reached, as its driver allows showing it."""
+    if not row.connection:
+        return {}
+    return hypervisor.driver_class(row.hypervisor.value).public_connection(row.connection)
+
+
+def pool(row: StoragePool) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "zone_id": row.zone_id,
+        "path": row.path,
+        "max_concurrent_backups": row.max_concurrent_backups,
+        "bandwidth_bytes_per_s": row.bandwidth_bytes_per_s,
+    }
+
+
+def volume(row: Volume) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "vm_id": row.vm_id,
+        "pool_id": row.pool_id,
+        "type": row.type.value,
+        "device_id": row.device_id,
+        "size": row.size,
+        "path": row.path,
+        "format": row.format,
+    }
+
+
+def vm(row: VirtualMachine) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "account_id": row.account_id,
+        "account": row.account.name,
+        "zone_id": row.zone_id,
+        "host_id": row.host_id,
+        "state": row.state.value,
+        "backup_offering_id": row.backup_offering_id,
+        "backup_offering": row.backup_offering.name if row.backup_offering else None,
+        "volumes": [volume(v) for v in row.live_volumes],
+        "created": _ts(row.created_at),
+    }
+
+
+def provider(row: BackupProvider, driver: Driver | None = None) -> dict[str, Any]:
+    out = {
+        "id": row.id,
+        "name": row.name,
+        "driver": row.driver,
+        "zone_id": row.zone_id,
+        "enabled": row.enabled,
+        "config": redact(row.config),
+    }
+    if driver is not None:
+        out["capabilities"] = sorted(c.value for c in driver.capabilities)
+    return out
+
+
+def provider_offering(item: ProviderOffering) -> dict[str, Any]:
+    return {"external_id": item.external_id, "name": item.name, "description": item.description}
+
+
+def offering(row: BackupOffering) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "zone_id": row.zone_id,
+        "provider_id": row.provider_id,
+        "provider": row.provider.name,
+        "external_id": row.external_id,
+        "rpo": format_duration(row.rpo_seconds),
+        "rpo_seconds": row.rpo_seconds,
+        "retention_count": row.retention_count,
+        "keep_daily": row.keep_daily,
+        "keep_weekly": row.keep_weekly,
+        "keep_monthly": row.keep_monthly,
+        "timezone": row.timezone,
+        "windows": row.windows,
+        "blackouts": row.blackouts,
+        "allow_user_driven_backups": row.allow_user_driven_backups,
+        "created": _ts(row.created_at),
+    }
+
+
+def schedule(row: BackupSchedule) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "vm_id": row.vm_id,
+        "vm_name": row.vm.name,
+        "interval_type": row.interval_type.value,
+        "schedule": row.schedule,
+        "timezone": row.timezone,
+        "max_backups": row.max_backups,
+        "next_run": _ts(row.next_run_at),
+    }
+
+
+def backup(row: Backup | BackupRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "vm_id": row.vm_id,
+        "vm_name": row.vm_name,
+        "account_id": row.account_id,
+        "zone_id": row.zone_id,
+        "offering_id": row.offering_id,
+        "offering": row.offering.name,
+        "provider_id": row.provider_id,
+        "origin": row.origin.value,
+        "schedule_id": row.schedule_id,
+        "external_id": row.external_id,
+        "type": row.backup_type.value,
+        "parent_id": row.parent_id,
+        "size": row.size,
+        "protected_size": row.protected_size,
+        "status": row.status.value,
+        "date": _ts(row.created_at),
+        "completed": _ts(row.completed_at),
+        "volumes": row.vm_metadata.get("volumes", []),
+        "error": row.error,
+    }
+
+
+def job(row: Job) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind.value,
+        "state": row.state.value,
+        "account_id": row.account_id,
+        "subject_type": row.subject_type,
+        "subject_id": row.subject_id,
+        "queue": row.queue,
+        "attempts": row.attempts,
+        "max_attempts": row.max_attempts,
+        "not_before": _ts(row.not_before),
+        "deadline": _ts(row.deadline),
+        "reason": row.params.get("reason"),
+        "progress": {"done": row.progress_done, "total": row.progress_total},
+        "result": row.result,
+        "error": row.error,
+        "worker": row.leased_by,
+        "cancel_requested": _ts(row.cancel_requested_at),
+        "created": _ts(row.created_at),
+        "started": _ts(row.started_at),
+        "finished": _ts(row.finished_at),
+    }
+
+
+def job_log(row: JobLog) -> dict[str, Any]:
+    return {"at": _ts(row.at), "level": row.level, "message": row.message}
+
+
+def planned_job(job: PlannedJob) -> dict[str, Any]:
+    return {
+        "vm_id": job.vm_id,
+        "offering_id": job.offering_id,
+        "queue": job.queue,
+        "start": _ts(job.start),
+        "end": _ts(job.end),
+        "deadline": _ts(job.deadline),
+        "late": job.late,
+        "lateness_s": job.lateness_seconds,
+        "reason": job.reason,
+    }
+
+
+def audit_event(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": _ts(row.at),
+        "actor": row.actor_name,
+        "action": row.action,
+        "object_type": row.object_type,
+        "object_id": row.object_id,
+        "details": row.details,
+    }

@@ -1,0 +1,59 @@
+"""Small input checks shared by the use cases, each failing with a message naming the field."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+from orchestrator.domain.errors import InvalidArgument
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_enum(enum: type[E], value: str | E, field: str) -> E:
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum)
+        raise InvalidArgument(f"{field}: {value!r} is not one of {allowed}", field=field) from None
+
+
+# Counts (limits, retention) stay far inside 32-bit columns.
+MAX_COUNT = 1_000_000
+# Byte figures (sizes, bandwidth) stay inside 64-bit columns.
+MAX_BYTES = 2**62
+
+
+def _whole(value: object, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidArgument(
+            f"{field}: must be a whole number from {low} to {high}, got {value!r}", field=field
+        )
+    return value
+
+
+def non_negative(value: int | None, field: str, high: int = MAX_COUNT) -> int | None:
+    return None if value is None else _whole(value, field, 0, high)
+
+
+def positive(value: int, field: str, high: int = MAX_COUNT) -> int:
+    return _whole(value, field, 1, high)
+
+
+def text(value: str | None, field: str, max_length: int = 1024) -> str:
+    """Free text (descriptions, paths, addresses): bounded, and no NUL that databases refuse."""
+    out = "" if value is None else str(value)
+    if len(out) > max_length:
+        raise InvalidArgument(f"{field}: longer than {max_length} characters", field=field)
+    if "\x00" in out:
+        raise InvalidArgument(f"{field}: contains a NUL character", field=field)
+    return out
+
+
+def name(value: str, field: str = "name", max_length: int = 255) -> str:
+    out = text((value or "").strip(), field, max_length)
+    if not out:
+        raise InvalidArgument(f"{field}: must not be empty", field=field)
+    return out

@@ -1,0 +1,139 @@
+"""Engine, sessions and schema migration. The schema comes only from Alembic."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, func, literal, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from orchestrator.infra.config import Settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while a worker writes; the timeout turns lock contention into waiting.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, future=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    # ConfigParser treats % as interpolation; URLs may contain %-escapes.
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def is_current(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already).
+
+    Processes starting together (gunicorn's workers, several workers on one host) take
+    turns: two upgrades at once deadlock on PostgreSQL, and on SQLite the second one fails
+    on the tables the first made. The check is made in turn too: on SQLite a reader waits
+    for a long migration's writes and may give up."""
+    with _migration_turn(engine):
+        if not is_current(engine):
+            command.upgrade(alembic_config(engine), "head")
+
+
+@contextmanager
+def _migration_turn(engine: Engine) -> Iterator[None]:
+    database = engine.url.database
+    if engine.dialect.name == "postgresql":
+        # A session lock per schema, held on a connection of its own while the upgrade runs.
+        key = func.hashtextextended(literal("backup-orchestrator:migrate:") + func.current_schema(), 0)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(select(func.pg_advisory_lock(key)))
+            try:
+                yield
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+    elif database and database != ":memory:":
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # freed when the handle closes
+            yield
+    else:
+        yield  # an in-memory database: nobody else can see it
+
+
+class Database:
+    """One engine and its session factory, migrated on first use."""
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        self.engine = make_engine(url)
+        if auto_migrate:
+            migrate(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(settings.database_url)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed when the block ends, rolled back when it raises."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A lost or refused connection (a restart, a failover, a locked SQLite file), not a bad query."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def persist(step: Callable[[], T], *, for_seconds: float) -> T:
+    """Run a database step (its own transaction) again while the database cannot be reached.
+
+    Workers wrap their bookkeeping in this so a database restart delays jobs instead of
+    losing their outcome. The step must be safe to repeat: a commit whose answer was lost
+    is seen by the next attempt."""
+    retrying = Retrying(
+        retry=retry_if_exception(_unreachable),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(for_seconds),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "database unreachable (%s); retrying", state.outcome.exception() if state.outcome else "?"
+        ),
+    )
+    return retrying(step)

@@ -1,0 +1,49 @@
+"""Encrypts API secrets at rest with a master key the operator controls.
+
+The key comes from ``BACKUP_SECRET_KEY`` (a Fernet key) or, on the embedded default,
+from ``$BACKUP_HOME/master.key``, created on first use with mode 0600. Losing it means
+issuing new API keys; it is never stored in the database.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from orchestrator.domain.errors import AuthenticationFailed
+
+
+def _load_key(home: Path) -> bytes:
+    if env := os.environ.get("BACKUP_SECRET_KEY"):
+        return env.encode()
+    path = home / "master.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+    return path.read_bytes().strip()
+
+
+# Signed requests unseal their key's secret on every call. A sealed text always opens to
+# the same secret, so remembering the answer changes nothing a caller can observe: whether
+# the key is still live is read from its row each time, and a new secret is a new text.
+UNSEALED_KEPT = 1024
+
+
+class Sealer:
+    def __init__(self, home: Path) -> None:
+        self._fernet = Fernet(_load_key(home))
+        self.unseal = lru_cache(maxsize=UNSEALED_KEPT)(self._unseal)
+
+    def seal(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def _unseal(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken:
+            raise AuthenticationFailed("the API key was sealed with another master key") from None

@@ -1,0 +1,464 @@
+"""Restore points: taking them (ad hoc, scheduled), listing and deleting them.
+
+A restore point is ``Queued`` when asked for, ``BackingUp`` while the provider works and
+``BackedUp`` only in the transaction that records the provider's finished result. A
+failed attempt goes back to ``Queued`` for its retry, or to ``Failed`` for good.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, and_, bindparam, func, select
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from orchestrator.domain.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    Unsupported,
+)
+from orchestrator.domain.models import (
+    LIVE_STATUSES,
+    USABLE_STATUSES,
+    Backup,
+    BackupOffering,
+    BackupOrigin,
+    BackupSchedule,
+    BackupStatus,
+    BackupType,
+    Job,
+    JobKind,
+    VirtualMachine,
+    utcnow,
+)
+from orchestrator.domain.validate import parse_enum
+from orchestrator.engine import routing
+from orchestrator.engine.core import Core, Scope
+from orchestrator.engine.execution import Finish, JobHandler, ProgressFn
+from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, PageQuery, paginate_rows
+from orchestrator.usecases import audit, backup_providers, jobs, lookup
+from orchestrator.usecases.accounts import account_id_of, find_account
+from orchestrator.usecases.inventory import find_zone
+from orchestrator.usecases.refs import point_ref, vm_ref
+from providers.base import BackupRequest, Capability
+
+IN_FLIGHT = (BackupStatus.ALLOCATED, BackupStatus.QUEUED, BackupStatus.BACKING_UP)
+# What ``vm_ref`` and the offering checks read, loaded with the VM instead of one by one.
+WITH_REF = (
+    joinedload(VirtualMachine.host),
+    joinedload(VirtualMachine.backup_offering).joinedload(BackupOffering.provider),
+    selectinload(VirtualMachine.volumes),
+)
+
+
+def require_user_driven(scope: Scope, vm: VirtualMachine) -> None:
+    """Users may take backups and keep schedules only where the offering allows it."""
+    if vm.backup_offering is None:
+        raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
+    if not vm.backup_offering.allow_user_driven_backups and not scope.actor.is_admin:
+        raise PermissionDenied(
+            f"offering {vm.backup_offering.name!r} does not allow user-driven backups or schedules"
+        )
+
+
+def _in_flight(session: Session, vm_id: str) -> Backup | None:
+    return session.scalar(select(Backup).where(Backup.vm_id == vm_id, Backup.status.in_(IN_FLIGHT)).limit(1))
+
+
+def create_backup(
+    scope: Scope,
+    vm_id: str,
+    *,
+    idempotency_key: str | None = None,
+    origin: BackupOrigin = BackupOrigin.ADHOC,
+    schedule: BackupSchedule | None = None,
+    planned: Job | None = None,
+) -> Job:
+    """Queue a backup of every volume of the VM as one restore point; returns its job.
+
+    ``planned`` is a job the SLA planner made earlier (state ``planned``): it becomes the
+    queued job of this restore point instead of a new one.
+    """
+    vm = lookup.vm(scope, vm_id, options=WITH_REF)
+    if origin in (BackupOrigin.ADHOC, BackupOrigin.SCHEDULE):
+        require_user_driven(scope, vm)
+    offering = vm.backup_offering
+    if offering is None:
+        raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
+    if schedule is not None and schedule.vm_id != vm.id:
+        raise InvalidArgument(f"schedule {schedule.id} belongs to another virtual machine", field="schedule")
+    if idempotency_key and (existing := jobs.find_by_key(scope, idempotency_key, vm.account_id)):
+        made = scope.session.get(Backup, existing.subject_id) if existing.kind is JobKind.BACKUP else None
+        if made is None or made.vm_id != vm.id:
+            raise Conflict(
+                f"idempotency key {idempotency_key!r} was used for another request", field="idempotency_key"
+            )
+        return existing
+    backup_providers.usable(scope, offering.provider)
+    if running := _in_flight(scope.session, vm.id):
+        raise Conflict(f"a backup of {vm.name} is already in progress (restore point {running.id})")
+    point = Backup(
+        vm_id=vm.id,
+        vm_name=vm.name,
+        account_id=vm.account_id,
+        zone_id=vm.zone_id,
+        vm_metadata=vm_ref(vm).to_dict(),
+        offering_id=offering.id,
+        provider_id=offering.provider_id,
+        schedule_id=schedule.id if schedule else None,
+        origin=origin,
+        status=BackupStatus.QUEUED,
+    )
+    scope.session.add(point)
+    scope.session.flush()
+    placement = routing.placement(JobKind.BACKUP, vm)
+    if planned is not None:
+        job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id, placement=placement)
+    else:
+        job = jobs.create(
+            scope,
+            kind=JobKind.BACKUP,
+            account_id=vm.account_id,
+            subject_type="backup",
+            subject_id=point.id,
+            placement=placement,
+            idempotency_key=idempotency_key,
+        )
+    audit.record(scope, "backup.create", "backup", point.id, vm=vm.id, origin=origin.value, job=job.id)
+    return job
+
+
+class OfferingName(NamedTuple):
+    name: str
+
+
+class BackupRow(NamedTuple):
+    """A restore point as lists show it, read with a plain column select: listing is the API's
+    hottest path, and loading ORM objects (and each one's offering) took most of its time.
+    The names are the model's, so a view renders a listed row and a loaded ``Backup`` alike."""
+
+    id: str
+    vm_id: str
+    vm_name: str
+    account_id: str
+    zone_id: str
+    offering_id: str
+    provider_id: str
+    origin: BackupOrigin
+    schedule_id: str | None
+    external_id: str | None
+    backup_type: BackupType
+    parent_id: str | None
+    size: int
+    protected_size: int
+    status: BackupStatus
+    created_at: datetime
+    completed_at: datetime | None
+    error: str | None
+    offering: OfferingName
+    # Of the VM's metadata, lists show only its volumes.
+    vm_metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Sequence[Any]) -> BackupRow:
+        *columns, offering, volumes = row
+        return cls(*columns, OfferingName(offering), {"volumes": volumes or []})
+
+
+_LISTED = (
+    Backup.id,
+    Backup.vm_id,
+    Backup.vm_name,
+    Backup.account_id,
+    Backup.zone_id,
+    Backup.offering_id,
+    Backup.provider_id,
+    Backup.origin,
+    Backup.schedule_id,
+    Backup.external_id,
+    Backup.backup_type,
+    Backup.parent_id,
+    Backup.size,
+    Backup.protected_size,
+    Backup.status,
+    Backup.created_at,
+    Backup.completed_at,
+    Backup.error,
+    BackupOffering.name,
+    Backup.vm_metadata["volumes"],
+)
+# Newest first; the id breaks ties so that pages never overlap. Both run the way the
+# (vm_id | account_id, created_at, id) indexes are ordered, read backwards.
+_NEWEST_FIRST = (Backup.created_at.desc(), Backup.id.desc())
+_LIKE_ESCAPE = "/"
+# The filters a list of restore points may combine, each on its own bound parameter.
+_FILTERS: dict[str, ColumnElement[bool]] = {
+    "own_account": Backup.account_id == bindparam("own_account"),
+    # By name or id, looked up in the same statement; an unknown one lists nothing, and
+    # list_backups tells NotFound from an empty list only when the page comes back empty.
+    "account": Backup.account_id == account_id_of(bindparam("account")),
+    "backup_id": Backup.id == bindparam("backup_id"),
+    "vm_id": Backup.vm_id == bindparam("vm_id"),
+    "zone_id": Backup.zone_id == bindparam("zone_id"),
+    "offering_id": Backup.offering_id == bindparam("offering_id"),
+    "status": Backup.status == bindparam("status"),
+    # Not NOT IN: SQLAlchemy renders an IN list anew at every execution, comparisons once.
+    "live": and_(Backup.status != BackupStatus.REMOVED, Backup.status != BackupStatus.EXPUNGED),
+    "keyword": Backup.vm_name.contains(bindparam("keyword"), escape=_LIKE_ESCAPE),
+}
+
+
+@cache
+def _listing(filters: tuple[str, ...]) -> PageQuery:
+    """The statements for one combination of filters, built on its first use (the combinations
+    are a bounded few hundred, and in practice a handful)."""
+    where = [_FILTERS[name] for name in filters]
+    return PageQuery.of(
+        select(*_LISTED)
+        .join(BackupOffering, BackupOffering.id == Backup.offering_id)
+        .where(*where)
+        .order_by(*_NEWEST_FIRST),
+        select(func.count()).select_from(Backup).where(*where),
+    )
+
+
+def _like_literal(text: str) -> str:
+    """``text`` matched as written inside a LIKE pattern, not as its wildcards."""
+    for special in (_LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, _LIKE_ESCAPE + special)
+    return text
+
+
+def list_backups(
+    scope: Scope,
+    *,
+    backup_id: str | None = None,
+    vm_id: str | None = None,
+    zone: str | None = None,
+    account: str | None = None,
+    offering_id: str | None = None,
+    status: str | None = None,
+    keyword: str | None = None,
+    include_removed: bool = False,
+    page: int = 1,
+    pagesize: int = DEFAULT_PAGESIZE,
+) -> Page[BackupRow]:
+    params: dict[str, Any] = {}
+    if not scope.actor.is_admin:
+        params["own_account"] = scope.actor.account_id
+    elif account:
+        params["account"] = account
+    if backup_id:
+        params["backup_id"] = backup_id
+    if vm_id:
+        params["vm_id"] = vm_id
+    if zone:
+        params["zone_id"] = find_zone(scope, zone).id
+    if offering_id:
+        params["offering_id"] = offering_id
+    if status:
+        params["status"] = parse_enum(BackupStatus, status, "status")
+    elif not include_removed:
+        params["live"] = None  # a fixed condition: nothing to bind
+    if keyword:
+        params["keyword"] = _like_literal(keyword)
+    found = paginate_rows(scope.session, _listing(tuple(params)), params, BackupRow.of, page, pagesize)
+    if not found.items and "account" in params:
+        find_account(scope.session, params["account"])  # unknown: NotFound, not an empty list
+    return found
+
+
+def show(scope: Scope, backup_id: str) -> Backup:
+    return lookup.backup(scope, backup_id)
+
+
+def descendants(session: Session, point: Backup) -> list[Backup]:
+    """Live points that depend on ``point``, nearest first."""
+    found: list[Backup] = []
+    frontier = [point.id]
+    while frontier:
+        children = list(
+            session.scalars(
+                select(Backup).where(Backup.parent_id.in_(frontier), Backup.status.in_(LIVE_STATUSES))
+            )
+        )
+        found.extend(children)
+        frontier = [c.id for c in children]
+    return found
+
+
+def _chain_root(point: Backup) -> Backup:
+    root = point
+    while root.parent is not None and root.parent.status in LIVE_STATUSES:
+        root = root.parent
+    return root
+
+
+def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
+    """Delete a restore point. Where others depend on it and the provider cannot delete one
+    point in the middle of a chain, this is Unsupported; ``forced`` then deletes the whole
+    chain if the provider can do that."""
+    point = lookup.backup(scope, backup_id)
+    if point.status in (BackupStatus.REMOVED, BackupStatus.EXPUNGED):
+        raise NotFound.of("backup", backup_id)
+    if point.status in (*IN_FLIGHT, BackupStatus.RESTORING):
+        raise Conflict(f"restore point {point.id} is {point.status.value}; wait until it ends")
+    driver = scope.driver(point.provider)
+    targets = [point]
+    dependents = descendants(scope.session, point)
+    if dependents and not driver.supports(Capability.DELETE_SINGLE_RESTORE_POINT):
+        if not driver.supports(Capability.DELETE_CHAIN):
+            raise Unsupported(
+                f"provider {point.provider.name!r} cannot delete restore point {point.id}: "
+                f"{len(dependents)} newer restore point(s) depend on it"
+            )
+        if not forced:
+            raise Unsupported(
+                f"provider {point.provider.name!r} cannot delete one restore point in the middle of a "
+                f"chain ({len(dependents)} depend on it); forced=true deletes the whole chain"
+            )
+        root = _chain_root(point)
+        chain = [root, *descendants(scope.session, root)]
+        targets = chain
+    return queue_delete(scope, point, targets, forced=forced)
+
+
+def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced: bool = False) -> Job:
+    """One job deleting ``targets`` newest first, so no chain is left with an incremental
+    whose parent is gone at any moment."""
+    ordered = sorted(targets, key=lambda p: p.created_at, reverse=True)
+    job = jobs.create(
+        scope,
+        kind=JobKind.DELETE_BACKUP,
+        account_id=subject.account_id,
+        subject_type="backup",
+        subject_id=subject.id,
+        placement=routing.provider_placement(),
+        idempotency_key=f"delete:{subject.id}:{uuid.uuid4()}",
+        params={"ids": [p.id for p in ordered], "forced": forced},
+    )
+    audit.record(scope, "backup.delete", "backup", subject.id, forced=forced, ids=[p.id for p in ordered])
+    return job
+
+
+# -- job handlers ----------------------------------------------------------------------------
+
+
+def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    with core.db.session() as session:
+        # Everything the request needs in three queries: this runs once per job on every worker.
+        point = session.get(
+            Backup, job.subject_id, options=[joinedload(Backup.offering), joinedload(Backup.provider)]
+        )
+        if point is None:
+            raise ProviderError(f"restore point {job.subject_id} no longer exists", retryable=False)
+        if point.status is BackupStatus.BACKED_UP:
+            # A re-delivered job whose work was already recorded: nothing to do twice.
+            return lambda _s: _backup_result(point)
+        vm = session.get(VirtualMachine, point.vm_id, options=WITH_REF)
+        if vm is None or vm.removed_at is not None:
+            raise ProviderError(f"virtual machine {point.vm_name} was destroyed", retryable=False)
+        driver = core.drivers.for_row(point.provider)
+        parent = None
+        if driver.supports(Capability.INCREMENTAL):
+            parent = session.scalar(
+                select(Backup)
+                .where(
+                    Backup.vm_id == vm.id,
+                    Backup.offering_id == point.offering_id,
+                    Backup.status.in_(USABLE_STATUSES),
+                    Backup.id != point.id,
+                )
+                .order_by(Backup.created_at.desc())
+                .limit(1)
+            )
+        ref = vm_ref(vm)
+        point.vm_metadata = ref.to_dict()
+        point.status = BackupStatus.BACKING_UP
+        point.error = None
+        request = BackupRequest(
+            restore_point_id=point.id,
+            vm=ref,
+            offering_external_id=point.offering.external_id,
+            parent=point_ref(parent) if parent else None,
+            quiesce=driver.supports(Capability.QUIESCE),
+        )
+        parent_id = parent.id if parent else None
+    result = driver.take_backup(request, progress)
+
+    def finish(session: Session) -> dict[str, Any]:
+        done = session.get(Backup, job.subject_id)
+        assert done is not None
+        done.external_id = result.external_id
+        done.backup_type = BackupType(result.backup_type)
+        done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
+        done.size = result.size
+        done.protected_size = result.protected_size
+        done.status = BackupStatus.BACKED_UP
+        done.completed_at = utcnow()
+        return _backup_result(done)
+
+    return finish
+
+
+def _backup_result(point: Backup) -> dict[str, Any]:
+    return {
+        "backup_id": point.id,
+        "external_id": point.external_id,
+        "type": point.backup_type.value,
+        "size": point.size,
+    }
+
+
+def _fail_backup(session: Session, job: Job, message: str, final: bool) -> None:
+    point = session.get(Backup, job.subject_id)
+    if point is not None and point.status in IN_FLIGHT:
+        point.status = BackupStatus.FAILED if final else BackupStatus.QUEUED
+        point.error = message
+
+
+def _after_backup(scope: Scope, job: Job) -> None:
+    """A restore point landed: apply its schedule's max_backups, or its offering's retention."""
+    from orchestrator.usecases import pruning
+
+    pruning.after_backup(scope, job.subject_id)
+
+
+def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    ids: list[str] = job.params["ids"]
+    with core.db.session() as session:
+        points = [session.get(Backup, i) for i in ids]
+        refs = [(p.id, point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
+    for done, (_pid, ref, driver) in enumerate(refs, start=1):
+        driver.delete_backup(ref, forced=bool(job.params.get("forced")))
+        progress(done, len(refs))
+
+    def finish(session: Session) -> dict[str, Any]:
+        for point_id in ids:
+            point = session.get(Backup, point_id)
+            if point is None:
+                continue
+            for child in session.scalars(select(Backup).where(Backup.parent_id == point.id)):
+                child.parent_id = point.parent_id
+            point.status = BackupStatus.EXPUNGED
+        return {"deleted": ids}
+
+    return finish
+
+
+def _fail_delete(session: Session, job: Job, message: str, final: bool) -> None:
+    for point_id in job.params.get("ids", ()):
+        point = session.get(Backup, point_id)
+        if point is not None:
+            point.error = f"delete failed: {message}"
+
+
+BACKUP_HANDLER = JobHandler(run=_run_backup, on_failure=_fail_backup, after=_after_backup)
+DELETE_HANDLER = JobHandler(run=_run_delete, on_failure=_fail_delete)

@@ -1,0 +1,326 @@
+"""The cloud's inventory as this service knows it: zones, hosts, storage pools, VMs, volumes.
+
+Operators register it (or ingestion discovers it); users see only their own VMs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.domain import validate
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
+from orchestrator.domain.models import (
+    Host,
+    Hypervisor,
+    StoragePool,
+    VirtualMachine,
+    VMState,
+    Volume,
+    VolumeType,
+    Zone,
+    utcnow,
+)
+from orchestrator.engine.core import Scope
+from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
+from orchestrator.usecases import audit, lookup
+from orchestrator.usecases.accounts import find_account
+from providers.base import VMRef, VolumeRef
+
+VOLUME_FORMATS = ("raw", "qcow2", "vmdk")
+
+
+def _by_name_or_id(scope: Scope, model: type, value: str, kind: str, **where: Any) -> Any:
+    stmt = select(model).where((model.id == value) | (model.name == value))
+    for column, wanted in where.items():
+        stmt = stmt.where(getattr(model, column) == wanted)
+    found = scope.session.scalars(stmt).all()
+    if not found:
+        raise NotFound.of(kind, value)
+    if len(found) > 1:
+        raise InvalidArgument(f"{kind} name {value!r} is ambiguous: use its id")
+    return found[0]
+
+
+def find_zone(scope: Scope, value: str) -> Zone:
+    return _by_name_or_id(scope, Zone, value, "zone")
+
+
+def find_host(scope: Scope, value: str, zone_id: str | None = None) -> Host:
+    return _by_name_or_id(scope, Host, value, "host", **({"zone_id": zone_id} if zone_id else {}))
+
+
+def find_pool(scope: Scope, value: str, zone_id: str | None = None) -> StoragePool:
+    return _by_name_or_id(
+        scope, StoragePool, value, "storage pool", **({"zone_id": zone_id} if zone_id else {})
+    )
+
+
+def create_zone(scope: Scope, name: str, description: str = "") -> Zone:
+    scope.actor.require_admin("register zones")
+    name = validate.name(name)
+    if scope.session.scalar(select(Zone).where(Zone.name == name)):
+        raise Conflict(f"zone {name!r} already exists", field="name")
+    row = Zone(name=name, description=validate.text(description, "description"))
+    scope.session.add(row)
+    scope.session.flush()
+    audit.record(scope, "zone.create", "zone", row.id, name=name)
+    return row
+
+
+def create_host(
+    scope: Scope, *, zone: str, name: str, hypervisor: str, address: str = "", max_concurrent_backups: int = 2
+) -> Host:
+    scope.actor.require_admin("register hosts")
+    z = find_zone(scope, zone)
+    name = validate.name(name)
+    if scope.session.scalar(select(Host).where(Host.zone_id == z.id, Host.name == name)):
+        raise Conflict(f"host {name!r} already exists in zone {z.name}", field="name")
+    row = Host(
+        zone_id=z.id,
+        name=name,
+        hypervisor=validate.parse_enum(Hypervisor, hypervisor, "hypervisor"),
+        address=validate.text(address, "address", 255),
+        max_concurrent_backups=validate.positive(max_concurrent_backups, "max_concurrent_backups"),
+    )
+    scope.session.add(row)
+    scope.session.flush()
+    audit.record(scope, "host.create", "host", row.id, name=name)
+    return row
+
+
+def create_pool(
+    scope: Scope,
+    *,
+    zone: str,
+    name: str,
+    path: str = "",
+    max_concurrent_backups: int = 4,
+    bandwidth_bytes_per_s: int | None = None,
+) -> StoragePool:
+    scope.actor.require_admin("register storage pools")
+    z = find_zone(scope, zone)
+    name = validate.name(name)
+    if scope.session.scalar(select(StoragePool).where(StoragePool.zone_id == z.id, StoragePool.name == name)):
+        raise Conflict(f"storage pool {name!r} already exists in zone {z.name}", field="name")
+    if bandwidth_bytes_per_s is not None:
+        validate.positive(bandwidth_bytes_per_s, "bandwidth_bytes_per_s", validate.MAX_BYTES)
+    row = StoragePool(
+        zone_id=z.id,
+        name=name,
+        path=validate.text(path, "path"),
+        max_concurrent_backups=validate.positive(max_concurrent_backups, "max_concurrent_backups"),
+        bandwidth_bytes_per_s=bandwidth_bytes_per_s,
+    )
+    scope.session.add(row)
+    scope.session.flush()
+    audit.record(scope, "pool.create", "storage_pool", row.id, name=name)
+    return row
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    pool: str
+    size: int
+    type: str = "DATADISK"
+    path: str = ""
+    format: str = "qcow2"
+    name: str = ""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], index: int) -> VolumeSpec:
+        field = f"volumes[{index}]"
+        if not isinstance(raw, Mapping) or "pool" not in raw or "size" not in raw:
+            raise InvalidArgument(f"{field}: needs 'pool' and 'size'", field=field)
+        try:
+            size = int(raw["size"])
+        except (TypeError, ValueError):
+            raise InvalidArgument(
+                f"{field}.size: not a number: {raw['size']!r}", field=f"{field}.size"
+            ) from None
+        return cls(
+            pool=str(raw["pool"]),
+            size=size,
+            type=str(raw.get("type", "ROOT" if index == 0 else "DATADISK")).upper(),
+            path=str(raw.get("path", "")),
+            format=str(raw.get("format", "qcow2")).lower(),
+            name=str(raw.get("name", "")),
+        )
+
+
+def register_vm(
+    scope: Scope,
+    *,
+    name: str,
+    account: str,
+    zone: str,
+    volumes: Iterable[Mapping[str, Any]],
+    host: str | None = None,
+    vm_id: str | None = None,
+    state: str = "Running",
+    details: Mapping[str, Any] | None = None,
+) -> VirtualMachine:
+    scope.actor.require_admin("register virtual machines")
+    z = find_zone(scope, zone)
+    owner = find_account(scope.session, account)
+    h = find_host(scope, host, z.id) if host else None
+    specs = [VolumeSpec.parse(v, i) for i, v in enumerate(volumes)]
+    if not specs:
+        raise InvalidArgument("volumes: a VM needs at least its ROOT volume", field="volumes")
+    if sum(s.type == "ROOT" for s in specs) != 1:
+        raise InvalidArgument("volumes: exactly one volume must be ROOT", field="volumes")
+    if vm_id and len(vm_id) != 36:
+        raise InvalidArgument(f"id: {vm_id!r} is not a UUID", field="id")
+    if vm_id and scope.session.get(VirtualMachine, vm_id):
+        raise Conflict(f"virtual machine {vm_id} is already in the inventory", field="id")
+    vm = VirtualMachine(
+        name=validate.name(name),
+        account_id=owner.id,
+        zone_id=z.id,
+        host_id=h.id if h else None,
+        state=validate.parse_enum(VMState, state, "state"),
+        details=dict(details or {}),
+    )
+    if vm_id:
+        vm.id = vm_id
+    scope.session.add(vm)
+    scope.session.flush()
+    for device_id, spec in enumerate(specs):
+        _add_volume(scope, vm, spec, device_id)
+    audit.record(scope, "vm.register", "vm", vm.id, name=vm.name)
+    return vm
+
+
+def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: int) -> Volume:
+    p = find_pool(scope, spec.pool, vm.zone_id)
+    if spec.format not in VOLUME_FORMATS:
+        raise InvalidArgument(f"volume format {spec.format!r} is not one of {VOLUME_FORMATS}", field="format")
+    # Through the relationship, so vm.volumes is right without a reload.
+    volume = Volume(
+        vm=vm,
+        pool_id=p.id,
+        type=validate.parse_enum(VolumeType, spec.type, "type"),
+        device_id=device_id,
+        size=validate.positive(spec.size, "size", validate.MAX_BYTES),
+        path=validate.text(spec.path, "path")
+        or f"{p.path or '/' + p.name}/{vm.id}-{device_id}.{spec.format}",
+        format=spec.format,
+        name=spec.name or f"{'ROOT' if spec.type == 'ROOT' else 'DATA'}-{vm.name}-{device_id}",
+    )
+    scope.session.add(volume)
+    return volume
+
+
+def relink(session: Session, ref: VMRef) -> VirtualMachine:
+    """Point a VM's record at the instance ``ref`` describes: its details (the hypervisor's
+    name and UUID for it, its definition), and each volume, by id, at its new image. The VM
+    keeps its id, and so its restore points, offering and schedules."""
+    vm = session.get(VirtualMachine, ref.id)
+    if vm is None or vm.removed_at is not None:
+        raise NotFound.of("virtual machine", ref.id)
+    vm.details = dict(ref.details)
+    for volume in vm.live_volumes:
+        if (placed := ref.volume(volume.id)) is not None:
+            place_volume(volume, placed)
+    return vm
+
+
+def place_volume(volume: Volume, ref: VolumeRef) -> None:
+    volume.path, volume.format, volume.size, volume.pool_id = ref.path, ref.format, ref.size, ref.pool_id
+
+
+def destroy_vm(scope: Scope, vm_id: str) -> VirtualMachine:
+    """Remove a VM from the inventory. Its restore points stay, and can recreate it."""
+    scope.actor.require_admin("destroy virtual machines")
+    vm = lookup.vm(scope, vm_id)
+    now = utcnow()
+    vm.removed_at = now
+    vm.state = VMState.DESTROYED
+    vm.backup_offering_id = None
+    for volume in vm.live_volumes:
+        volume.removed_at = now
+    audit.record(scope, "vm.destroy", "vm", vm.id)
+    return vm
+
+
+def list_zones(scope: Scope) -> list[Zone]:
+    return list(scope.session.scalars(select(Zone).order_by(Zone.name)))
+
+
+def list_hosts(scope: Scope, zone: str | None = None) -> list[Host]:
+    scope.actor.require_admin("list hosts")
+    stmt = select(Host).order_by(Host.name)
+    if zone:
+        stmt = stmt.where(Host.zone_id == find_zone(scope, zone).id)
+    return list(scope.session.scalars(stmt))
+
+
+def list_pools(scope: Scope, zone: str | None = None) -> list[StoragePool]:
+    scope.actor.require_admin("list storage pools")
+    stmt = select(StoragePool).order_by(StoragePool.name)
+    if zone:
+        stmt = stmt.where(StoragePool.zone_id == find_zone(scope, zone).id)
+    return list(scope.session.scalars(stmt))
+
+
+def list_vms(
+    scope: Scope,
+    *,
+    zone: str | None = None,
+    account: str | None = None,
+    offering_id: str | None = None,
+    keyword: str | None = None,
+    page: int = 1,
+    pagesize: int = DEFAULT_PAGESIZE,
+) -> Page[VirtualMachine]:
+    stmt = select(VirtualMachine).where(VirtualMachine.removed_at.is_(None)).order_by(VirtualMachine.name)
+    if not scope.actor.is_admin:
+        stmt = stmt.where(VirtualMachine.account_id == scope.actor.account_id)
+    elif account:
+        stmt = stmt.where(VirtualMachine.account_id == find_account(scope.session, account).id)
+    if zone:
+        stmt = stmt.where(VirtualMachine.zone_id == find_zone(scope, zone).id)
+    if offering_id:
+        stmt = stmt.where(VirtualMachine.backup_offering_id == offering_id)
+    if keyword:
+        stmt = stmt.where(VirtualMachine.name.contains(keyword, autoescape=True))
+    return paginate(scope.session, stmt, page, pagesize)
+
+
+def show_vm(scope: Scope, vm_id: str) -> VirtualMachine:
+    return lookup.vm(scope, vm_id)
+
+
+def list_volumes(scope: Scope, vm_id: str | None = None) -> list[Volume]:
+    """One VM's volumes, or those of every live VM the actor can see."""
+    if vm_id:
+        return lookup.vm(scope, vm_id).live_volumes
+    stmt = (
+        select(Volume)
+        .join(VirtualMachine, VirtualMachine.id == Volume.vm_id)
+        .where(Volume.removed_at.is_(None), VirtualMachine.removed_at.is_(None))
+        .order_by(VirtualMachine.name, Volume.device_id)
+    )
+    if not scope.actor.is_admin:
+        stmt = stmt.where(VirtualMachine.account_id == scope.actor.account_id)
+    return list(scope.session.scalars(stmt))
+
+
+def find_vm(scope: Scope, value: str) -> VirtualMachine:
+    """A VM the actor can see, by id or by name."""
+    by_id = scope.session.get(VirtualMachine, value)
+    if by_id is not None:
+        return lookup.vm(scope, value)
+    stmt = select(VirtualMachine).where(VirtualMachine.name == value, VirtualMachine.removed_at.is_(None))
+    if not scope.actor.is_admin:
+        stmt = stmt.where(VirtualMachine.account_id == scope.actor.account_id)
+    found = scope.session.scalars(stmt).all()
+    if not found:
+        raise NotFound.of("virtual machine", value)
+    if len(found) > 1:
+        raise InvalidArgument(f"virtual machine name {value!r} is ambiguous: use its id", field="vm")
+    return found[0]

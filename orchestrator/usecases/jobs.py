@@ -1,0 +1,142 @@
+"""Jobs: created by use cases, listed and cancelled by their owners."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from orchestrator.domain.errors import Conflict
+from orchestrator.domain.models import Job, JobKind, JobLog, JobState, new_id, utcnow
+from orchestrator.domain.validate import parse_enum
+from orchestrator.engine import joblog
+from orchestrator.engine.core import Scope
+from orchestrator.engine.routing import Placement
+from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
+from orchestrator.usecases import audit, lookup
+
+DEFAULT_MAX_ATTEMPTS = {JobKind.BACKUP: 3, JobKind.DELETE_BACKUP: 3, JobKind.VERIFY: 2}
+
+
+def create(
+    scope: Scope,
+    *,
+    kind: JobKind,
+    account_id: str,
+    subject_type: str,
+    subject_id: str,
+    placement: Placement,
+    idempotency_key: str | None,
+    params: dict[str, Any] | None = None,
+    not_before: datetime | None = None,
+    deadline: datetime | None = None,
+    state: JobState = JobState.QUEUED,
+) -> Job:
+    """Create the job row; it reaches the runner when the scope commits. A key seen before
+    returns the existing job instead of a second one; without a key the job gets a fresh
+    one (no lookup: it cannot have been seen)."""
+    job_id = new_id()
+    if idempotency_key is None:
+        idempotency_key = f"{kind.value}:{job_id}"
+    elif (existing := find_by_key(scope, idempotency_key, account_id)) is not None:
+        return existing
+    job = Job(
+        id=job_id,
+        kind=kind,
+        state=state,
+        account_id=account_id,
+        requested_by=scope.actor.account_id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        queue=placement.queue,
+        host_id=placement.host_id,
+        pool_id=placement.pool_id,
+        idempotency_key=idempotency_key,
+        params=params or {},
+        not_before=not_before or utcnow(),
+        deadline=deadline,
+        max_attempts=DEFAULT_MAX_ATTEMPTS.get(kind, 1),
+        # Handed to the runner as soon as the scope commits.
+        dispatched_at=utcnow() if state is JobState.QUEUED else None,
+    )
+    scope.session.add(job)
+    scope.session.flush()
+    if state is JobState.QUEUED:
+        scope.enqueue(job)
+    return job
+
+
+def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, placement: Placement) -> Job:
+    """A planned job whose time has come: point it at its subject, route it where the VM
+    is now, and queue it."""
+    if job.state is not JobState.PLANNED:
+        raise Conflict(f"job {job.id} is {job.state.value}, not planned")
+    job.state = JobState.QUEUED
+    job.subject_type = subject_type
+    job.subject_id = subject_id
+    job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
+    job.not_before = job.dispatched_at = utcnow()
+    scope.enqueue(job)
+    return job
+
+
+def find_by_key(scope: Scope, idempotency_key: str, account_id: str) -> Job | None:
+    """The job already made under this key; a key is never shared across tenants."""
+    existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+    if existing is not None and existing.account_id != account_id:
+        raise Conflict(f"idempotency key {idempotency_key!r} is already used", field="idempotency_key")
+    return existing
+
+
+def list_jobs(
+    scope: Scope,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    subject_id: str | None = None,
+    page: int = 1,
+    pagesize: int = DEFAULT_PAGESIZE,
+) -> Page[Job]:
+    stmt = select(Job).order_by(Job.created_at.desc(), Job.id)
+    if not scope.actor.is_admin:
+        stmt = stmt.where(Job.account_id == scope.actor.account_id)
+    if state:
+        stmt = stmt.where(Job.state == parse_enum(JobState, state, "state"))
+    if kind:
+        stmt = stmt.where(Job.kind == parse_enum(JobKind, kind, "kind"))
+    if subject_id:
+        stmt = stmt.where(Job.subject_id == subject_id)
+    return paginate(scope.session, stmt, page, pagesize)
+
+
+def show(scope: Scope, job_id: str) -> Job:
+    return lookup.job(scope, job_id)
+
+
+def cancel(scope: Scope, job_id: str) -> Job:
+    """Cancel a job. A planned or queued one stops now; a running one at its next progress
+    report or lease renewal (a job whose work completes first still succeeds)."""
+    from orchestrator.engine.execution import handler_for
+
+    job = lookup.job(scope, job_id)
+    if job.state is JobState.RUNNING:
+        if job.cancel_requested_at is None:
+            job.cancel_requested_at = utcnow()
+            joblog.add(scope.session, job.id, f"cancel requested by {scope.actor.name}", "warning")
+            audit.record(scope, "job.cancel", "job", job.id, running=True)
+        return job
+    if job.state not in (JobState.PLANNED, JobState.QUEUED):
+        raise Conflict(f"job {job.id} is {job.state.value}; it can no longer be cancelled")
+    job.state = JobState.CANCELLED
+    job.finished_at = utcnow()
+    job.error = f"cancelled by {scope.actor.name}"
+    handler_for(job.kind).on_failure(scope.session, job, job.error, True)
+    joblog.add(scope.session, job.id, job.error, "warning")
+    audit.record(scope, "job.cancel", "job", job.id)
+    return job
+
+
+def logs(scope: Scope, job_id: str) -> list[JobLog]:
+    """What happened to the job, oldest first."""
+    return joblog.entries(scope.session, lookup.job(scope, job_id).id)

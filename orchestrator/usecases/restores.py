@@ -1,0 +1,275 @@
+"""Restores: a whole VM in place (recreated from the restore point if it was destroyed),
+or one volume attached to a VM of the same zone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator.domain import validate
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, ProviderError
+from orchestrator.domain.models import (
+    USABLE_STATUSES,
+    Backup,
+    BackupStatus,
+    Job,
+    JobKind,
+    JobState,
+    StoragePool,
+    VirtualMachine,
+    VMState,
+    Volume,
+    VolumeType,
+    new_id,
+)
+from orchestrator.engine import routing
+from orchestrator.engine.core import Core, Scope
+from orchestrator.engine.execution import Finish, JobHandler, ProgressFn
+from orchestrator.usecases import audit, backup_providers, lookup
+from orchestrator.usecases.inventory import find_host, place_volume, relink
+from orchestrator.usecases.jobs import create as create_job
+from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
+from providers.base import Capability, VMRef
+from providers.hypervisor import copied_details
+
+
+def _usable_point(scope: Scope, backup_id: str) -> Backup:
+    point = lookup.backup(scope, backup_id)
+    if point.status not in USABLE_STATUSES:
+        raise Conflict(
+            f"restore point {point.id} is {point.status.value}; only BackedUp points can be restored"
+        )
+    backup_providers.usable(scope, point.provider)
+    return point
+
+
+def _restore_in_progress(session: Session, vm_id: str) -> bool:
+    return bool(
+        session.scalar(
+            select(Job.id)
+            .join(Backup, Backup.id == Job.subject_id)
+            .where(
+                Backup.vm_id == vm_id,
+                Job.kind == JobKind.RESTORE_VM,
+                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+            )
+            .limit(1)
+        )
+    )
+
+
+def restore_vm(scope: Scope, backup_id: str) -> Job:
+    """Write every volume of the restore point back to its VM. A destroyed VM is recreated
+    from the metadata the restore point keeps, with the same id and volumes."""
+    point = _usable_point(scope, backup_id)
+    vm = scope.session.get(VirtualMachine, point.vm_id)
+    if vm is not None and vm.removed_at is None:
+        vm = lookup.vm(scope, vm.id)
+        if vm.zone_id != point.zone_id:
+            raise InvalidArgument(f"virtual machine {vm.name} moved to another zone than its restore point")
+    if _restore_in_progress(scope.session, point.vm_id):
+        raise Conflict(f"a restore of virtual machine {point.vm_name} is already in progress")
+    host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
+    return _restore_vm_job(scope, point, host_id, {"vm_id": point.vm_id}, "backup.restore")
+
+
+def _restore_vm_job(
+    scope: Scope, point: Backup, host_id: str | None, params: dict[str, Any], action: str
+) -> Job:
+    """Restores write on the host that will run the VM: its queue, or the default one."""
+    job = create_job(
+        scope,
+        kind=JobKind.RESTORE_VM,
+        account_id=point.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        placement=routing.restore_placement(host_id),
+        idempotency_key=f"restore:{point.id}:{new_id()}",
+        params=params,
+    )
+    audit.record(scope, action, "backup", point.id, vm=params["vm_id"], job=job.id)
+    return job
+
+
+def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None = None) -> Job:
+    """Create a new VM (new id, new volume ids and paths beside the originals) from a restore
+    point, owned by the point's account, in its zone; the original VM is left alone."""
+    point = _usable_point(scope, backup_id)
+    scope.driver(point.provider).require(Capability.RESTORE_TO_NEW_VM, "restore to a new virtual machine")
+    meta = VMRef.from_dict(point.vm_metadata)
+    host_id = find_host(scope, host, point.zone_id).id if host else meta.host_id
+    vm_id = new_id()
+    target_name = validate.name(name)
+    target = VMRef(
+        id=vm_id,
+        name=target_name,
+        zone_id=meta.zone_id,
+        host_id=host_id,
+        volumes=tuple(
+            replace(
+                v, id=new_id(), path=str(PurePosixPath(v.path).with_name(f"{vm_id}-{v.device_id}.{v.format}"))
+            )
+            for v in meta.volumes
+        ),
+        details=copied_details(meta.details, target_name),
+    )
+    return _restore_vm_job(
+        scope, point, host_id, {"vm_id": vm_id, "target": target.to_dict()}, "backup.restore_new_vm"
+    )
+
+
+def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> Job:
+    """Restore one volume of the restore point as a new data disk attached to ``vm_id``."""
+    point = _usable_point(scope, backup_id)
+    scope.driver(point.provider).require(Capability.RESTORE_VOLUME, "restore a single volume")
+    if VMRef.from_dict(point.vm_metadata).volume(volume_id) is None:
+        raise NotFound(f"volume {volume_id} is not in restore point {point.id}")
+    target = lookup.vm(scope, vm_id)
+    if target.zone_id != point.zone_id:
+        raise InvalidArgument(
+            f"virtual machine {target.name} is in another zone than restore point {point.id}; "
+            "a volume can only be restored within its zone",
+            field="virtualmachineid",
+        )
+    job = create_job(
+        scope,
+        kind=JobKind.RESTORE_VOLUME,
+        account_id=target.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        placement=routing.placement(JobKind.RESTORE_VOLUME, target),
+        idempotency_key=f"restore-volume:{point.id}:{new_id()}",
+        params={"volume_id": volume_id, "vm_id": target.id},
+    )
+    audit.record(scope, "backup.restore_volume", "backup", point.id, volume=volume_id, vm=target.id)
+    return job
+
+
+# -- job handlers ----------------------------------------------------------------------------
+
+
+def _begin(session: Session, job: Job) -> Backup:
+    point = session.get(Backup, job.subject_id)
+    if point is None or point.status not in USABLE_STATUSES:
+        raise ProviderError(f"restore point {job.subject_id} is no longer restorable", retryable=False)
+    point.status = BackupStatus.RESTORING
+    return point
+
+
+def _end(session: Session, job: Job) -> None:
+    # The point's row lock orders the ends of restores of the same point: the last one to
+    # end sees the others' ends committed and gives the point back.
+    point = session.get(Backup, job.subject_id, with_for_update=True)
+    if point is None or point.status is not BackupStatus.RESTORING:
+        return
+    still_reading = session.scalar(
+        select(func.count()).where(
+            Job.subject_id == point.id,
+            Job.kind.in_((JobKind.RESTORE_VM, JobKind.RESTORE_VOLUME)),
+            Job.state == JobState.RUNNING,
+            Job.id != job.id,
+        )
+    )
+    if not still_reading:
+        point.status = BackupStatus.BACKED_UP
+
+
+def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    with core.db.session() as session:
+        point = _begin(session, job)
+        ref = point_ref(point)
+        vm = session.get(VirtualMachine, point.vm_id)
+        recreate = "target" in job.params or vm is None or vm.removed_at is not None
+        if "target" in job.params:
+            target = on_its_host(session, VMRef.from_dict(job.params["target"]))
+        elif recreate:
+            target = on_its_host(session, ref.vm)
+        else:
+            target = vm_ref(vm)
+        driver = core.drivers.for_row(point.provider)
+    restored = driver.restore_vm(ref, target, progress)
+
+    def finish(session: Session) -> dict[str, Any]:
+        _end(session, job)
+        if recreate:
+            _recreate_vm(session, job.subject_id, restored or target)
+        elif restored is not None:
+            # The back end replaced the VM's instance (some restore into a new one): follow it.
+            relink(session, restored)
+        return {
+            "vm_id": target.id,
+            "recreated": recreate,
+            "relinked": restored is not None,
+            "backup_id": ref.id,
+        }
+
+    return finish
+
+
+def _recreate_vm(session: Session, backup_id: str, meta: VMRef) -> None:
+    """Bring back a destroyed VM (or one never known here) as the restore point describes it."""
+    point = session.get(Backup, backup_id)
+    assert point is not None
+    vm = session.get(VirtualMachine, meta.id)
+    if vm is None:
+        vm = VirtualMachine(id=meta.id, name=meta.name, account_id=point.account_id, zone_id=meta.zone_id)
+        session.add(vm)
+    vm.removed_at = None
+    vm.state = VMState.STOPPED
+    vm.details = dict(meta.details)
+    vm.host_id = meta.host_id
+    session.flush()
+    for ref in meta.volumes:
+        volume = session.get(Volume, ref.id)
+        if volume is None:
+            volume = Volume(id=ref.id, vm_id=vm.id)
+            session.add(volume)
+        volume.removed_at = None
+        volume.vm_id = vm.id
+        volume.name, volume.type, volume.device_id = ref.name, VolumeType(ref.type), ref.device_id
+        place_volume(volume, ref)
+
+
+def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    with core.db.session() as session:
+        point = _begin(session, job)
+        ref = point_ref(point)
+        volume = ref.vm.volume(job.params["volume_id"])
+        target = session.get(VirtualMachine, job.params["vm_id"])
+        if volume is None or target is None or target.removed_at is not None:
+            raise ProviderError("the volume or the target virtual machine is gone", retryable=False)
+        target_ref = vm_ref(target)
+        driver = core.drivers.for_row(point.provider)
+    restored = driver.restore_volume(ref, volume, target_ref, progress)
+
+    def finish(session: Session) -> dict[str, Any]:
+        _end(session, job)
+        pool_id = restored.pool_id if session.get(StoragePool, restored.pool_id) else volume.pool_id
+        used = {v.device_id for v in session.scalars(select(Volume).where(Volume.vm_id == target_ref.id))}
+        row = Volume(
+            id=restored.id,
+            vm_id=target_ref.id,
+            pool_id=pool_id,
+            type=VolumeType.DATADISK,
+            device_id=restored.device_id if restored.device_id not in used else max(used, default=0) + 1,
+            size=restored.size,
+            path=restored.path,
+            format=restored.format,
+            name=restored.name,
+        )
+        session.add(row)
+        return {"volume_id": row.id, "vm_id": target_ref.id, "path": row.path, "backup_id": ref.id}
+
+    return finish
+
+
+def _fail_restore(session: Session, job: Job, message: str, final: bool) -> None:
+    _end(session, job)
+
+
+RESTORE_VM_HANDLER = JobHandler(run=_run_restore_vm, on_failure=_fail_restore)
+RESTORE_VOLUME_HANDLER = JobHandler(run=_run_restore_volume, on_failure=_fail_restore)
