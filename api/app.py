@@ -10,8 +10,10 @@ from werkzeug.exceptions import HTTPException
 from api import rest
 from api.cloudstack.endpoint import blueprint as cloudstack
 from api.ops import blueprint as ops
+from orchestrator.bootstrap import build_core
 from orchestrator.engine.core import Core
 from orchestrator.infra.config import Settings
+from workers.runner import runner_for
 
 MAX_REQUEST_BYTES = 1 << 20
 
@@ -39,8 +41,4 @@ def create_app(core: Core | None = None) -> Flask:
 def _core_from_env() -> Core:
     """Under gunicorn: jobs go to the Celery queues when a broker is configured."""
     settings = Settings.from_env()
-    if settings.broker_url:
-        from workers.runner import celery_runner
-
-        return Core(settings, runner=celery_runner(settings))
-    return Core(settings)
+    return build_core(settings, runner=runner_for(settings))

@@ -28,8 +28,7 @@ from orchestrator.domain.sla import format_duration
 from orchestrator.planner.model import PlannedJob
 from orchestrator.usecases.backups import BackupRow
 from providers import hypervisor
-from providers.base import BackupProvider as Driver
-from providers.base import ProviderOffering
+from providers.base import ProviderDriver, ProviderOffering
 
 _SECRET_KEY = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 REDACTED = "********"
@@ -115,7 +114,7 @@ def vm(row: VirtualMachine) -> dict[str, Any]:
     }
 
 
-def provider(row: BackupProvider, driver: Driver | None = None) -> dict[str, Any]:
+def provider(row: BackupProvider, driver: ProviderDriver | None = None) -> dict[str, Any]:
     out = {
         "id": row.id,
         "name": row.name,

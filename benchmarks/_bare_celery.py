@@ -25,6 +25,8 @@ import redis
 from celery import Celery
 from psycopg2.extras import Json
 
+from workers.app import DELIVERY_SETTINGS
+
 TASK_NAME = "bench.noop"
 DURABLE_TASK_NAME = "bench.durable"
 DONE_KEY = "bench:done"
@@ -33,18 +35,7 @@ PIDS_KEY = "bench:pids"
 
 app = Celery("bench_bare", broker=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12"))
 # The same delivery settings as the orchestrator's app, so only the task body differs.
-app.conf.update(
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_create_missing_queues=True,
-    task_ignore_result=True,
-    task_serializer="json",
-    accept_content=["json"],
-    broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": 6 * 3600},
-    worker_hijack_root_logger=False,
-)
+app.conf.update(DELIVERY_SETTINGS)
 
 # The durable floor's tables: a job row and a result row per job, primary keys and the
 # result's foreign key, nothing else.

@@ -44,7 +44,7 @@ import sqlalchemy as sa  # noqa: E402
 ROOT = HERE.parent
 
 from api.auth import EXPIRES_FORMAT, sign  # noqa: E402
-from orchestrator.engine.core import Core  # noqa: E402
+from orchestrator.bootstrap import build_core  # noqa: E402
 from orchestrator.infra.config import Settings  # noqa: E402
 from orchestrator.usecases import accounts  # noqa: E402
 
@@ -62,7 +62,7 @@ def free_port() -> int:
 
 def fill(url: str, home: Path, rows: int, vms: int, tenants: int) -> tuple[dict, list[str]]:
     """Schema, an admin key, and ``rows`` restore points spread over ``vms`` VMs of ``tenants`` accounts."""
-    core = Core(Settings(home=home, database_url=url))
+    core = build_core(Settings(home=home, database_url=url))
     issued = accounts.bootstrap(core)
     assert issued is not None
     engine = core.db.engine

@@ -60,6 +60,7 @@ from typing import Any  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from orchestrator.bootstrap import build_core  # noqa: E402
 from orchestrator.domain.actor import Actor  # noqa: E402
 from orchestrator.domain.models import (  # noqa: E402
     Job,
@@ -724,7 +725,7 @@ def run(jobs: int, planned: int, counts: tuple[int, ...]) -> dict[str, Any]:
     try:
         with schema() as url:
             settings = Settings(home=home / "home", database_url=url, broker_url=REDIS)
-            core = Core(settings, runner=celery_runner(settings))
+            core = build_core(settings, runner=celery_runner(settings))
             try:
                 world = build_world(core)
                 ours, enqueue_rates = measure_ours(world, settings, procs, jobs, counts)

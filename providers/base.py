@@ -163,7 +163,7 @@ class BackupResult:
 Progress = Callable[[int, int], None]
 
 
-class BackupProvider(ABC):
+class ProviderDriver(ABC):
     """One back end. The constructor validates configuration and fails early with a clear error.
 
     Operations raise ``ProviderError`` for failures of the back end (retryable or not) and

@@ -24,11 +24,11 @@ from typing import Any
 
 from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.base import (
-    BackupProvider,
     BackupRequest,
     BackupResult,
     Capability,
     Progress,
+    ProviderDriver,
     ProviderOffering,
     RestorePointRef,
     VMRef,
@@ -55,7 +55,7 @@ def _typed(config: Mapping[str, Any], key: str, kind: type | tuple[type, ...], d
     return value
 
 
-class DummyProvider(BackupProvider):
+class DummyProvider(ProviderDriver):
     driver = "dummy"
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:

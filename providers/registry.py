@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.domain.errors import InvalidArgument
-from providers.base import BackupProvider
+from providers.base import ProviderDriver
 
 GROUP = "backup_orchestrator.providers"
 T = TypeVar("T")
@@ -38,11 +38,11 @@ def available_drivers() -> list[str]:
     return sorted(_entry_points(GROUP))
 
 
-def driver_class(driver: str) -> type[BackupProvider]:
+def driver_class(driver: str) -> type[ProviderDriver]:
     return load_class(
-        GROUP, driver, BackupProvider, unknown=f"driver: unknown provider driver {driver!r}", field="driver"
+        GROUP, driver, ProviderDriver, unknown=f"driver: unknown provider driver {driver!r}", field="driver"
     )
 
 
-def create(driver: str, name: str, config: Mapping[str, Any], data_dir: Path) -> BackupProvider:
+def create(driver: str, name: str, config: Mapping[str, Any], data_dir: Path) -> ProviderDriver:
     return driver_class(driver)(name, config, data_dir)

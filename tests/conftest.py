@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from orchestrator.bootstrap import build_core
 from orchestrator.domain.actor import Actor
 from orchestrator.engine.core import Core
 from orchestrator.engine.runner import Queued
@@ -86,7 +87,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def core(settings: Settings) -> Iterator[Core]:
     db = Database(settings.database_url)
-    yield Core(settings, db)
+    yield build_core(settings, db=db)
     db.dispose()
 
 
@@ -110,7 +111,7 @@ class Recorder:
 def deferred(world: World, settings: Settings) -> Iterator[Core]:
     """A second core on the world's database whose jobs are queued but never run."""
     db = Database(settings.database_url)
-    yield Core(settings, db, runner=Recorder())
+    yield build_core(settings, db=db, runner=Recorder())
     db.dispose()
 
 

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import ChannelError
 from sqlalchemy import update
 
 from orchestrator.domain.models import Job, JobKind, JobState, utcnow
-from orchestrator.engine.runner import Queued
+from orchestrator.engine.core import Core
+from orchestrator.engine.local_runners import InlineRunner
+from orchestrator.engine.runner import Queued, Runner
 from orchestrator.infra.config import Settings
-from workers.app import TASK_NAME, make_app
-from workers.tasks import HARD_LIMIT_GRACE, TIME_LIMITS
-
-if TYPE_CHECKING:
-    from orchestrator.engine.core import Core
+from workers.app import HARD_LIMIT_GRACE, TASK_NAME, TIME_LIMITS, make_app
 
 
 class CeleryRunner:
@@ -81,3 +79,9 @@ class CeleryRunner:
 
 def celery_runner(settings: Settings) -> CeleryRunner:
     return CeleryRunner(make_app(settings))
+
+
+def runner_for(settings: Settings) -> Runner:
+    """Where the jobs of a CLI call or an API process go: the Celery queues when a broker is
+    configured (distributed mode), else run in the caller's thread (embedded default)."""
+    return celery_runner(settings) if settings.broker_url else InlineRunner()

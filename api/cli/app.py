@@ -11,11 +11,13 @@ from typing import Any
 import click
 
 from api import views
+from orchestrator.bootstrap import build_core
 from orchestrator.domain.actor import Actor
 from orchestrator.domain.models import FINAL_JOB_STATES, Job
 from orchestrator.engine.core import Core, Scope
 from orchestrator.infra.config import Settings
 from orchestrator.usecases import accounts, jobs
+from workers.runner import runner_for
 
 FINAL_STATES = {state.value for state in FINAL_JOB_STATES}
 
@@ -30,12 +32,7 @@ class App:
 
     @cached_property
     def core(self) -> Core:
-        if self.settings.broker_url:
-            # Distributed mode: jobs go to the Celery queues instead of running in this process.
-            from workers.runner import celery_runner
-
-            return Core(self.settings, runner=celery_runner(self.settings))
-        return Core(self.settings)
+        return build_core(self.settings, runner=runner_for(self.settings))
 
     @cached_property
     def actor(self) -> Actor:

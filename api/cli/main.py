@@ -22,7 +22,7 @@ from api.cli.plan_cmds import capacity_cmd, plan_cmd
 from api.cli.serve_cmd import serve
 from api.cli.worker_cmds import dispatcher, worker
 from orchestrator import __version__
-from orchestrator.engine.core import Core
+from orchestrator.bootstrap import build_core
 from orchestrator.infra.config import Settings
 from orchestrator.usecases import accounts
 
@@ -69,7 +69,7 @@ def demo(home: Path | None) -> None:
     """Build a small cloud with the dummy provider, back up, restore, and narrate it."""
     home = home or Path(tempfile.mkdtemp(prefix="backup-demo-"))
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'orchestrator.db'}")
-    core = Core(settings)
+    core = build_core(settings)
     issued = accounts.bootstrap(core)
     if issued is None:
         raise click.ClickException(f"{home} already holds data; give the demo an empty --home")

@@ -6,13 +6,15 @@ import logging
 import threading
 
 import click
+import waitress
 
+from api.app import create_app
 from api.cli.output import handle_errors
-from api.cli.worker_cmds import run_dispatcher
-from orchestrator.engine.core import Core
-from orchestrator.engine.runner import ThreadRunner
+from orchestrator.bootstrap import build_core
+from orchestrator.engine.dispatcher import run_dispatcher
+from orchestrator.engine.local_runners import ThreadRunner
 from orchestrator.infra.config import Settings
-from orchestrator.usecases import accounts
+from orchestrator.usecases import accounts, rounds
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,10 @@ def serve(host: str, port: int, threads: int, job_workers: int, tick_seconds: fl
 
     Distributed sites run the API under gunicorn (``gunicorn 'api.wsgi:app'``) with
     workers and a dispatcher of their own."""
-    import waitress
-
-    from api.app import create_app
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     runner = ThreadRunner(workers=job_workers)
-    core = Core(Settings.from_env(), runner=runner)
+    core = build_core(Settings.from_env(), runner=runner)
     issued = accounts.bootstrap(core)
     click.echo(
         f"data: {core.settings.home}  database: {core.db.engine.url.render_as_string(hide_password=True)}"
@@ -48,7 +46,10 @@ def serve(host: str, port: int, threads: int, job_workers: int, tick_seconds: fl
         click.echo(f"              secret key  {issued.secretkey}  (shown only now)")
     stop = threading.Event()
     ticker = threading.Thread(
-        target=run_dispatcher, args=(core, tick_seconds, 1.0, stop), name="dispatcher", daemon=True
+        target=run_dispatcher,
+        args=(core, rounds.tick, tick_seconds, 1.0, stop),
+        name="dispatcher",
+        daemon=True,
     )
     ticker.start()
     click.echo(f"serving on http://{host}:{port}  (CloudStack endpoint: http://{host}:{port}/client/api)")

@@ -9,19 +9,23 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 from types import FrameType
 
 import click
+from prometheus_client import start_http_server
 
 from api.cli.app import App, pass_app
 from api.cli.output import handle_errors
+from orchestrator.bootstrap import build_core
 from orchestrator.engine.core import Core
-from orchestrator.engine.delivery import deliver_due
-from orchestrator.engine.leader import LeaderLock
+from orchestrator.engine.dispatcher import run_dispatcher
 from orchestrator.infra import telemetry
 from orchestrator.infra.db import persist
 from orchestrator.usecases import rounds
+from workers import queues as routing
+from workers.app import make_app
+from workers.runner import CeleryRunner
+from workers.tasks import register
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,6 @@ def _logging(level: str) -> None:
 
 def _serve_metrics(port: int, core: Core | None) -> None:
     """This process's metrics; the database's state too when ``core`` is given."""
-    from prometheus_client import start_http_server
-
     start_http_server(port, registry=telemetry.registry(core.db if core else None))
     click.echo(f"metrics on http://0.0.0.0:{port}/metrics")
 
@@ -73,13 +75,9 @@ def worker(
         # library reads this variable when it is first imported: start again with it set.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="backup-worker-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "api.cli.main", *sys.argv[1:]])  # noqa: S606
-    from workers import queues as routing
-    from workers.app import make_app
-    from workers.runner import CeleryRunner
-
     _logging(loglevel)
-    celery = make_app(app.settings)
-    core = Core(app.settings, runner=CeleryRunner(celery))
+    celery = register(make_app(app.settings))
+    core = build_core(app.settings, runner=CeleryRunner(celery))
     # The database may be restarting as the worker starts: wait for it like every job step.
     wait = app.settings.db_retry_seconds
     if all_queues:
@@ -134,34 +132,4 @@ def dispatcher(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    run_dispatcher(app.core, tick_seconds, deliver_every, stop)
-
-
-def run_dispatcher(core: Core, tick_seconds: float, deliver_every: float, stop: threading.Event) -> None:
-    """Until ``stop``: deliver due jobs every round, plan every ``tick_seconds``, while leading."""
-    lock = LeaderLock(core)
-    next_tick = 0.0
-    leading = False
-    try:
-        while not stop.is_set():
-            if lock.hold() != leading:
-                leading = not leading
-                log.info("dispatcher %s", "leading" if leading else "standing by: another one leads")
-            telemetry.DISPATCHER_LEADER.set(1 if leading else 0)
-            if leading:
-                try:
-                    if time.monotonic() >= next_tick:
-                        next_tick = time.monotonic() + tick_seconds
-                        result = rounds.tick(core)
-                        log.info("round: %s", result)
-                        if result["sla_release_pending"]:
-                            next_tick = 0.0  # more planned jobs due: release on in the next round
-                    else:
-                        deliver_due(core)
-                    telemetry.DISPATCHER_ROUNDS.inc()
-                except Exception:
-                    log.exception("dispatcher round failed; next round in %ss", deliver_every)
-            stop.wait(deliver_every)
-    finally:
-        lock.release()
-        telemetry.DISPATCHER_LEADER.set(0)
+    run_dispatcher(app.core, rounds.tick, tick_seconds, deliver_every, stop)

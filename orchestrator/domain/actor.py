@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestrator.domain.errors import PermissionDenied
+from sqlalchemy.orm import Session
+
+from orchestrator.domain.errors import NotFound, PermissionDenied
 from orchestrator.domain.models import Account, Role
 
 
@@ -28,3 +31,16 @@ class Actor:
 
     def can_see(self, account_id: str) -> bool:
         return self.is_admin or account_id == self.account_id
+
+
+def acting_as(account_id: str) -> Callable[[Session], Actor]:
+    """For work done on an account's behalf (its jobs, schedules, planned backups, retention):
+    the account is read inside the use case's own transaction (``core.scope(acting_as(id))``)."""
+
+    def load(session: Session) -> Actor:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise NotFound.of("account", account_id)
+        return Actor.of(account)
+
+    return load

@@ -1,36 +1,42 @@
-"""The core's entry point: a database, the provider drivers, and a runner for jobs.
+"""The core's kernel: a database, the provider drivers, a runner for jobs, and the table of
+job handlers it was given.
 
 A use case runs inside a ``Scope``: one transaction, one actor. Jobs it creates are
 handed to the runner only after the transaction commits, so a worker never sees a job
 whose row is not there yet.
+
+The engine knows job kinds only through ``Handlers``: the use-case layer builds the table
+and ``orchestrator.bootstrap`` hands it to the core, so nothing here imports a use case.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from orchestrator.domain.actor import Actor
 from orchestrator.domain.errors import NotFound
-from orchestrator.domain.models import BackupProvider as ProviderRow
-from orchestrator.domain.models import Job
-from orchestrator.engine.runner import Queued
+from orchestrator.domain.models import BackupProvider, Job, JobKind
+from orchestrator.engine.runner import Queued, Runner
 from orchestrator.infra.config import Settings
 from orchestrator.infra.db import Database
 from orchestrator.infra.sealing import Sealer
 from providers import registry
-from providers.base import BackupProvider
-
-if TYPE_CHECKING:
-    from orchestrator.engine.runner import Runner
+from providers.base import ProviderDriver
 
 T = TypeVar("T")
+
+# What a job's run step returns: the step that records success, run in the transaction that
+# marks the job succeeded.
+Finish = Callable[[Session], dict[str, Any]]
+# Reports work done out of work to do (bytes for data-moving jobs, items for the others).
+ProgressFn = Callable[[int, int], None]
 
 
 class Drivers:
@@ -38,9 +44,9 @@ class Drivers:
 
     def __init__(self, data_root: Path) -> None:
         self.data_root = data_root
-        self._cache: dict[tuple[str, str], BackupProvider] = {}
+        self._cache: dict[tuple[str, str], ProviderDriver] = {}
 
-    def for_row(self, row: ProviderRow) -> BackupProvider:
+    def for_row(self, row: BackupProvider) -> ProviderDriver:
         key = (row.id, repr(sorted(row.config.items())))
         driver = self._cache.get(key)
         if driver is None:
@@ -56,7 +62,7 @@ class Scope:
     core: Core
     pending_jobs: list[Queued] = field(default_factory=list)
 
-    def driver(self, row: ProviderRow) -> BackupProvider:
+    def driver(self, row: BackupProvider) -> ProviderDriver:
         return self.core.drivers.for_row(row)
 
     def enqueue(self, job: Job) -> None:
@@ -81,15 +87,40 @@ class Scope:
         return obj
 
 
-class Core:
-    def __init__(self, settings: Settings, db: Database | None = None, runner: Runner | None = None) -> None:
-        self.settings = settings
-        self.db = db or Database.from_settings(settings)
-        self.drivers = Drivers(settings.home / "providers")
-        if runner is None:
-            from orchestrator.engine.runner import InlineRunner
+@dataclass(frozen=True)
+class JobHandler:
+    """What the engine does for one kind of job."""
 
-            runner = InlineRunner()
+    # Does the work, outside any transaction; returns the step that records success.
+    run: Callable[[Core, Job, ProgressFn], Finish]
+    # Records on the job's subject that this attempt failed; ``final`` when no retry follows.
+    on_failure: Callable[[Session, Job, str, bool], None]
+    # Follow-up work (e.g. pruning) as the job's owner, in the transaction that records
+    # success but behind a savepoint: its failure does not undo the job.
+    after: Callable[[Scope, Job], None] | None = None
+
+
+class Handlers:
+    """The job kinds this installation runs, each with its handler."""
+
+    def __init__(self, table: Mapping[JobKind, JobHandler]) -> None:
+        self._table = dict(table)
+
+    def __getitem__(self, kind: JobKind) -> JobHandler:
+        try:
+            return self._table[kind]
+        except KeyError:
+            raise NotImplementedError(f"no handler for {kind.value} jobs in this version") from None
+
+
+class Core:
+    """Assembled once per process by ``orchestrator.bootstrap.build_core``."""
+
+    def __init__(self, settings: Settings, db: Database, runner: Runner, handlers: Handlers) -> None:
+        self.settings = settings
+        self.db = db
+        self.drivers = Drivers(settings.home / "providers")
+        self.handlers = handlers
         self.runner = runner
         self.runner.bind(self)
 

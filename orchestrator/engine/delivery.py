@@ -42,8 +42,6 @@ class Delivery:
 
 def reclaim_expired(core: Core) -> int:
     """Jobs whose worker stopped renewing the lease go back to the queue (or fail)."""
-    from orchestrator.engine.execution import handler_for
-
     now = utcnow()
     with core.db.session() as session:
         stmt = (
@@ -69,7 +67,7 @@ def reclaim_expired(core: Core) -> int:
                 job.state = JobState.QUEUED
                 job.not_before = now
                 joblog.add(session, job.id, f"attempt {job.attempts}: {message}; queued again", "warning")
-            handler_for(job.kind).on_failure(session, job, message, final)
+            core.handlers[job.kind].on_failure(session, job, message, final)
     if expired:
         telemetry.JOBS_REDELIVERED.labels("lease_expired").inc(len(expired))
         log.warning("%d job(s) lost their worker and were queued again or failed", len(expired))

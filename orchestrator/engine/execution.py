@@ -27,32 +27,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session, aliased
 
+from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import DomainError, ProviderError
 from orchestrator.domain.models import Host, Job, JobKind, JobState, StoragePool, utcnow
 from orchestrator.engine import joblog
-from orchestrator.engine.core import Core, Scope
+from orchestrator.engine.core import Core, Finish, JobHandler
 from orchestrator.infra import telemetry
 from orchestrator.infra.db import persist
-from orchestrator.usecases.accounts import acting_as
 
 log = logging.getLogger(__name__)
 
-Finish = Callable[[Session], dict[str, Any]]
-ProgressFn = Callable[[int, int], None]
-
 # Kinds whose progress counts bytes (the others count items).
 MOVES_DATA = (JobKind.BACKUP, JobKind.RESTORE_VM, JobKind.RESTORE_VOLUME)
-
-
-@dataclass(frozen=True)
-class JobHandler:
-    # Does the work; returns the step that records success.
-    run: Callable[[Core, Job, ProgressFn], Finish]
-    # Records on the job's subject that this attempt failed; ``final`` when no retry follows.
-    on_failure: Callable[[Session, Job, str, bool], None]
-    # Follow-up work (e.g. pruning) as the job's owner, in the transaction that records
-    # success but behind a savepoint: its failure does not undo the job.
-    after: Callable[[Scope, Job], None] | None = None
 
 
 class Outcome(StrEnum):
@@ -72,24 +58,6 @@ class Cancelled(Exception):
 
 class LeaseLost(Exception):
     """The reconciler gave the job to another worker (this one was presumed dead)."""
-
-
-def handler_for(kind: JobKind) -> JobHandler:
-    # Imported here: the use case modules import this one for JobHandler.
-    from orchestrator.usecases import backups, ingest, restores, verification
-
-    handlers = {
-        JobKind.INGEST: ingest.INGEST_HANDLER,
-        JobKind.BACKUP: backups.BACKUP_HANDLER,
-        JobKind.DELETE_BACKUP: backups.DELETE_HANDLER,
-        JobKind.RESTORE_VM: restores.RESTORE_VM_HANDLER,
-        JobKind.RESTORE_VOLUME: restores.RESTORE_VOLUME_HANDLER,
-        JobKind.VERIFY: verification.VERIFY_HANDLER,
-    }
-    try:
-        return handlers[kind]
-    except KeyError:
-        raise NotImplementedError(f"no handler for {kind.value} jobs in this version") from None
 
 
 class Lease:
@@ -303,7 +271,7 @@ def execute(core: Core, job_id: str, worker_id: str = "inline") -> Outcome:
         _observe(claimed.job, Outcome.DEFERRED, time.monotonic() - started, 0)
         return Outcome.DEFERRED
     job = claimed
-    handler = handler_for(job.kind)
+    handler = core.handlers[job.kind]
     with Lease(core, job.id, worker_id) as lease:
         progress = ProgressWriter(core, job.id, lease)
         outcome = _attempt(core, job, worker_id, handler, progress)

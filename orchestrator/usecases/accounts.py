@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import BindParameter, ColumnElement, ScalarSelect, bindparam, select
@@ -147,12 +146,6 @@ def bootstrap(core: Core) -> IssuedKey | None:
         actor = Actor.of(admin)
     with core.scope(actor) as scope:
         return create_key(scope, admin.id)
-
-
-def acting_as(account_id: str) -> Callable[[Session], Actor]:
-    """For work done on an account's behalf (its schedules, planned backups, retention): the
-    account is read inside the use case's own transaction (``core.scope(acting_as(id))``)."""
-    return lambda session: Actor.of(find_account(session, account_id))
 
 
 def admin_actor(core: Core, name: str | None = None) -> Actor:

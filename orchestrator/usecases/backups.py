@@ -21,12 +21,10 @@ from orchestrator.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ProviderError,
     Unsupported,
 )
 from orchestrator.domain.models import (
     LIVE_STATUSES,
-    USABLE_STATUSES,
     Backup,
     BackupOffering,
     BackupOrigin,
@@ -36,18 +34,16 @@ from orchestrator.domain.models import (
     Job,
     JobKind,
     VirtualMachine,
-    utcnow,
 )
 from orchestrator.domain.validate import parse_enum
 from orchestrator.engine import routing
-from orchestrator.engine.core import Core, Scope
-from orchestrator.engine.execution import Finish, JobHandler, ProgressFn
+from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, PageQuery, paginate_rows
 from orchestrator.usecases import audit, backup_providers, jobs, lookup
 from orchestrator.usecases.accounts import account_id_of, find_account
 from orchestrator.usecases.inventory import find_zone
-from orchestrator.usecases.refs import point_ref, vm_ref
-from providers.base import BackupRequest, Capability
+from orchestrator.usecases.refs import vm_ref
+from providers.base import Capability
 
 IN_FLIGHT = (BackupStatus.ALLOCATED, BackupStatus.QUEUED, BackupStatus.BACKING_UP)
 # What ``vm_ref`` and the offering checks read, loaded with the VM instead of one by one.
@@ -346,119 +342,3 @@ def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced
     )
     audit.record(scope, "backup.delete", "backup", subject.id, forced=forced, ids=[p.id for p in ordered])
     return job
-
-
-# -- job handlers ----------------------------------------------------------------------------
-
-
-def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
-    with core.db.session() as session:
-        # Everything the request needs in three queries: this runs once per job on every worker.
-        point = session.get(
-            Backup, job.subject_id, options=[joinedload(Backup.offering), joinedload(Backup.provider)]
-        )
-        if point is None:
-            raise ProviderError(f"restore point {job.subject_id} no longer exists", retryable=False)
-        if point.status is BackupStatus.BACKED_UP:
-            # A re-delivered job whose work was already recorded: nothing to do twice.
-            return lambda _s: _backup_result(point)
-        vm = session.get(VirtualMachine, point.vm_id, options=WITH_REF)
-        if vm is None or vm.removed_at is not None:
-            raise ProviderError(f"virtual machine {point.vm_name} was destroyed", retryable=False)
-        driver = core.drivers.for_row(point.provider)
-        parent = None
-        if driver.supports(Capability.INCREMENTAL):
-            parent = session.scalar(
-                select(Backup)
-                .where(
-                    Backup.vm_id == vm.id,
-                    Backup.offering_id == point.offering_id,
-                    Backup.status.in_(USABLE_STATUSES),
-                    Backup.id != point.id,
-                )
-                .order_by(Backup.created_at.desc())
-                .limit(1)
-            )
-        ref = vm_ref(vm)
-        point.vm_metadata = ref.to_dict()
-        point.status = BackupStatus.BACKING_UP
-        point.error = None
-        request = BackupRequest(
-            restore_point_id=point.id,
-            vm=ref,
-            offering_external_id=point.offering.external_id,
-            parent=point_ref(parent) if parent else None,
-            quiesce=driver.supports(Capability.QUIESCE),
-        )
-        parent_id = parent.id if parent else None
-    result = driver.take_backup(request, progress)
-
-    def finish(session: Session) -> dict[str, Any]:
-        done = session.get(Backup, job.subject_id)
-        assert done is not None
-        done.external_id = result.external_id
-        done.backup_type = BackupType(result.backup_type)
-        done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
-        done.size = result.size
-        done.protected_size = result.protected_size
-        done.status = BackupStatus.BACKED_UP
-        done.completed_at = utcnow()
-        return _backup_result(done)
-
-    return finish
-
-
-def _backup_result(point: Backup) -> dict[str, Any]:
-    return {
-        "backup_id": point.id,
-        "external_id": point.external_id,
-        "type": point.backup_type.value,
-        "size": point.size,
-    }
-
-
-def _fail_backup(session: Session, job: Job, message: str, final: bool) -> None:
-    point = session.get(Backup, job.subject_id)
-    if point is not None and point.status in IN_FLIGHT:
-        point.status = BackupStatus.FAILED if final else BackupStatus.QUEUED
-        point.error = message
-
-
-def _after_backup(scope: Scope, job: Job) -> None:
-    """A restore point landed: apply its schedule's max_backups, or its offering's retention."""
-    from orchestrator.usecases import pruning
-
-    pruning.after_backup(scope, job.subject_id)
-
-
-def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
-    ids: list[str] = job.params["ids"]
-    with core.db.session() as session:
-        points = [session.get(Backup, i) for i in ids]
-        refs = [(p.id, point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
-    for done, (_pid, ref, driver) in enumerate(refs, start=1):
-        driver.delete_backup(ref, forced=bool(job.params.get("forced")))
-        progress(done, len(refs))
-
-    def finish(session: Session) -> dict[str, Any]:
-        for point_id in ids:
-            point = session.get(Backup, point_id)
-            if point is None:
-                continue
-            for child in session.scalars(select(Backup).where(Backup.parent_id == point.id)):
-                child.parent_id = point.parent_id
-            point.status = BackupStatus.EXPUNGED
-        return {"deleted": ids}
-
-    return finish
-
-
-def _fail_delete(session: Session, job: Job, message: str, final: bool) -> None:
-    for point_id in job.params.get("ids", ()):
-        point = session.get(Backup, point_id)
-        if point is not None:
-            point.error = f"delete failed: {message}"
-
-
-BACKUP_HANDLER = JobHandler(run=_run_backup, on_failure=_fail_backup, after=_after_backup)
-DELETE_HANDLER = JobHandler(run=_run_delete, on_failure=_fail_delete)

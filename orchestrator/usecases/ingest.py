@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.domain import validate
+from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import Conflict, InvalidArgument, ProviderError
 from orchestrator.domain.models import (
     Account,
@@ -40,8 +41,7 @@ from orchestrator.domain.models import (
     utcnow,
 )
 from orchestrator.engine import routing
-from orchestrator.engine.core import Core, Scope
-from orchestrator.engine.execution import Finish, JobHandler, ProgressFn
+from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import accounts, audit, inventory, jobs
 from orchestrator.usecases.refs import vm_ref, volume_ref
 from providers import hypervisor
@@ -176,7 +176,7 @@ def _run(core: Core, job: Job, progress: ProgressFn) -> Finish:
 
 def _acting(core: Core, session: Session, job: Job) -> Scope:
     """The job's requester, in the session that records its outcome."""
-    return Scope(session, accounts.acting_as(job.requested_by or job.account_id)(session), core)
+    return Scope(session, acting_as(job.requested_by or job.account_id)(session), core)
 
 
 def _discover(core: Core, session: Session, job: Job, found: list[DiscoveredVM]) -> dict[str, Any]:

@@ -117,8 +117,6 @@ def show(scope: Scope, job_id: str) -> Job:
 def cancel(scope: Scope, job_id: str) -> Job:
     """Cancel a job. A planned or queued one stops now; a running one at its next progress
     report or lease renewal (a job whose work completes first still succeeds)."""
-    from orchestrator.engine.execution import handler_for
-
     job = lookup.job(scope, job_id)
     if job.state is JobState.RUNNING:
         if job.cancel_requested_at is None:
@@ -131,7 +129,7 @@ def cancel(scope: Scope, job_id: str) -> Job:
     job.state = JobState.CANCELLED
     job.finished_at = utcnow()
     job.error = f"cancelled by {scope.actor.name}"
-    handler_for(job.kind).on_failure(scope.session, job, job.error, True)
+    scope.core.handlers[job.kind].on_failure(scope.session, job, job.error, True)
     joblog.add(scope.session, job.id, job.error, "warning")
     audit.record(scope, "job.cancel", "job", job.id)
     return job

@@ -19,6 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator import planner
+from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.models import (
     USABLE_STATUSES,
@@ -37,7 +38,6 @@ from orchestrator.domain.models import (
 from orchestrator.engine.core import Core
 from orchestrator.planner.model import DEFAULT_THROUGHPUT
 from orchestrator.usecases import backups
-from orchestrator.usecases.accounts import acting_as
 from orchestrator.usecases.offerings import service_level
 
 # Weight of the newest restore point in a VM's size estimate.

@@ -27,8 +27,7 @@ from orchestrator.domain.models import (
     new_id,
 )
 from orchestrator.engine import routing
-from orchestrator.engine.core import Core, Scope
-from orchestrator.engine.execution import Finish, JobHandler, ProgressFn
+from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import audit, backup_providers, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
 from orchestrator.usecases.jobs import create as create_job

@@ -14,12 +14,12 @@ from croniter import croniter
 from sqlalchemy import select
 
 from orchestrator.domain import validate
+from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from orchestrator.domain.models import BackupOrigin, BackupSchedule, IntervalType, VirtualMachine, utcnow
 from orchestrator.domain.sla import parse_timezone
 from orchestrator.engine.core import Core, Scope
 from orchestrator.usecases import audit, backups, lookup
-from orchestrator.usecases.accounts import acting_as
 
 _FORMATS = {
     IntervalType.HOURLY: ("MM", (59,)),

@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session
 from orchestrator.domain.errors import Conflict, ProviderError, Unsupported
 from orchestrator.domain.models import USABLE_STATUSES, Backup, BackupStatus, Job, JobKind
 from orchestrator.engine import routing
-from orchestrator.engine.core import Core, Scope
-from orchestrator.engine.execution import Finish, JobHandler, ProgressFn
+from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import audit, jobs, lookup
 from orchestrator.usecases.refs import point_ref
 from providers.base import Capability

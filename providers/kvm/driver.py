@@ -36,11 +36,11 @@ from typing import Any
 
 from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.base import (
-    BackupProvider,
     BackupRequest,
     BackupResult,
     Capability,
     Progress,
+    ProviderDriver,
     ProviderOffering,
     RestorePointRef,
     VMRef,
@@ -91,7 +91,7 @@ def _hosts(config: Mapping[str, Any]) -> dict[str, HostConnection]:
     return hosts
 
 
-class KvmProvider(BackupProvider):
+class KvmProvider(ProviderDriver):
     """KVM VMs on libvirt hosts into a NAS repository, all disks of a VM at one instant."""
 
     driver = "kvm"

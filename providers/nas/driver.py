@@ -15,11 +15,11 @@ from typing import Any
 from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.retention import RetentionPolicy
 from providers.base import (
-    BackupProvider,
     BackupRequest,
     BackupResult,
     Capability,
     Progress,
+    ProviderDriver,
     ProviderOffering,
     RestorePointRef,
     VMRef,
@@ -49,7 +49,7 @@ CAPABILITIES = frozenset(
 )
 
 
-class NasProvider(BackupProvider):
+class NasProvider(ProviderDriver):
     """KVM disk images (raw, qcow2) into a deduplicating repository on a shared directory."""
 
     driver = "nas"

@@ -10,8 +10,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from api.app import create_app
+from orchestrator.bootstrap import build_core
 from orchestrator.engine.core import Core
-from orchestrator.engine.runner import ThreadRunner
+from orchestrator.engine.local_runners import ThreadRunner
 from orchestrator.infra.config import Settings
 from orchestrator.infra.db import Database
 from orchestrator.usecases import accounts
@@ -21,7 +22,7 @@ from orchestrator.usecases import accounts
 def core(settings: Settings) -> Iterator[Core]:
     db = Database(settings.database_url)
     runner = ThreadRunner(workers=2)
-    yield Core(settings, db, runner=runner)
+    yield build_core(settings, db=db, runner=runner)
     runner.shutdown()
     db.dispose()
 

@@ -21,6 +21,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from orchestrator.bootstrap import build_core
 from orchestrator.domain.models import Job
 from orchestrator.engine.core import Core
 from orchestrator.infra.config import Settings
@@ -72,7 +73,7 @@ def settings(database_url: str, tmp_path: Path, broker: redis.Redis) -> Settings
 def core(settings: Settings) -> Iterator[Core]:
     """The API's side: jobs created here are published to Redis."""
     db = Database(settings.database_url)
-    yield Core(settings, db, runner=celery_runner(settings))
+    yield build_core(settings, db=db, runner=celery_runner(settings))
     db.dispose()
 
 

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
+from orchestrator.bootstrap import build_core
 from orchestrator.domain.models import Backup, BackupStatus, Host, Job, JobState, StoragePool, utcnow
 from orchestrator.engine.core import Core
 from orchestrator.engine.delivery import deliver_due, reclaim_expired
@@ -20,7 +21,6 @@ from orchestrator.engine.execution import (
     _record_success,
     claim,
     execute,
-    handler_for,
 )
 from orchestrator.engine.leader import LeaderLock
 from orchestrator.infra.telemetry import StateCollector
@@ -42,7 +42,7 @@ class Held(Recorder):
 @pytest.fixture
 def queued(world: World, settings) -> Core:
     """A core on the world's database whose jobs stay queued until a test runs them."""
-    return Core(settings, world.core.db, runner=Held())
+    return build_core(settings, db=world.core.db, runner=Held())
 
 
 def backup_job(core: Core, world: World, vm_id: str) -> str:
@@ -165,7 +165,9 @@ def test_a_worker_whose_lease_was_taken_does_not_record_its_work(world: World, q
     reclaim_expired(queued)
     assert execute(queued, job_id, "w2") is Outcome.SUCCEEDED
     # The presumed-dead worker comes back: nothing of it is recorded.
-    finish = _record_success(queued, claimed, "slow-worker", handler_for(claimed.kind), lambda _s: {"x": 1})
+    finish = _record_success(
+        queued, claimed, "slow-worker", queued.handlers[claimed.kind], lambda _s: {"x": 1}
+    )
     assert finish is Outcome.SKIPPED
     assert row(queued, job_id).result != {"x": 1}
 
@@ -268,7 +270,7 @@ def test_cancel_of_a_running_job_is_a_request(world: World, queued: Core) -> Non
 
 
 def test_one_leader_at_a_time(world: World, settings) -> None:
-    first, second = LeaderLock(world.core), LeaderLock(Core(settings, world.core.db))
+    first, second = LeaderLock(world.core), LeaderLock(build_core(settings, db=world.core.db))
     try:
         assert first.hold()
         assert first.hold()  # still leading

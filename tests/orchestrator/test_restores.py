@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, Unsupported
 from orchestrator.domain.models import BackupStatus, Job, JobState, VMState, VolumeType
-from orchestrator.engine.execution import Outcome, _record_success, claim, handler_for
+from orchestrator.engine.execution import Outcome, _record_success, claim
 from orchestrator.usecases import assignments, backups, inventory, jobs, restores
 from tests.conftest import GiB, add_provider, import_offering
 
@@ -169,7 +169,7 @@ def test_a_point_read_by_two_restores_is_given_back_when_the_last_one_ends(world
     for job_id in (whole, one):
         job = claim(deferred, job_id, "w1")
         assert isinstance(job, Job)
-        handler = handler_for(job.kind)
+        handler = deferred.handlers[job.kind]
         finishes[job_id] = (job, "w1", handler, handler.run(deferred, job, lambda _done, _total: None))
     assert _point(world, point).status is BackupStatus.RESTORING
 
