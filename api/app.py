@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from api import rest
@@ -18,10 +19,16 @@ from workers.runner import runner_for
 MAX_REQUEST_BYTES = 1 << 20
 
 
+class _UnsortedJSON(DefaultJSONProvider):
+    """Answers keep their keys in the order the views give them."""
+
+    sort_keys = False
+
+
 def create_app(core: Core | None = None) -> Flask:
     app = Flask("backup_orchestrator")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = _UnsortedJSON(app)
     app.extensions["orchestrator"] = core or _core_from_env()
     app.register_blueprint(cloudstack)
     app.register_blueprint(ops)

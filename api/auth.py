@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Protocol
 from urllib.parse import quote
 
 from sqlalchemy.orm import Session
@@ -74,7 +75,13 @@ def verify_signed(session: Session, sealer: Sealer, params: Mapping[str, str]) -
     raise AuthenticationFailed("the signature does not match the request")
 
 
-def verify_headers(session: Session, headers: Mapping[str, str]) -> Actor | None:
+class HeaderLookup(Protocol):
+    """Request headers as a mapping or as Werkzeug's ``Headers`` (which is no ``Mapping``)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def verify_headers(session: Session, headers: HeaderLookup) -> Actor | None:
     apikey, secret = headers.get("X-Api-Key"), headers.get("X-Api-Secret")
     if not apikey and not secret:
         return None

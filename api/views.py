@@ -9,6 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from orchestrator.domain.jobparams import PlannedBackup
 from orchestrator.domain.models import (
     Account,
     AuditEvent,
@@ -25,6 +26,7 @@ from orchestrator.domain.models import (
     Zone,
 )
 from orchestrator.domain.sla import format_duration
+from orchestrator.engine import routing
 from orchestrator.planner.model import PlannedJob
 from orchestrator.usecases.backups import BackupRow
 from providers import hypervisor
@@ -206,7 +208,7 @@ def job(row: Job) -> dict[str, Any]:
         "max_attempts": row.max_attempts,
         "not_before": _ts(row.not_before),
         "deadline": _ts(row.deadline),
-        "reason": row.params.get("reason"),
+        "reason": planned.reason if (planned := PlannedBackup.of_sla_job(row)) else None,
         "progress": {"done": row.progress_done, "total": row.progress_total},
         "result": row.result,
         "error": row.error,
@@ -226,7 +228,7 @@ def planned_job(job: PlannedJob) -> dict[str, Any]:
     return {
         "vm_id": job.vm_id,
         "offering_id": job.offering_id,
-        "queue": job.queue,
+        "queue": routing.pool_queue(job.pool_id),
         "start": _ts(job.start),
         "end": _ts(job.end),
         "deadline": _ts(job.deadline),

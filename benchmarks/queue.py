@@ -71,6 +71,7 @@ from orchestrator.domain.models import (  # noqa: E402
     VolumeType,
     new_id,
 )
+from orchestrator.engine import routing  # noqa: E402
 from orchestrator.engine.core import Core  # noqa: E402
 from orchestrator.infra.config import Settings  # noqa: E402
 from orchestrator.usecases import (  # noqa: E402
@@ -291,7 +292,7 @@ def measure_ours(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Jobs per second per worker count, and how fast the enqueueing alone went meanwhile."""
     core = world.core
-    queue = f"pool.{world.pool_id}"
+    queue = routing.pool_queue(world.pool_id)
     t0 = time.monotonic()
     warm = offering_with_vms(world, "warm", WARM_VMS * max(counts))
     batches = {n: offering_with_vms(world, f"bench{n}", jobs) for n in counts}
@@ -566,7 +567,7 @@ def plant(world: World, planned: int) -> None:
                         "account_id": world.account_id,
                         "subject_type": "vm",
                         "subject_id": vm_id,
-                        "queue": f"pool.{world.pool_id}",
+                        "queue": routing.pool_queue(world.pool_id),
                         "params": {
                             "origin": "sla",
                             "reason": "benchmark",

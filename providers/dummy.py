@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from orchestrator.domain.errors import InvalidArgument, ProviderError
+from orchestrator.domain.errors import ProviderError
 from providers.base import (
     BackupRequest,
     BackupResult,
@@ -35,6 +35,7 @@ from providers.base import (
     VolumeRef,
     parse_capabilities,
 )
+from providers.config import Fields
 
 DEFAULT_OFFERINGS = (
     {"id": "dummy-gold", "name": "Gold policy", "description": "hourly, kept 30 days"},
@@ -45,40 +46,27 @@ OPERATIONS = ("assign", "remove", "backup", "delete", "restore", "restore_volume
 PROGRESS_STEPS = 4
 
 
-def _typed(config: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-    value = config.get(key, default)
-    if value is default:
-        return value
-    if isinstance(value, bool) or not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InvalidArgument(f"config.{key}: expected {names}, got {value!r}", field=f"config.{key}")
-    return value
-
-
 class DummyProvider(ProviderDriver):
     driver = "dummy"
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
         super().__init__(name, config, data_dir)
-        caps = _typed(config, "capabilities", list, None)
+        fields = Fields(config, "config.")
+        caps = fields.typed("capabilities", list, None)
         self._capabilities = frozenset(Capability) if caps is None else parse_capabilities(caps)
-        offerings = _typed(config, "offerings", list, list(DEFAULT_OFFERINGS))
+        offerings = fields.typed("offerings", list, list(DEFAULT_OFFERINGS))
         if not all(isinstance(o, dict) and isinstance(o.get("id"), str) for o in offerings):
-            raise InvalidArgument(
-                "config.offerings: a list of objects with a string 'id'", field="config.offerings"
-            )
+            raise fields.error("offerings", "a list of objects with a string 'id'")
         self._offerings = [
             ProviderOffering(o["id"], str(o.get("name", o["id"])), str(o.get("description", "")))
             for o in offerings
         ]
-        self._fail = set(_typed(config, "fail", list, []))
+        self._fail = set(fields.typed("fail", list, []))
         if bad := self._fail - set(OPERATIONS):
-            raise InvalidArgument(
-                f"config.fail: unknown operations {sorted(bad)}; known: {OPERATIONS}", field="config.fail"
-            )
-        self._fail_times = _typed(config, "fail_times", int, None)
-        self._duration = float(_typed(config, "duration_s", (int, float), 0.0))
-        self._incremental_ratio = float(_typed(config, "incremental_ratio", (int, float), 0.1))
+            raise fields.error("fail", f"unknown operations {sorted(bad)}; known: {OPERATIONS}")
+        self._fail_times = fields.typed("fail_times", int, None)
+        self._duration = float(fields.typed("duration_s", (int, float), 0.0))
+        self._incremental_ratio = float(fields.typed("incremental_ratio", (int, float), 0.1))
         self._state_file = data_dir / "state.json"
         self._points_dir = data_dir / "points"
 
@@ -93,7 +81,7 @@ class DummyProvider(ProviderDriver):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir / "state.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state = {"calls": {}, "restores": []}
+            state: dict[str, Any] = {"calls": {}, "restores": []}
             if self._state_file.exists():
                 state = json.loads(self._state_file.read_text())
             yield state

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from providers.registry import load_class
+from providers.registry import load_entry_point, not_a
 
 GROUP = "backup_orchestrator.hypervisors"
 
@@ -113,13 +113,13 @@ class HostDriver(ABC):
 
 
 def driver_class(hypervisor: str) -> type[HostDriver]:
-    return load_class(
-        GROUP,
-        hypervisor.lower(),
-        HostDriver,
-        unknown=f"no host driver for hypervisor {hypervisor!r}",
-        field="hypervisor",
+    name = hypervisor.lower()
+    cls = load_entry_point(
+        GROUP, name, unknown=f"no host driver for hypervisor {hypervisor!r}", field="hypervisor"
     )
+    if isinstance(cls, type) and issubclass(cls, HostDriver):
+        return cls
+    raise not_a(HostDriver.__name__, name, field="hypervisor")
 
 
 def connect(hypervisor: str, connection: Mapping[str, Any]) -> HostDriver:

@@ -5,33 +5,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from orchestrator.domain.errors import InvalidArgument
 from providers.base import ProviderDriver
 
 GROUP = "backup_orchestrator.providers"
-T = TypeVar("T")
 
 
 @cache
-def _entry_points(group: str) -> dict[str, Any]:
+def _entry_points(group: str) -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=group)}
 
 
-def load_class(group: str, name: str, base: type[T], *, unknown: str, field: str) -> type[T]:
-    """The class an entry point of ``group`` names, checked to be a ``base``; ``unknown``
-    starts the error when no such entry point is installed."""
+def load_entry_point(group: str, name: str, *, unknown: str, field: str) -> object:
+    """What the entry point ``name`` of ``group`` names; ``unknown`` starts the error when
+    no such entry point is installed."""
     installed = _entry_points(group)
     ep = installed.get(name)
     if ep is None:
         raise InvalidArgument(f"{unknown}; installed: {', '.join(sorted(installed)) or 'none'}", field=field)
-    cls = ep.load()
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise InvalidArgument(f"{field}: entry point {name!r} is not a {base.__name__}", field=field)
-    return cls
+    return ep.load()
+
+
+def not_a(base_name: str, name: str, *, field: str) -> InvalidArgument:
+    """The error for an entry point ``name`` that names no subclass of ``base_name``."""
+    return InvalidArgument(f"{field}: entry point {name!r} is not a {base_name}", field=field)
 
 
 def available_drivers() -> list[str]:
@@ -39,9 +40,12 @@ def available_drivers() -> list[str]:
 
 
 def driver_class(driver: str) -> type[ProviderDriver]:
-    return load_class(
-        GROUP, driver, ProviderDriver, unknown=f"driver: unknown provider driver {driver!r}", field="driver"
+    cls = load_entry_point(
+        GROUP, driver, unknown=f"driver: unknown provider driver {driver!r}", field="driver"
     )
+    if isinstance(cls, type) and issubclass(cls, ProviderDriver):
+        return cls
+    raise not_a(ProviderDriver.__name__, driver, field="driver")
 
 
 def create(driver: str, name: str, config: Mapping[str, Any], data_dir: Path) -> ProviderDriver:

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from orchestrator.domain.errors import NotFound
 from orchestrator.domain.models import Host, StoragePool
 from orchestrator.engine.core import Core
-from orchestrator.engine.routing import DEFAULT_QUEUE, INGEST_QUEUE
+from orchestrator.engine.routing import DEFAULT_QUEUE, INGEST_QUEUE, host_queue, pool_queue
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def _resolve(core: Core, model: type[Host] | type[StoragePool], refs: list[str],
 def chosen_queues(core: Core, pools: list[str], hosts: list[str], queues: list[str]) -> list[str]:
     """The default queue (work bound to no host or pool) and the chosen pools' and hosts'."""
     chosen = [DEFAULT_QUEUE]
-    chosen += [f"pool.{i}" for i in _resolve(core, StoragePool, pools, "storage pool")]
-    chosen += [f"host.{i}" for i in _resolve(core, Host, hosts, "host")]
+    chosen += [pool_queue(i) for i in _resolve(core, StoragePool, pools, "storage pool")]
+    chosen += [host_queue(i) for i in _resolve(core, Host, hosts, "host")]
     chosen += queues
     return list(dict.fromkeys(chosen))
 
@@ -45,7 +45,7 @@ def all_queues(core: Core) -> list[str]:
     with core.db.session() as session:
         pools = session.scalars(select(StoragePool.id).order_by(StoragePool.id)).all()
         hosts = session.scalars(select(Host.id).order_by(Host.id)).all()
-    return [DEFAULT_QUEUE, INGEST_QUEUE, *(f"pool.{p}" for p in pools), *(f"host.{h}" for h in hosts)]
+    return [DEFAULT_QUEUE, INGEST_QUEUE, *map(pool_queue, pools), *map(host_queue, hosts)]
 
 
 class FollowInventory(bootsteps.StartStopStep):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from celery import Celery
 from kombu.exceptions import ChannelError
@@ -16,6 +16,18 @@ from orchestrator.engine.local_runners import InlineRunner
 from orchestrator.engine.runner import Queued, Runner
 from orchestrator.infra.config import Settings
 from workers.app import HARD_LIMIT_GRACE, TASK_NAME, TIME_LIMITS, make_app
+
+
+class _DeclaredQueue(Protocol):
+    @property
+    def message_count(self) -> int: ...
+
+
+class _QueueChannel(Protocol):
+    """A channel as every kombu transport makes it: kombu's ``StdChannel``, the type its
+    connection gives, declares no ``queue_declare`` (nor do its stubs)."""
+
+    def queue_declare(self, *, queue: str, passive: bool) -> _DeclaredQueue: ...
 
 
 class CeleryRunner:
@@ -59,21 +71,21 @@ class CeleryRunner:
             queue=queue,
             producer=producer,
             eta=eta,
-            soft_time_limit=limit.total_seconds() if limit else None,
-            time_limit=(limit + HARD_LIMIT_GRACE).total_seconds() if limit else None,
+            soft_time_limit=int(limit.total_seconds()) if limit else None,
+            time_limit=int((limit + HARD_LIMIT_GRACE).total_seconds()) if limit else None,
         )
 
     def holding(self, queues: set[str]) -> set[str]:
         held = set()
         with self.app.connection_for_read() as conn:
-            channel = conn.default_channel
+            channel = cast(_QueueChannel, conn.default_channel)
             for queue in queues:
                 try:
                     if channel.queue_declare(queue=queue, passive=True).message_count:
                         held.add(queue)
                 except ChannelError:
                     # The queue itself is gone (a flushed Redis): it holds nothing.
-                    channel = conn.channel()
+                    channel = cast(_QueueChannel, conn.channel())
         return held
 
 

@@ -1,30 +1,36 @@
-"""``backupctl``: the operator's and the user's command line."""
+"""``backupctl``: the operator's and the user's command line.
+
+The root group and the one place that puts the commands together; each command group
+lives in a module of its own, ``<group>_cmd.py``."""
 
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
-from pathlib import Path
-
 import click
 
-from api.cli import ingest_cmds  # noqa: F401  (adds host connect, vm unmanaged/import)
-from api.cli.account_cmds import account, audit_log, key
-from api.cli.app import App, pass_app
-from api.cli.backup_cmds import backup, job, restore, schedule, tick
-from api.cli.db_cmds import db
-from api.cli.demo import run_demo
-from api.cli.inventory_cmds import host, pool, vm, zone
-from api.cli.offering_cmds import offering, provider
-from api.cli.output import emit, handle_errors, json_option
-from api.cli.plan_cmds import capacity_cmd, plan_cmd
+from api.cli.account_cmd import account
+from api.cli.app import App
+from api.cli.audit_cmd import audit_log
+from api.cli.backup_cmd import backup
+from api.cli.capacity_cmd import capacity
+from api.cli.db_cmd import db
+from api.cli.demo_cmd import demo
+from api.cli.dispatcher_cmd import dispatcher
+from api.cli.host_cmd import host
+from api.cli.init_cmd import init
+from api.cli.job_cmd import job
+from api.cli.key_cmd import key
+from api.cli.offering_cmd import offering
+from api.cli.plan_cmd import plan
+from api.cli.pool_cmd import pool
+from api.cli.provider_cmd import provider
+from api.cli.restore_cmd import restore
+from api.cli.schedule_cmd import schedule
 from api.cli.serve_cmd import serve
-from api.cli.worker_cmds import dispatcher, worker
+from api.cli.tick_cmd import tick
+from api.cli.vm_cmd import vm
+from api.cli.worker_cmd import worker
+from api.cli.zone_cmd import zone
 from orchestrator import __version__
-from orchestrator.bootstrap import build_core
-from orchestrator.infra.config import Settings
-from orchestrator.usecases import accounts
 
 
 @click.group()
@@ -44,44 +50,9 @@ def cli(ctx: click.Context, as_account: str | None) -> None:
     ctx.obj = App(as_account)
 
 
-@cli.command()
-@json_option
-@pass_app
-@handle_errors
-def init(app: App, as_json: bool) -> None:
-    """Create the database (or migrate it) and, the first time, the admin account and key."""
-    issued = accounts.bootstrap(app.core)
-    out = {
-        "home": str(app.settings.home),
-        "database": app.core.db.engine.url.render_as_string(hide_password=True),
-        "created_admin": issued is not None,
-    }
-    if issued:
-        out |= {"apikey": issued.apikey, "secretkey": issued.secretkey}
-    emit(out, as_json)
-    if issued and not as_json:
-        click.echo("\nThe secret key is shown only now: keep it.")
-
-
-@cli.command()
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Keep the demo's data here.")
-def demo(home: Path | None) -> None:
-    """Build a small cloud with the dummy provider, back up, restore, and narrate it."""
-    home = home or Path(tempfile.mkdtemp(prefix="backup-demo-"))
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'orchestrator.db'}")
-    core = build_core(settings)
-    issued = accounts.bootstrap(core)
-    if issued is None:
-        raise click.ClickException(f"{home} already holds data; give the demo an empty --home")
-    click.echo(f"Embedded installation in {home} (SQLite). Admin API key: {issued.apikey}")
-    run_demo(core)
-    exe = shutil.which("backupctl") or sys.argv[0]
-    click.secho(f"\nDemo data kept in {home}. Explore it with:", bold=True)
-    click.echo(f"  BACKUP_HOME={home} {exe} backup list")
-    click.echo(f"  BACKUP_HOME={home} {exe} --as alice job list")
-
-
-for group in (
+for command in (
+    init,
+    demo,
     zone,
     host,
     pool,
@@ -96,14 +67,14 @@ for group in (
     key,
     tick,
     audit_log,
-    plan_cmd,
-    capacity_cmd,
+    plan,
+    capacity,
     serve,
     worker,
     dispatcher,
     db,
 ):
-    cli.add_command(group)
+    cli.add_command(command)
 
 
 if __name__ == "__main__":

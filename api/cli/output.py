@@ -79,3 +79,10 @@ def handle_errors(fn: F) -> F:
             sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def finish_job(job: dict[str, Any], as_json: bool) -> None:
+    """Print the job; a job that failed makes the command fail too."""
+    emit(job, as_json)
+    if job["state"] == "failed":
+        sys.exit(1)

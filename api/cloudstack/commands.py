@@ -9,7 +9,16 @@ from typing import Any
 from api.cloudstack import render
 from api.cloudstack.params import Params
 from orchestrator.domain.errors import InvalidArgument, NotFound, Unsupported
-from orchestrator.domain.models import BackupOffering, BackupSchedule, IntervalType, Job, JobState, Volume
+from orchestrator.domain.jobparams import RestoreVm
+from orchestrator.domain.models import (
+    BackupOffering,
+    BackupSchedule,
+    IntervalType,
+    Job,
+    JobKind,
+    JobState,
+    Volume,
+)
 from orchestrator.engine.core import Scope
 from orchestrator.usecases import (
     assignments,
@@ -333,8 +342,8 @@ def job_result(scope: Scope, job: Job) -> dict[str, Any] | None:
         return None
     if job.subject_type == "backup" and job.kind.value == "backup":
         return {"backup": render.backup(backups.show(scope, job.subject_id))}
-    if job.kind.value == "restore_vm" and "target" in job.params:
-        return {"virtualmachine": render.vm(inventory.show_vm(scope, job.params["vm_id"]))}
+    if job.kind is JobKind.RESTORE_VM and (restored := RestoreVm.of(job)).target is not None:
+        return {"virtualmachine": render.vm(inventory.show_vm(scope, restored.vm_id))}
     if job.kind.value == "restore_volume" and job.result:
         volume = scope.session.get(Volume, job.result["volume_id"])
         return {"volume": render.volume(volume)} if volume else {"success": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 
 from orchestrator.domain.errors import InvalidArgument
@@ -19,7 +20,7 @@ class Params:
         value = self.raw.get(name)
         return value if value not in (None, "") else None
 
-    def required(self, name: str) -> str:
+    def required(self, name: builtins.str) -> builtins.str:
         value = self.str(name)
         if value is None:
             raise InvalidArgument(
@@ -27,7 +28,7 @@ class Params:
             )
         return value
 
-    def int(self, name: str, default: int | None = None) -> int | None:
+    def int(self, name: builtins.str, default: builtins.int | None = None) -> builtins.int | None:
         value = self.str(name)
         if value is None:
             return default
@@ -40,7 +41,7 @@ class Params:
                 field=name,
             ) from None
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self.str(name)
         if value is None:
             return default

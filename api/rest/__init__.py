@@ -31,8 +31,8 @@ BLUEPRINTS = (
 )
 DOCS_ASSETS = f"{PREFIX}/docs/assets"
 
-HEADER_KEYS = [{"ApiKey": [], "ApiSecret": []}]
-SIGNED = [{"SignedKey": [], "Signature": []}]
+HEADER_KEYS: list[dict[str, list[str]]] = [{"ApiKey": [], "ApiSecret": []}]
+SIGNED: list[dict[str, list[str]]] = [{"SignedKey": [], "Signature": []}]
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "ApiKey": {
         "type": "apiKey",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.infra.paging import Page
 
@@ -33,6 +33,14 @@ def of_list(rows: Sequence[T], args: Mapping[str, Any], view: View[T]) -> dict[s
     }
 
 
-def named_like(rows: Sequence[T], keyword: str | None) -> list[T]:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def named_like(rows: Sequence[N], keyword: str | None) -> list[N]:
     """Rows whose name contains ``keyword`` (as the use cases' own keyword filters)."""
-    return [r for r in rows if not keyword or keyword in r.name]  # type: ignore[attr-defined]
+    return [r for r in rows if not keyword or keyword in r.name]

@@ -28,7 +28,7 @@ def list_providers(args: dict[str, Any]) -> dict[str, Any]:
     with use_case() as scope:
         rows = backup_providers.list_providers(scope)
         if zone := args.get("zone"):
-            rows = [r for r in rows if r.zone_id is None or zone in (r.zone_id, r.zone.name)]
+            rows = [r for r in rows if r.zone is None or zone in (r.zone_id, r.zone.name)]
         rows = named_like(rows, args.get("keyword"))
         return of_list(rows, args, lambda row: views.provider(row, scope.driver(row)))
 

@@ -20,12 +20,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal, or_, select, union_all, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import DomainError, ProviderError
@@ -148,18 +161,21 @@ class ProgressWriter:
 _OTHER = aliased(Job, name="other_jobs")
 
 
-def _running_on(column: str, ident: Any) -> Select[tuple[int]]:
+def _running_on(column: str, ident: str | SQLColumnExpression[str | None]) -> Select[int]:
     return select(func.count()).where(_OTHER.state == JobState.RUNNING, getattr(_OTHER, column) == ident)
 
 
 def _has_slot(column: str, model: type[Host] | type[StoragePool]) -> ColumnElement[bool]:
     """The job's host (or pool) runs fewer jobs than its limit, or the job has none."""
-    own = getattr(Job, column)
+    own: InstrumentedAttribute[str | None] = getattr(Job, column)
     limit = select(model.max_concurrent_backups).where(model.id == own).scalar_subquery()
     return or_(own.is_(None), _running_on(column, own).scalar_subquery() < func.coalesce(limit, 0))
 
 
-_SLOTS = (("host_id", Host, "host"), ("pool_id", StoragePool, "storage pool"))
+_SLOTS: tuple[tuple[str, type[Host] | type[StoragePool], str], ...] = (
+    ("host_id", Host, "host"),
+    ("pool_id", StoragePool, "storage pool"),
+)
 
 
 def _lock_slots_statement() -> Select[Any]:
@@ -178,9 +194,9 @@ def _lock_slots_statement() -> Select[Any]:
     return select(func.pg_advisory_xact_lock(ordered.c.key))
 
 
-def _claim_statement() -> Any:
+def _claim_statement() -> ReturningUpdate[Job]:
     """One UPDATE that takes a due queued job only while its host and pool have a free slot."""
-    now = bindparam("claim_now")
+    now: BindParameter[datetime] = bindparam("claim_now")
     return (
         update(Job)
         .where(Job.id == bindparam("claim_job_id"), Job.state == JobState.QUEUED, Job.not_before <= now)
@@ -246,7 +262,7 @@ def _full(session: Session, job: Job) -> str | None:
         ident = getattr(job, column)
         row = session.get(model, ident) if ident else None
         if (
-            row is not None
+            isinstance(row, (Host, StoragePool))
             and (session.scalar(_running_on(column, ident)) or 0) >= row.max_concurrent_backups
         ):
             return f"{what} {row.name} runs {row.max_concurrent_backups} job(s) already, its limit"

@@ -55,10 +55,10 @@ class PageQuery:
     and its total cost one round trip; the count alone serves a page past the end."""
 
     rows: Select[Any]
-    count: Select[tuple[int]]
+    count: Select[int]
 
     @classmethod
-    def of(cls, rows: Select[Any], count: Select[tuple[int]]) -> PageQuery:
+    def of(cls, rows: Select[Any], count: Select[int]) -> PageQuery:
         """``count`` counts what ``rows`` lists; given apart, it skips joins that only add columns."""
         paged = (
             rows.add_columns(count.scalar_subquery())

@@ -68,7 +68,7 @@ class PlannedJob:
     start: datetime
     end: datetime  # expected finish
     deadline: datetime  # last_good + RPO: the restore point must be taken by then
-    queue: str
+    pool_id: str  # the pool the VM's backup reads from most (its queue is the engine's choice)
     reason: str
     late: bool = False
 

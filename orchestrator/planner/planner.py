@@ -473,14 +473,14 @@ class Planner:
             deadline = self.timeline.index(last_good + rpos[vm.offering_id])
             if deadline <= end_index:
                 d, rates = self._duration_and_rates(vm)
-                shapes[i] = (d, rates, f"pool.{vm.primary_pool}")
+                shapes[i] = (d, rates, vm.primary_pool)
                 push(self.calendars[vm.offering_id].latest_start(deadline, d), deadline, i, 0)
         heapq.heapify(heap)
         order: list[tuple[int, str, PlannedJob]] = []
         while heap:
             i = heapq.heappop(heap) & _INDEX
             deadline, lower, vm = deadlines[i], lowers[i], vms[i]
-            d, rates, queue = shapes[i]
+            d, rates, pool_id = shapes[i]
             placed = self._place(vm, deadline, lower, d, rates, fresh=vm.last_good is None and lower == 0)
             if isinstance(placed, str):
                 result.unplaceable.append(Unplaceable(vm.id, placed))
@@ -493,7 +493,7 @@ class Planner:
                 start=self.timeline.at(start),
                 end=self.timeline.at(start + d),
                 deadline=self.timeline.at(deadline),
-                queue=queue,
+                pool_id=pool_id,
                 reason=reason,
                 late=late,
             )

@@ -115,8 +115,8 @@ def _live_key(session: Session, api_key: str) -> _LiveKey:
     row = session.connection().execute(_LIVE_KEY, {"api_key": api_key}).one_or_none()
     if row is None:
         raise AuthenticationFailed("unknown or revoked API key")
-    secret_hash, secret_sealed, *account = row
-    return _LiveKey(Actor(*account), secret_hash, secret_sealed)
+    secret_hash, secret_sealed, account_id, name, role = row
+    return _LiveKey(Actor(account_id, name, role), secret_hash, secret_sealed)
 
 
 def authenticate(session: Session, api_key: str, secret: str) -> Actor:

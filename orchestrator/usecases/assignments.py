@@ -46,9 +46,9 @@ def assign(scope: Scope, vm_id: str, offering_id: str) -> VirtualMachine:
     if vm.backup_offering_id == offering.id:
         return vm
     if vm.backup_offering_id is not None:
-        raise Conflict(
-            f"virtual machine {vm.name} already has offering {vm.backup_offering.name!r}; change it instead"
-        )
+        current = vm.backup_offering
+        assert current is not None  # its foreign key is set
+        raise Conflict(f"virtual machine {vm.name} already has offering {current.name!r}; change it instead")
     if offering.zone_id != vm.zone_id:
         raise InvalidArgument(
             f"offering {offering.name!r} is in another zone than virtual machine {vm.name}", field="offering"

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.jobparams import DeleteBackups
 from orchestrator.domain.models import (
     USABLE_STATUSES,
     Backup,
@@ -106,12 +107,13 @@ def _after_backup(scope: Scope, job: Job) -> None:
 
 
 def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
-    ids: list[str] = job.params["ids"]
+    params = DeleteBackups.of(job)
+    ids = params.ids
     with core.db.session() as session:
         points = [session.get(Backup, i) for i in ids]
         refs = [(p.id, point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
     for done, (_pid, ref, driver) in enumerate(refs, start=1):
-        driver.delete_backup(ref, forced=bool(job.params.get("forced")))
+        driver.delete_backup(ref, forced=params.forced)
         progress(done, len(refs))
 
     def finish(session: Session) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
 
 
 def _fail_delete(session: Session, job: Job, message: str, final: bool) -> None:
-    for point_id in job.params.get("ids", ()):
+    for point_id in DeleteBackups.of(job).ids:
         point = session.get(Backup, point_id)
         if point is not None:
             point.error = f"delete failed: {message}"

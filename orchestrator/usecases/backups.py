@@ -7,7 +7,6 @@ failed attempt goes back to ``Queued`` for its retry, or to ``Failed`` for good.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -23,6 +22,7 @@ from orchestrator.domain.errors import (
     PermissionDenied,
     Unsupported,
 )
+from orchestrator.domain.jobparams import DeleteBackups
 from orchestrator.domain.models import (
     LIVE_STATUSES,
     Backup,
@@ -115,20 +115,20 @@ def create_backup(
     scope.session.add(point)
     scope.session.flush()
     placement = routing.placement(JobKind.BACKUP, vm)
+    details = {"vm": vm.id, "origin": origin.value}
     if planned is not None:
         job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id, placement=placement)
-    else:
-        job = jobs.create(
-            scope,
-            kind=JobKind.BACKUP,
-            account_id=vm.account_id,
-            subject_type="backup",
-            subject_id=point.id,
-            placement=placement,
-            idempotency_key=idempotency_key,
-        )
-    audit.record(scope, "backup.create", "backup", point.id, vm=vm.id, origin=origin.value, job=job.id)
-    return job
+        audit.record(scope, "backup.create", "backup", point.id, job=job.id, **details)
+        return job
+    return jobs.on_restore_point(
+        scope,
+        JobKind.BACKUP,
+        point,
+        action="backup.create",
+        placement=placement,
+        idempotency_key=idempotency_key,
+        **details,
+    )
 
 
 class OfferingName(NamedTuple):
@@ -329,16 +329,13 @@ def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
 def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced: bool = False) -> Job:
     """One job deleting ``targets`` newest first, so no chain is left with an incremental
     whose parent is gone at any moment."""
-    ordered = sorted(targets, key=lambda p: p.created_at, reverse=True)
-    job = jobs.create(
+    ids = [p.id for p in sorted(targets, key=lambda p: p.created_at, reverse=True)]
+    return jobs.on_restore_point(
         scope,
-        kind=JobKind.DELETE_BACKUP,
-        account_id=subject.account_id,
-        subject_type="backup",
-        subject_id=subject.id,
-        placement=routing.provider_placement(),
-        idempotency_key=f"delete:{subject.id}:{uuid.uuid4()}",
-        params={"ids": [p.id for p in ordered], "forced": forced},
+        JobKind.DELETE_BACKUP,
+        subject,
+        action="backup.delete",
+        params=DeleteBackups(ids=ids, forced=forced),
+        forced=forced,
+        ids=ids,
     )
-    audit.record(scope, "backup.delete", "backup", subject.id, forced=forced, ids=[p.id for p in ordered])
-    return job

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from orchestrator.domain.models import BackupOffering, Host, StoragePool, VirtualMachine, utcnow
 from orchestrator.domain.sla import format_duration
+from orchestrator.engine import routing
 from orchestrator.engine.core import Scope
 from orchestrator.planner import capacity
 from orchestrator.usecases import planning
@@ -164,7 +165,7 @@ def report(scope: Scope, *, nights: int = 3, now: datetime | None = None) -> Rep
                 "offering": current.name,
                 "late_by": format_duration(max(60, int(job.lateness_seconds) // 60 * 60)),
                 "deadline": job.deadline.isoformat(),
-                "queue": job.queue,
+                "queue": routing.pool_queue(job.pool_id),
                 "lower_tier": tier.name if tier else None,
             }
         )

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from orchestrator.domain import validate
 from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import Conflict, InvalidArgument, ProviderError
+from orchestrator.domain.jobparams import Ingest as IngestParams
 from orchestrator.domain.models import (
     Account,
     Host,
@@ -68,7 +69,7 @@ def discover(scope: Scope, host: str) -> Job:
     cannot be followed as ``not_relinked``, with why)."""
     scope.actor.require_admin("discover unmanaged virtual machines")
     row = _connected_host(scope, host)
-    return _ingest_job(scope, row, {"action": "discover"})
+    return _ingest_job(scope, row, IngestParams(action="discover"))
 
 
 def rediscover_due(core: Core, now: datetime | None = None) -> list[str]:
@@ -109,7 +110,7 @@ def import_vm(scope: Scope, *, host: str, uuid: str, account: str, name: str | N
     if name is not None:
         name = validate.name(name)
     _refuse_known(scope.session, row, uuid)
-    return _ingest_job(scope, row, {"action": "import", "uuid": uuid, "account_id": owner.id, "name": name})
+    return _ingest_job(scope, row, IngestParams(action="import", uuid=uuid, account_id=owner.id, name=name))
 
 
 def _connected_host(scope: Scope, host: str) -> Host:
@@ -137,7 +138,7 @@ def _managed(session: Session, host: Host) -> list[VirtualMachine]:
     )
 
 
-def _ingest_job(scope: Scope, row: Host, params: dict[str, Any]) -> Job:
+def _ingest_job(scope: Scope, row: Host, params: IngestParams) -> Job:
     job = jobs.create(
         scope,
         kind=JobKind.INGEST,
@@ -148,7 +149,7 @@ def _ingest_job(scope: Scope, row: Host, params: dict[str, Any]) -> Job:
         idempotency_key=f"ingest:{row.id}:{new_id()}",
         params=params,
     )
-    audit.record(scope, f"ingest.{params['action']}", "host", row.id, job=job.id, uuid=params.get("uuid"))
+    audit.record(scope, f"ingest.{params.action}", "host", row.id, job=job.id, uuid=params.uuid)
     return job
 
 
@@ -166,12 +167,13 @@ def _run(core: Core, job: Job, progress: ProgressFn) -> Finish:
     finally:
         driver.close()
     progress(1, 1)
-    if job.params["action"] == "discover":
+    params = IngestParams.of(job)
+    if params.action == "discover":
         return lambda session: _discover(core, session, job, found)
-    wanted = next((vm for vm in found if vm["uuid"] == job.params["uuid"]), None)
+    wanted = next((vm for vm in found if vm["uuid"] == params.uuid), None)
     if wanted is None:
-        raise ProviderError(f"host has no virtual machine {job.params['uuid']}", retryable=False)
-    return lambda session: _import(core, session, job, wanted)
+        raise ProviderError(f"host has no virtual machine {params.uuid}", retryable=False)
+    return lambda session: _import(core, session, job, params, wanted)
 
 
 def _acting(core: Core, session: Session, job: Job) -> Scope:
@@ -295,7 +297,7 @@ def _moved_volumes(vm: VirtualMachine, domain: DiscoveredVM, pools: list[Storage
     return moved
 
 
-def _import(core: Core, session: Session, job: Job, vm: DiscoveredVM) -> dict[str, Any]:
+def _import(core: Core, session: Session, job: Job, params: IngestParams, vm: DiscoveredVM) -> dict[str, Any]:
     host = session.get(Host, job.subject_id)
     assert host is not None
     try:
@@ -305,11 +307,11 @@ def _import(core: Core, session: Session, job: Job, vm: DiscoveredVM) -> dict[st
         # Not worth a retry: the host or the inventory must change first.
         raise ProviderError(exc.message, retryable=False) from exc
     scope = _acting(core, session, job)
-    owner = session.get(Account, job.params["account_id"])
+    owner = session.get(Account, params.account_id)
     assert owner is not None
     row = inventory.register_vm(
         scope,
-        name=job.params.get("name") or vm["name"],
+        name=params.name or vm["name"],
         account=owner.name,
         zone=host.zone_id,
         host=host.id,

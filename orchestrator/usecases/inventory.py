@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,9 +32,10 @@ from orchestrator.usecases.accounts import find_account
 from providers.base import VMRef, VolumeRef
 
 VOLUME_FORMATS = ("raw", "qcow2", "vmdk")
+_Named = TypeVar("_Named", Zone, Host, StoragePool)
 
 
-def _by_name_or_id(scope: Scope, model: type, value: str, kind: str, **where: Any) -> Any:
+def _by_name_or_id(scope: Scope, model: type[_Named], value: str, kind: str, **where: Any) -> _Named:
     stmt = select(model).where((model.id == value) | (model.name == value))
     for column, wanted in where.items():
         stmt = stmt.where(getattr(model, column) == wanted)

@@ -8,15 +8,54 @@ from typing import Any
 from sqlalchemy import select
 
 from orchestrator.domain.errors import Conflict
-from orchestrator.domain.models import Job, JobKind, JobLog, JobState, new_id, utcnow
+from orchestrator.domain.jobparams import JobParams
+from orchestrator.domain.models import Backup, Job, JobKind, JobLog, JobState, new_id, utcnow
 from orchestrator.domain.validate import parse_enum
 from orchestrator.engine import joblog
 from orchestrator.engine.core import Scope
-from orchestrator.engine.routing import Placement
+from orchestrator.engine.routing import PROVIDER_WORK, Placement
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
 from orchestrator.usecases import audit, lookup
 
 DEFAULT_MAX_ATTEMPTS = {JobKind.BACKUP: 3, JobKind.DELETE_BACKUP: 3, JobKind.VERIFY: 2}
+
+
+def new_job(
+    *,
+    kind: JobKind,
+    account_id: str,
+    requested_by: str | None,
+    subject_type: str,
+    subject_id: str,
+    placement: Placement,
+    idempotency_key: str | None = None,
+    params: JobParams | None = None,
+    not_before: datetime | None = None,
+    deadline: datetime | None = None,
+    state: JobState = JobState.QUEUED,
+) -> Job:
+    """The one place a job row is made (the caller adds it to its session). Without a key
+    the job gets a fresh one: it cannot have been seen before."""
+    job_id = new_id()
+    return Job(
+        id=job_id,
+        kind=kind,
+        state=state,
+        account_id=account_id,
+        requested_by=requested_by,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        queue=placement.queue,
+        host_id=placement.host_id,
+        pool_id=placement.pool_id,
+        idempotency_key=idempotency_key or f"{kind.value}:{job_id}",
+        params=params.to_json() if params else {},
+        not_before=not_before or utcnow(),
+        deadline=deadline,
+        max_attempts=DEFAULT_MAX_ATTEMPTS.get(kind, 1),
+        # Handed to the runner as soon as the scope commits.
+        dispatched_at=utcnow() if state is JobState.QUEUED else None,
+    )
 
 
 def create(
@@ -27,43 +66,54 @@ def create(
     subject_type: str,
     subject_id: str,
     placement: Placement,
-    idempotency_key: str | None,
-    params: dict[str, Any] | None = None,
-    not_before: datetime | None = None,
-    deadline: datetime | None = None,
-    state: JobState = JobState.QUEUED,
+    idempotency_key: str | None = None,
+    params: JobParams | None = None,
 ) -> Job:
-    """Create the job row; it reaches the runner when the scope commits. A key seen before
-    returns the existing job instead of a second one; without a key the job gets a fresh
-    one (no lookup: it cannot have been seen)."""
-    job_id = new_id()
-    if idempotency_key is None:
-        idempotency_key = f"{kind.value}:{job_id}"
-    elif (existing := find_by_key(scope, idempotency_key, account_id)) is not None:
+    """Create a queued job, asked for by the scope's actor; it reaches the runner when the
+    scope commits. A key seen before returns the existing job instead of a second one."""
+    if idempotency_key is not None and (existing := find_by_key(scope, idempotency_key, account_id)):
         return existing
-    job = Job(
-        id=job_id,
+    job = new_job(
         kind=kind,
-        state=state,
         account_id=account_id,
         requested_by=scope.actor.account_id,
         subject_type=subject_type,
         subject_id=subject_id,
-        queue=placement.queue,
-        host_id=placement.host_id,
-        pool_id=placement.pool_id,
+        placement=placement,
         idempotency_key=idempotency_key,
-        params=params or {},
-        not_before=not_before or utcnow(),
-        deadline=deadline,
-        max_attempts=DEFAULT_MAX_ATTEMPTS.get(kind, 1),
-        # Handed to the runner as soon as the scope commits.
-        dispatched_at=utcnow() if state is JobState.QUEUED else None,
+        params=params,
     )
     scope.session.add(job)
     scope.session.flush()
-    if state is JobState.QUEUED:
-        scope.enqueue(job)
+    scope.enqueue(job)
+    return job
+
+
+def on_restore_point(
+    scope: Scope,
+    kind: JobKind,
+    point: Backup,
+    *,
+    action: str,
+    account_id: str | None = None,
+    placement: Placement = PROVIDER_WORK,
+    idempotency_key: str | None = None,
+    params: JobParams | None = None,
+    **details: Any,
+) -> Job:
+    """A job on a restore point (back it up, verify, restore, delete), owned by the point's
+    account unless ``account_id`` says otherwise, and audited as ``action``."""
+    job = create(
+        scope,
+        kind=kind,
+        account_id=account_id or point.account_id,
+        subject_type="backup",
+        subject_id=point.id,
+        placement=placement,
+        idempotency_key=idempotency_key,
+        params=params,
+    )
+    audit.record(scope, action, "backup", point.id, job=job.id, **details)
     return job
 
 

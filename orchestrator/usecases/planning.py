@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from orchestrator import planner
 from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import DomainError
+from orchestrator.domain.jobparams import PlannedBackup
 from orchestrator.domain.models import (
     USABLE_STATUSES,
     Backup,
@@ -32,12 +33,12 @@ from orchestrator.domain.models import (
     JobState,
     StoragePool,
     VirtualMachine,
-    new_id,
     utcnow,
 )
+from orchestrator.engine import routing
 from orchestrator.engine.core import Core
 from orchestrator.planner.model import DEFAULT_THROUGHPUT
-from orchestrator.usecases import backups
+from orchestrator.usecases import backups, jobs
 from orchestrator.usecases.offerings import service_level
 
 # Weight of the newest restore point in a VM's size estimate.
@@ -209,27 +210,20 @@ def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedel
                 )
             ).all()
         )
-        ids = [new_id() for _ in result.jobs]
         session.add_all(
-            Job(
-                id=job_id,
+            jobs.new_job(
                 kind=JobKind.BACKUP,
                 state=JobState.PLANNED,
                 account_id=owners[j.vm_id],
+                requested_by=None,
                 subject_type="vm",
                 subject_id=j.vm_id,
-                queue=j.queue,
+                placement=routing.planned_placement(j.pool_id),
                 not_before=j.start,
                 deadline=j.deadline,
-                idempotency_key=f"sla:{job_id}",
-                params={
-                    "origin": "sla",
-                    "reason": j.reason,
-                    "late": j.late,
-                    "expected_end": j.end.isoformat(),
-                },
+                params=PlannedBackup(reason=j.reason, late=j.late, expected_end=j.end.isoformat()),
             )
-            for job_id, j in zip(ids, result.jobs, strict=True)
+            for j in result.jobs
         )
     return result
 

@@ -73,7 +73,7 @@ def _decide(scope: Scope, vm_id: str, rule: str, doomed: list[Backup], dry_run: 
     return Decision(vm_id, rule, [p.id for p in doomed], job.id if job else None)
 
 
-def _usable(stmt: Select[tuple[Backup]]) -> Select[tuple[Backup]]:
+def _usable(stmt: Select[Backup]) -> Select[Backup]:
     return stmt.where(Backup.status == BackupStatus.BACKED_UP).order_by(Backup.created_at.desc())
 
 
@@ -97,7 +97,7 @@ def prune_offering(scope: Scope, vm_id: str, offering: BackupOffering, *, dry_ru
     return _decide(scope, vm_id, f"offering {offering.name}", doomed, dry_run)
 
 
-def _points(scope: Scope, policy: RetentionPolicy, stmt: Select[tuple[Backup]]) -> list[Backup]:
+def _points(scope: Scope, policy: RetentionPolicy, stmt: Select[Backup]) -> list[Backup]:
     """The usable points a rule governs, newest first; none read where the rule keeps all
     (the common case after every backup)."""
     if policy.is_empty:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.domain import validate
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, ProviderError
+from orchestrator.domain.jobparams import RestoreVm, RestoreVolume
 from orchestrator.domain.models import (
     USABLE_STATUSES,
     Backup,
@@ -28,9 +29,8 @@ from orchestrator.domain.models import (
 )
 from orchestrator.engine import routing
 from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
-from orchestrator.usecases import audit, backup_providers, lookup
+from orchestrator.usecases import backup_providers, jobs, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
-from orchestrator.usecases.jobs import create as create_job
 from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
 from providers.base import Capability, VMRef
 from providers.hypervisor import copied_details
@@ -73,25 +73,20 @@ def restore_vm(scope: Scope, backup_id: str) -> Job:
     if _restore_in_progress(scope.session, point.vm_id):
         raise Conflict(f"a restore of virtual machine {point.vm_name} is already in progress")
     host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
-    return _restore_vm_job(scope, point, host_id, {"vm_id": point.vm_id}, "backup.restore")
+    return _restore_vm_job(scope, point, host_id, RestoreVm(vm_id=point.vm_id), "backup.restore")
 
 
-def _restore_vm_job(
-    scope: Scope, point: Backup, host_id: str | None, params: dict[str, Any], action: str
-) -> Job:
+def _restore_vm_job(scope: Scope, point: Backup, host_id: str | None, params: RestoreVm, action: str) -> Job:
     """Restores write on the host that will run the VM: its queue, or the default one."""
-    job = create_job(
+    return jobs.on_restore_point(
         scope,
-        kind=JobKind.RESTORE_VM,
-        account_id=point.account_id,
-        subject_type="backup",
-        subject_id=point.id,
+        JobKind.RESTORE_VM,
+        point,
+        action=action,
         placement=routing.restore_placement(host_id),
-        idempotency_key=f"restore:{point.id}:{new_id()}",
         params=params,
+        vm=params.vm_id,
     )
-    audit.record(scope, action, "backup", point.id, vm=params["vm_id"], job=job.id)
-    return job
 
 
 def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None = None) -> Job:
@@ -117,7 +112,7 @@ def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None 
         details=copied_details(meta.details, target_name),
     )
     return _restore_vm_job(
-        scope, point, host_id, {"vm_id": vm_id, "target": target.to_dict()}, "backup.restore_new_vm"
+        scope, point, host_id, RestoreVm(vm_id=vm_id, target=target.to_dict()), "backup.restore_new_vm"
     )
 
 
@@ -134,18 +129,17 @@ def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> 
             "a volume can only be restored within its zone",
             field="virtualmachineid",
         )
-    job = create_job(
+    return jobs.on_restore_point(
         scope,
-        kind=JobKind.RESTORE_VOLUME,
+        JobKind.RESTORE_VOLUME,
+        point,
+        action="backup.restore_volume",
         account_id=target.account_id,
-        subject_type="backup",
-        subject_id=point.id,
         placement=routing.placement(JobKind.RESTORE_VOLUME, target),
-        idempotency_key=f"restore-volume:{point.id}:{new_id()}",
-        params={"volume_id": volume_id, "vm_id": target.id},
+        params=RestoreVolume(volume_id=volume_id, vm_id=target.id),
+        volume=volume_id,
+        vm=target.id,
     )
-    audit.record(scope, "backup.restore_volume", "backup", point.id, volume=volume_id, vm=target.id)
-    return job
 
 
 # -- job handlers ----------------------------------------------------------------------------
@@ -182,9 +176,10 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
         point = _begin(session, job)
         ref = point_ref(point)
         vm = session.get(VirtualMachine, point.vm_id)
-        recreate = "target" in job.params or vm is None or vm.removed_at is not None
-        if "target" in job.params:
-            target = on_its_host(session, VMRef.from_dict(job.params["target"]))
+        params = RestoreVm.of(job)
+        recreate = params.target is not None or vm is None or vm.removed_at is not None
+        if params.target is not None:
+            target = on_its_host(session, VMRef.from_dict(params.target))
         elif recreate:
             target = on_its_host(session, ref.vm)
         else:
@@ -237,8 +232,9 @@ def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:
     with core.db.session() as session:
         point = _begin(session, job)
         ref = point_ref(point)
-        volume = ref.vm.volume(job.params["volume_id"])
-        target = session.get(VirtualMachine, job.params["vm_id"])
+        params = RestoreVolume.of(job)
+        volume = ref.vm.volume(params.volume_id)
+        target = session.get(VirtualMachine, params.vm_id)
         if volume is None or target is None or target.removed_at is not None:
             raise ProviderError("the volume or the target virtual machine is gone", retryable=False)
         target_ref = vm_ref(target)

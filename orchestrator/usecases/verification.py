@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from orchestrator.domain.errors import Conflict, ProviderError, Unsupported
 from orchestrator.domain.models import USABLE_STATUSES, Backup, BackupStatus, Job, JobKind
-from orchestrator.engine import routing
 from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
-from orchestrator.usecases import audit, jobs, lookup
+from orchestrator.usecases import jobs, lookup
 from orchestrator.usecases.refs import point_ref
 from providers.base import Capability
 
@@ -29,17 +28,7 @@ def verify_backup(scope: Scope, backup_id: str) -> Job:
         )
     if not scope.driver(point.provider).supports(Capability.VERIFY):
         raise Unsupported(f"provider {point.provider.name!r} cannot verify restore points")
-    job = jobs.create(
-        scope,
-        kind=JobKind.VERIFY,
-        account_id=point.account_id,
-        subject_type="backup",
-        subject_id=point.id,
-        placement=routing.provider_placement(),
-        idempotency_key=None,
-    )
-    audit.record(scope, "backup.verify", "backup", point.id, job=job.id)
-    return job
+    return jobs.on_restore_point(scope, JobKind.VERIFY, point, action="backup.verify")
 
 
 def _run_verify(core: Core, job: Job, progress: ProgressFn) -> Finish:

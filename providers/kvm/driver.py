@@ -46,6 +46,7 @@ from providers.base import (
     VMRef,
     VolumeRef,
 )
+from providers.config import Fields
 from providers.kvm.domains import Libvirt
 from providers.kvm.restore import KvmRestore, RestoreOptions
 from providers.kvm.snapshot import KvmSnapshot, KvmSnapshotOptions
@@ -62,26 +63,14 @@ REFUSED_NAS_KEYS = frozenset(
 )
 
 
-def _flag(config: Mapping[str, Any], key: str) -> bool:
-    value = config.get(key, False)
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"{key}: must be true or false, got {value!r}", field=key)
-    return value
+# How a timeout setting is worded in errors.
+_SECONDS = "a number of seconds > 0"
 
 
-def _seconds(config: Mapping[str, Any], key: str, default: float) -> float:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidArgument(f"{key}: must be a number of seconds > 0, got {value!r}", field=key)
-    return float(value)
-
-
-def _hosts(config: Mapping[str, Any]) -> dict[str, HostConnection]:
-    raw = config.get("hosts", {})
+def _hosts(config: Fields) -> dict[str, HostConnection]:
+    raw = config.raw.get("hosts", {})
     if not isinstance(raw, Mapping):
-        raise InvalidArgument(
-            'hosts: must be {"<host id>": {"transport": "local"} or ssh settings, ...}', field="hosts"
-        )
+        raise config.error("hosts", 'must be {"<host id>": {"transport": "local"} or ssh settings, ...}')
     hosts = {}
     for host_id, connection in raw.items():
         try:
@@ -98,18 +87,18 @@ class KvmProvider(ProviderDriver):
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
         super().__init__(name, config, data_dir)
+        fields = Fields(config)
         refused = sorted(REFUSED_NAS_KEYS & set(config))
         if refused:
-            raise InvalidArgument(
-                f"{refused[0]}: not used by the kvm driver (libvirt snapshots every disk at once); remove it",
-                field=refused[0],
+            raise fields.error(
+                refused[0], "not used by the kvm driver (libvirt snapshots every disk at once); remove it"
             )
-        self.hosts = _hosts(config)
-        self.quiesce = _flag(config, "quiesce")
+        self.hosts = _hosts(fields)
+        self.quiesce = fields.flag("quiesce")
         self.options = KvmSnapshotOptions(
-            quiesce_fallback=_flag(config, "quiesce_fallback"),
-            command_timeout_s=_seconds(config, "command_timeout_s", 60.0),
-            commit_timeout_s=_seconds(config, "commit_timeout_s", 900.0),
+            quiesce_fallback=fields.flag("quiesce_fallback"),
+            command_timeout_s=fields.number("command_timeout_s", 60.0, above=0, what=_SECONDS),
+            commit_timeout_s=fields.number("commit_timeout_s", 900.0, above=0, what=_SECONDS),
         )
         self._transports: dict[HostConnection, Transport] = {}
         self._lock = threading.Lock()
@@ -121,7 +110,9 @@ class KvmProvider(ProviderDriver):
             self.nas,
             self._libvirt,
             self.options,
-            RestoreOptions(shutdown_timeout_s=_seconds(config, "shutdown_timeout_s", 10.0)),
+            RestoreOptions(
+                shutdown_timeout_s=fields.number("shutdown_timeout_s", 10.0, above=0, what=_SECONDS)
+            ),
         )
 
     @property

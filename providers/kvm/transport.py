@@ -31,6 +31,7 @@ import paramiko
 from paramiko.hostkeys import InvalidHostKey
 
 from orchestrator.domain.errors import InvalidArgument, ProviderError
+from providers.config import Fields
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 32 * 1024
@@ -624,6 +625,8 @@ KNOWN_KEYS = frozenset(("transport", "libvirt_uri", *_SSH_ONLY))
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S*$")
+_FOR_SSH = " for transport ssh"
+_ON_WORKERS = " (workers do not share a working directory)"
 
 
 @dataclass(frozen=True)
@@ -648,32 +651,32 @@ class HostConnection:
     def from_config(cls, config: Mapping[str, Any]) -> HostConnection:
         if not isinstance(config, Mapping):
             raise InvalidArgument(f"connection must be a mapping, got {config!r}", field="connection")
+        fields = Fields(config, "connection.")
         unknown = sorted(set(config) - KNOWN_KEYS, key=str)
         if unknown:
-            raise _fail(str(unknown[0]), f"unknown setting; known: {', '.join(sorted(KNOWN_KEYS))}")
-        transport = config.get("transport")
-        if transport not in TRANSPORTS:
-            raise _fail("transport", f"must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-        uri = _text(config, "libvirt_uri", "qemu:///system", _URI, "a libvirt URI such as qemu:///system")
+            raise fields.error(str(unknown[0]), f"unknown setting; known: {', '.join(sorted(KNOWN_KEYS))}")
+        transport = fields.choice("transport", TRANSPORTS, shown=", ".join(TRANSPORTS))
+        uri = fields.text("libvirt_uri", "qemu:///system", _URI, "a libvirt URI such as qemu:///system")
         if transport == "local":
-            return cls._local(config, uri)
+            return cls._local(fields, uri)
+        # Key files are checked for shape only: they live on the workers, not where the record is written.
         return cls(
             transport="ssh",
-            address=_address(config),
-            port=_port(config),
-            username=_text(config, "username", "root", _USERNAME, "a user name"),
-            key_file=_path(config, "key_file"),
-            known_hosts=_path(config, "known_hosts"),
-            accept_new_host_key=_flag(config, "accept_new_host_key"),
+            address=_address(fields),
+            port=fields.integer("port", 22, 1, 65535, what="an integer from 1 to 65535"),
+            username=fields.text("username", "root", _USERNAME, "a user name"),
+            key_file=fields.absolute_path("key_file", required=_FOR_SSH, why=_ON_WORKERS),
+            known_hosts=fields.absolute_path("known_hosts", required=_FOR_SSH, why=_ON_WORKERS),
+            accept_new_host_key=fields.flag("accept_new_host_key"),
             libvirt_uri=uri,
         )
 
     @classmethod
-    def _local(cls, config: Mapping[str, Any], uri: str) -> HostConnection:
+    def _local(cls, fields: Fields, uri: str) -> HostConnection:
         # A stray SSH setting on a local host means the record is not what the operator thinks.
-        stray = next((key for key in _SSH_ONLY if key in config), None)
+        stray = next((key for key in _SSH_ONLY if key in fields.raw), None)
         if stray is not None:
-            raise _fail(stray, "only applies to transport ssh; this host's transport is local")
+            raise fields.error(stray, "only applies to transport ssh; this host's transport is local")
         return cls(transport="local", libvirt_uri=uri)
 
     def open(self) -> Transport:
@@ -719,55 +722,11 @@ def connect_host(config: Mapping[str, Any]) -> Transport:
     return HostConnection.from_config(config).open()
 
 
-def _fail(key: str, message: str) -> InvalidArgument:
-    return InvalidArgument(f"connection.{key}: {message}", field=f"connection.{key}")
-
-
-def _required(config: Mapping[str, Any], key: str) -> Any:
-    value = config.get(key)
-    if value is None:
-        raise _fail(key, "is required for transport ssh")
-    return value
-
-
-def _address(config: Mapping[str, Any]) -> str:
-    value = _required(config, "address")
+def _address(fields: Fields) -> str:
+    value = fields.required("address", _FOR_SSH)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             return str(ipaddress.ip_address(value))
         if _HOSTNAME.match(value):
             return value
-    raise _fail("address", f"must be a host name or an IP address, got {value!r}")
-
-
-def _port(config: Mapping[str, Any]) -> int:
-    value = config.get("port", 22)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise _fail("port", f"must be an integer from 1 to 65535, got {value!r}")
-    return value
-
-
-def _text(config: Mapping[str, Any], key: str, default: str, pattern: re.Pattern[str], what: str) -> str:
-    value = config.get(key, default)
-    if not isinstance(value, str) or not pattern.match(value):
-        raise _fail(key, f"must be {what}, got {value!r}")
-    return value
-
-
-def _path(config: Mapping[str, Any], key: str) -> Path:
-    # Checked for shape only: the file lives on the workers, not where the record is written.
-    value = _required(config, key)
-    if not isinstance(value, str | os.PathLike) or not str(value):
-        raise _fail(key, f"must be a path, got {value!r}")
-    if not Path(value).is_absolute():
-        raise _fail(
-            key, f"must be an absolute path (workers do not share a working directory), got {value!r}"
-        )
-    return Path(value)
-
-
-def _flag(config: Mapping[str, Any], key: str) -> bool:
-    value = config.get(key, False)
-    if not isinstance(value, bool):
-        raise _fail(key, f"must be true or false, got {value!r}")
-    return value
+    raise fields.error("address", f"must be a host name or an IP address, got {value!r}")

@@ -47,22 +47,22 @@ def main(argv: list[str] | None = None) -> int:
         raw = sys.stdin.read() if args.config == "-" else Path(args.config).read_text()
         provider = NasProvider("nas-cli", json.loads(raw), Path(tempfile.gettempdir()) / "nas-cli")
         if args.command == "list":
-            for point in sorted(provider.list_points(), key=lambda m: m.created_at):
-                print(f"{point.created_at:%Y-%m-%d %H:%M} {point.id} {point.vm.name} {point.backup_type}")
+            for listed in sorted(provider.list_points(), key=lambda m: m.created_at):
+                print(f"{listed.created_at:%Y-%m-%d %H:%M} {listed.id} {listed.vm.name} {listed.backup_type}")
             return 0
         if args.command == "check":
-            report = provider.check(read_data=args.read_data)
-            for point, problem in report.bad_points.items():
+            checked = provider.check(read_data=args.read_data)
+            for point, problem in checked.bad_points.items():
                 print(f"DAMAGED {point}: {problem}")
-            print(f"{report.points} restore points, {report.chunks} chunks, {len(report.damaged)} damaged")
-            return 0 if report.ok else 1
+            print(f"{checked.points} restore points, {checked.chunks} chunks, {len(checked.damaged)} damaged")
+            return 0 if checked.ok else 1
         if args.command == "prune":
             policy = RetentionPolicy(**{rule: getattr(args, rule) for rule in RULES})
             chosen = None if policy.is_empty else policy  # none given: the configured retention
             plan = provider.prune(chosen, dry_run=not args.yes, zone=args.timezone)
-            for point in plan.remove:
+            for summary in plan.remove:
                 verb = "removed" if args.yes else "would remove"
-                print(f"{verb} {point.id} ({point.vm_name}, {point.created_at:%Y-%m-%d %H:%M})")
+                print(f"{verb} {summary.id} ({summary.vm_name}, {summary.created_at:%Y-%m-%d %H:%M})")
             print(f"kept {len(plan.keep)}, {'removed' if args.yes else 'would remove'} {len(plan.remove)}")
             return 0
         report = provider.gc(dry_run=args.dry_run)

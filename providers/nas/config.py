@@ -5,7 +5,6 @@ name the field at fault. Nothing here touches the repository (a hung mount must 
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 from orchestrator.domain.errors import InvalidArgument
 from orchestrator.domain.retention import RetentionPolicy
 from providers.base import ProviderOffering
+from providers.config import Fields
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -98,106 +98,62 @@ KNOWN_KEYS = {
 }
 
 
-def _fail(key: str, message: str) -> InvalidArgument:
-    return InvalidArgument(f"config.{key}: {message}", field=f"config.{key}")
-
-
-def _abs_path(raw: Mapping[str, Any], key: str, label: str | None = None) -> Path | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str | os.PathLike) or not str(value):
-        raise _fail(label or key, f"must be a path, got {value!r}")
-    path = Path(value)
-    if not path.is_absolute():
-        raise _fail(label or key, f"must be an absolute path, got {str(value)!r}")
-    return path
-
-
-def _number(raw: Mapping[str, Any], key: str, default: float, *, minimum: float, strict: bool) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(key, f"must be a number, got {value!r}")
-    if value < minimum or (strict and value == minimum):
-        raise _fail(key, f"must be {'>' if strict else '≥'} {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _integer(raw: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _fail(key, f"must be a whole number from {low} to {high}, got {value!r}")
-    return value
-
-
-def _command(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = raw.get(key)
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        parts = shlex.split(value)
-    elif isinstance(value, Sequence) and all(isinstance(p, str) for p in value):
-        parts = list(value)
-    else:
-        raise _fail(key, f"must be a command line (a string or a list of strings), got {value!r}")
-    if not parts:
-        raise _fail(key, "must not be empty")
-    return tuple(parts)
-
-
-def _encryption(value: Any) -> EncryptionConfig | None:
+def _encryption(config: Fields) -> EncryptionConfig | None:
+    value = config.raw.get("encryption")
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise _fail("encryption", "must be an object with 'passphrase' or 'key_file'")
+        raise config.error("encryption", "must be an object with 'passphrase' or 'key_file'")
     unknown = set(value) - {"passphrase", "key_file", "cipher"}
     if unknown:
-        raise _fail("encryption", f"unknown keys {sorted(unknown)}; known: cipher, key_file, passphrase")
-    cipher = value.get("cipher", CIPHERS[0])
-    if cipher not in CIPHERS:
-        raise _fail("encryption.cipher", f"must be one of {CIPHERS}, got {cipher!r}")
+        raise config.error(
+            "encryption", f"unknown keys {sorted(unknown)}; known: cipher, key_file, passphrase"
+        )
+    encryption = config.section("encryption")
+    cipher = encryption.choice("cipher", CIPHERS, CIPHERS[0])
     passphrase, key_file = value.get("passphrase"), value.get("key_file")
     if (passphrase is None) == (key_file is None):
-        raise _fail("encryption", "give exactly one of 'passphrase' and 'key_file'")
+        raise config.error("encryption", "give exactly one of 'passphrase' and 'key_file'")
     if passphrase is not None:
         if not isinstance(passphrase, str) or len(passphrase) < 8:
-            raise _fail("encryption.passphrase", "must be a string of at least 8 characters")
+            raise encryption.error("passphrase", "must be a string of at least 8 characters")
         return EncryptionConfig(cipher=cipher, passphrase=passphrase)
-    path = _abs_path(value, "key_file", "encryption.key_file")
-    return EncryptionConfig(cipher=cipher, key_file=path)
+    return EncryptionConfig(cipher=cipher, key_file=encryption.absolute_path("key_file"))
 
 
-def _offerings(value: Any) -> tuple[ProviderOffering, ...]:
+def _offerings(config: Fields) -> tuple[ProviderOffering, ...]:
+    value = config.raw.get("offerings")
     if value is None:
         return DEFAULT_OFFERINGS
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-        raise _fail("offerings", "must be a non-empty list of {id, name, description}")
+        raise config.error("offerings", "must be a non-empty list of {id, name, description}")
     found = []
     for i, item in enumerate(value):
         if not isinstance(item, Mapping) or not isinstance(item.get("id"), str) or not item["id"]:
-            raise _fail(f"offerings[{i}]", "needs a non-empty string 'id'")
+            raise config.error(f"offerings[{i}]", "needs a non-empty string 'id'")
         found.append(
             ProviderOffering(item["id"], str(item.get("name", item["id"])), str(item.get("description", "")))
         )
     ids = [o.external_id for o in found]
     if len(set(ids)) != len(ids):
-        raise _fail("offerings", f"ids must be unique, got {ids}")
+        raise config.error("offerings", f"ids must be unique, got {ids}")
     return tuple(found)
 
 
-def _retention(value: Any) -> RetentionPolicy:
+def _retention(config: Fields) -> RetentionPolicy:
+    value = config.raw.get("retention")
     if value is None:
         return RetentionPolicy()
     if not isinstance(value, Mapping):
-        raise _fail("retention", "must be an object like {'keep_last': 3, 'keep_daily': 7}")
+        raise config.error("retention", "must be an object like {'keep_last': 3, 'keep_daily': 7}")
     known = {f for f in RetentionPolicy.__dataclass_fields__}
     unknown = set(value) - known
     if unknown:
-        raise _fail("retention", f"unknown rules {sorted(unknown)}; known: {sorted(known)}")
+        raise config.error("retention", f"unknown rules {sorted(unknown)}; known: {sorted(known)}")
     try:
         return RetentionPolicy(**value)
     except InvalidArgument as exc:
-        raise _fail("retention", exc.message) from None
+        raise config.error("retention", exc.message) from None
 
 
 def parse_config(raw: Mapping[str, Any]) -> NasConfig:
@@ -207,45 +163,44 @@ def parse_config(raw: Mapping[str, Any]) -> NasConfig:
         raise InvalidArgument(
             f"config: unknown keys {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}", field="config"
         )
-    repository = _abs_path(raw, "repository")
-    if repository is None:
-        raise _fail("repository", "is required: the directory (an NFS/SMB mount) that holds the repository")
-    chunk_size = _integer(raw, "chunk_size", DEFAULT_CHUNK_SIZE, 64 * KiB, 64 * MiB)
+    config = Fields(raw, "config.")
+    repository = config.absolute_path(
+        "repository", required=": the directory (an NFS/SMB mount) that holds the repository"
+    )
+    chunk_size = config.integer("chunk_size", DEFAULT_CHUNK_SIZE, 64 * KiB, 64 * MiB)
     if chunk_size & (chunk_size - 1):
-        raise _fail("chunk_size", f"must be a power of two (aligned with disk blocks), got {chunk_size}")
-    snapshot = raw.get("snapshot", "auto")
-    if snapshot not in SNAPSHOT_MODES:
-        raise _fail("snapshot", f"must be one of {SNAPSHOT_MODES}, got {snapshot!r}")
-    snapshot_command = _command(raw, "snapshot_command")
+        raise config.error(
+            "chunk_size", f"must be a power of two (aligned with disk blocks), got {chunk_size}"
+        )
+    snapshot = config.choice("snapshot", SNAPSHOT_MODES, "auto")
+    snapshot_command = config.command("snapshot_command")
     if snapshot == "command" and not snapshot_command:
-        raise _fail("snapshot_command", "is required when snapshot is 'command'")
-    thaw_command = _command(raw, "thaw_command")
-    freeze_command = _command(raw, "freeze_command")
+        raise config.error("snapshot_command", "is required when snapshot is 'command'")
+    thaw_command = config.command("thaw_command")
+    freeze_command = config.command("freeze_command")
     if bool(freeze_command) != bool(thaw_command):
-        raise _fail("thaw_command", "freeze_command and thaw_command go together")
-    fsync = raw.get("fsync", True)
-    if not isinstance(fsync, bool):
-        raise _fail("fsync", f"must be true or false, got {fsync!r}")
+        raise config.error("thaw_command", "freeze_command and thaw_command go together")
+    fsync = config.flag("fsync", True)
     return NasConfig(
         repository=repository,
         chunk_size=chunk_size,
         chunk_size_given="chunk_size" in raw,
-        compression_level=_integer(raw, "compression_level", 1, FASTEST_COMPRESSION, 19),
-        encryption=_encryption(raw.get("encryption")),
+        compression_level=config.integer("compression_level", 1, FASTEST_COMPRESSION, 19),
+        encryption=_encryption(config),
         snapshot=snapshot,
         snapshot_command=snapshot_command,
-        release_command=_command(raw, "release_command"),
+        release_command=config.command("release_command"),
         freeze_command=freeze_command,
         thaw_command=thaw_command,
-        hook_timeout_s=_number(raw, "hook_timeout_s", 300.0, minimum=0, strict=True),
-        io_timeout_s=_number(raw, "io_timeout_s", 120.0, minimum=0, strict=True),
-        gc_grace_s=_number(raw, "gc_grace_s", 86400.0, minimum=0, strict=False),
-        lock_stale_s=_number(raw, "lock_stale_s", 600.0, minimum=0, strict=True),
-        lock_wait_s=_number(raw, "lock_wait_s", 30.0, minimum=0, strict=False),
-        threads=_integer(raw, "threads", max(2, min(8, 2 * (os.cpu_count() or 1))), 1, 64),
+        hook_timeout_s=config.number("hook_timeout_s", 300.0, above=0),
+        io_timeout_s=config.number("io_timeout_s", 120.0, above=0),
+        gc_grace_s=config.number("gc_grace_s", 86400.0, at_least=0),
+        lock_stale_s=config.number("lock_stale_s", 600.0, above=0),
+        lock_wait_s=config.number("lock_wait_s", 30.0, at_least=0),
+        threads=config.integer("threads", max(2, min(8, 2 * (os.cpu_count() or 1))), 1, 64),
         fsync=fsync,
-        staging_dir=_abs_path(raw, "staging_dir"),
-        restore_dir=_abs_path(raw, "restore_dir"),
-        retention=_retention(raw.get("retention")),
-        offerings=_offerings(raw.get("offerings")),
+        staging_dir=config.absolute_path("staging_dir"),
+        restore_dir=config.absolute_path("restore_dir"),
+        retention=_retention(config),
+        offerings=_offerings(config),
     )

@@ -134,7 +134,7 @@ class Keys:
         assert self.enc_key is not None
         return _aead(self.cipher, self.enc_key)
 
-    def chunk_id(self, data: bytes | memoryview) -> str:
+    def chunk_id(self, data: bytes | bytearray | memoryview) -> str:
         """Content address: BLAKE3, keyed with a secret subkey in encrypted repositories."""
         hasher = blake3.blake3(key=self.id_key) if self.id_key else blake3.blake3()
         hasher.update(data)
@@ -144,7 +144,7 @@ class Keys:
         """A volume's digest: the id function over its ordered chunk ids ("0" for zero chunks)."""
         return self.chunk_id("\n".join(parts).encode())
 
-    def seal(self, payload: bytes, plain_len: int, flags: int, aad: bytes) -> bytes:
+    def seal(self, payload: bytes | bytearray, plain_len: int, flags: int, aad: bytes) -> bytes:
         """Envelope bytes: header, then payload (plain) or nonce + AEAD ciphertext."""
         if not self.encrypted:
             header = HEADER.pack(MAGIC, VERSION, flags, 0, plain_len)

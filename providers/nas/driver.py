@@ -32,8 +32,10 @@ from providers.nas.crypto import Damaged
 from providers.nas.iopool import IoPool, bounded
 from providers.nas.locks import SHARED, RepositoryLock
 from providers.nas.manifest import Manifest, point_name
+from providers.nas.prune import GcReport, PrunePlan
 from providers.nas.snapshot import SnapshotSource, source_for
 from providers.nas.store import Repository
+from providers.nas.verify import CheckReport
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +325,7 @@ class NasProvider(ProviderDriver):
                 log.warning("restore point %s unreadable: %s", name, value)
         return [m for m in found.values() if isinstance(m, Manifest)]
 
-    def check(self, *, read_data: bool = False) -> verify.CheckReport:
+    def check(self, *, read_data: bool = False) -> CheckReport:
         """The whole repository: every manifest readable, every chunk present (and intact)."""
         with self._session() as (pool, repo):
             manifests = self._load_all(pool, repo)
@@ -331,7 +333,7 @@ class NasProvider(ProviderDriver):
 
     def prune(
         self, policy: RetentionPolicy | None = None, *, dry_run: bool = True, zone: str = "UTC"
-    ) -> prune.PrunePlan:
+    ) -> PrunePlan:
         """Delete the restore points the retention rules (default: config.retention) drop."""
         policy = policy or self.cfg.retention
         with self._session() as (pool, repo):
@@ -344,7 +346,7 @@ class NasProvider(ProviderDriver):
                     pool.call(f"deleting restore point {point.id}", repo.delete_manifest, point.id)
         return plan
 
-    def gc(self, *, dry_run: bool = False, grace_s: float | None = None) -> prune.GcReport:
+    def gc(self, *, dry_run: bool = False, grace_s: float | None = None) -> GcReport:
         """Free chunks no restore point names and older than the grace period."""
         with self._session() as (pool, repo):
             return prune.collect_garbage(

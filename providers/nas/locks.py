@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,12 @@ class RepositoryLock:
         try:
             pool.wait(future, "locking the repository", timeout)
         except IoTimeout:
-            future.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or self.release())
+            future.add_done_callback(self._release_if_granted)
             raise
+
+    def _release_if_granted(self, future: Future[None]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.release()
 
     def _create(self) -> None:
         body = {

@@ -17,9 +17,10 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef, VolumeRef
@@ -28,6 +29,8 @@ from providers.nas.chunker import is_zero
 from providers.nas.iopool import IoPool, paced_timeout
 from providers.nas.manifest import ZERO, Manifest, VolumeManifest
 from providers.nas.store import Repository, fsync_dir
+
+T = TypeVar("T")
 
 WRITABLE_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
 Advance = Callable[[int], None]
@@ -102,9 +105,11 @@ def _check(repo: Repository, target: _Target, chunk_id: str, offset: int, length
     return chunk_id == ZERO if is_zero(data) else repo.keys.chunk_id(data) == chunk_id
 
 
-def _run_window(pool: IoPool, jobs: list[tuple[Callable[..., int | bool], tuple]], window: int, what: str):
+def _run_window(
+    pool: IoPool, jobs: Sequence[tuple[Callable[..., T], tuple[Any, ...]]], window: int, what: str
+) -> Iterator[T]:
     """Run jobs on the pool at most ``window`` at a time; yields their results in order."""
-    inflight: deque[Future] = deque()
+    inflight: deque[Future[T]] = deque()
     try:
         for fn, args in jobs:
             inflight.append(pool.submit(fn, *args))

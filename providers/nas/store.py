@@ -214,7 +214,7 @@ class Repository:
     def has_chunk(self, chunk_id: str) -> bool:
         return os.path.exists(self._chunk_file(chunk_id))
 
-    def encode_chunk(self, chunk_id: str, data: bytes) -> bytes:
+    def encode_chunk(self, chunk_id: str, data: bytes | bytearray) -> bytes:
         payload, flags = data, 0
         if self.compression_level:
             packed = _compressor(self.compression_level).compress(data)
@@ -222,7 +222,7 @@ class Repository:
                 payload, flags = packed, FLAG_ZSTD
         return self.keys.seal(payload, len(data), flags, b"chunk:" + chunk_id.encode())
 
-    def stage_chunk(self, chunk_id: str, data: bytes) -> tuple[int, str | None]:
+    def stage_chunk(self, chunk_id: str, data: bytes | bytearray) -> tuple[int, str | None]:
         """Write the chunk under a temporary name unless the repository has it already;
         (bytes written, the temporary file to ``publish`` once flushed) or (0, None)."""
         if self.has_chunk(chunk_id):

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 from orchestrator.domain.models import Base
 
 config = context.config
-engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+
+
+def _engine() -> Engine:
+    """The engine the application handed over, else one on the configured URL."""
+    handed: Engine | None = config.attributes.get("engine")
+    if handed is not None:
+        return handed
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("migrations: no engine handed over and no sqlalchemy.url configured")
+    return create_engine(url)
+
+
+engine = _engine()
 
 with engine.connect() as connection:
     context.configure(

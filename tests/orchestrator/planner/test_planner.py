@@ -489,12 +489,12 @@ def test_overdue_vm_keeps_its_real_deadline_and_reports_its_lateness():
     assert job.lateness_seconds >= 24 * 3600
 
 
-def test_queue_is_the_primary_pool():
+def test_a_job_is_bound_to_the_primary_pool():
     a = VM("a", "o", "h1", {"fast": 10 * MiB, "slow": 30 * MiB}, throughput=MiB)
     b = VM("b", "o", "h1", {"x": 10 * MiB, "y": 10 * MiB}, throughput=MiB)  # a tie goes to the larger id
     pools = [Pool(p, 10) for p in ("fast", "slow", "x", "y")]
     result = plan_one_offering([a, b], level(rpo="24h"), pools=pools)
-    assert {j.vm_id: j.queue for j in result.jobs} == {"a": "pool.slow", "b": "pool.y"}
+    assert {j.vm_id: j.pool_id for j in result.jobs} == {"a": "slow", "b": "y"}
 
 
 def test_rpo_shorter_than_the_horizon_gives_a_job_every_rpo():
@@ -549,7 +549,7 @@ import json
 from tests.orchestrator.planner.test_planner import DAY, NOW, OFFERINGS, mixed_fleet, plan
 vms, hosts, pools, fixed = mixed_fleet()
 result = plan(vms, hosts, pools, OFFERINGS, NOW, DAY, fixed)
-print(json.dumps([[j.vm_id, j.start.isoformat(), j.queue, j.late] for j in result.jobs]))
+print(json.dumps([[j.vm_id, j.start.isoformat(), j.pool_id, j.late] for j in result.jobs]))
 """
 
 

@@ -1,27 +1,20 @@
-"""``backupctl worker`` and ``backupctl dispatcher``: the processes of the distributed mode."""
+"""``backupctl worker``: the process of the distributed mode that runs jobs from the Celery queues."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
 import tempfile
-import threading
-from types import FrameType
 
 import click
-from prometheus_client import start_http_server
 
 from api.cli.app import App, pass_app
 from api.cli.output import handle_errors
+from api.cli.processes import serve_metrics, setup_logging
 from orchestrator.bootstrap import build_core
-from orchestrator.engine.core import Core
-from orchestrator.engine.dispatcher import run_dispatcher
-from orchestrator.infra import telemetry
 from orchestrator.infra.db import persist
-from orchestrator.usecases import rounds
 from workers import queues as routing
 from workers.app import make_app
 from workers.runner import CeleryRunner
@@ -32,17 +25,6 @@ log = logging.getLogger(__name__)
 
 def _split(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def _serve_metrics(port: int, core: Core | None) -> None:
-    """This process's metrics; the database's state too when ``core`` is given."""
-    start_http_server(port, registry=telemetry.registry(core.db if core else None))
-    click.echo(f"metrics on http://0.0.0.0:{port}/metrics")
 
 
 @click.command("worker")
@@ -75,7 +57,7 @@ def worker(
         # library reads this variable when it is first imported: start again with it set.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="backup-worker-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "api.cli.main", *sys.argv[1:]])  # noqa: S606
-    _logging(loglevel)
+    setup_logging(loglevel)
     celery = register(make_app(app.settings))
     core = build_core(app.settings, runner=CeleryRunner(celery))
     # The database may be restarting as the worker starts: wait for it like every job step.
@@ -91,7 +73,7 @@ def worker(
         )
     core.db.engine.dispose()  # the pool processes fork from here: share no connection
     if metrics_port is not None:
-        _serve_metrics(metrics_port, None)
+        serve_metrics(metrics_port, None)
     click.echo(f"worker {socket.gethostname()}: queues {', '.join(chosen)}; concurrency {concurrency}")
     celery.worker_main(
         [
@@ -104,32 +86,3 @@ def worker(
             "--without-mingle",
         ]
     )
-
-
-@click.command("dispatcher")
-@click.option("--tick", "tick_seconds", type=float, default=30.0, show_default=True, help="Planning period.")
-@click.option(
-    "--deliver-every", type=float, default=1.0, show_default=True, help="Delivery and reconciling period."
-)
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
-@click.option("--loglevel", default="info", show_default=True)
-@pass_app
-@handle_errors
-def dispatcher(
-    app: App, tick_seconds: float, deliver_every: float, metrics_port: int | None, loglevel: str
-) -> None:
-    """Release planned and scheduled jobs, re-plan, and re-deliver lost ones.
-
-    Run one or more; a leader lock lets only one act at a time, and a standby takes over
-    within a round when the leader dies."""
-    _logging(loglevel)
-    if metrics_port is not None:
-        _serve_metrics(metrics_port, None)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    run_dispatcher(app.core, rounds.tick, tick_seconds, deliver_every, stop)

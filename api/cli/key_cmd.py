@@ -1,0 +1,38 @@
+"""``backupctl key``: the API key pairs of the accounts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from api.cli.app import App, pass_app
+from api.cli.output import emit, handle_errors, json_option
+from orchestrator.usecases import accounts
+
+
+@click.group()
+def key() -> None:
+    """API key pairs. A secret is printed once, when created."""
+
+
+@key.command("create")
+@click.option("--account", "account_ref", required=True)
+@json_option
+@pass_app
+@handle_errors
+def key_create(app: App, account_ref: str, as_json: bool) -> None:
+    with app.scope() as s:
+        issued = accounts.create_key(s, account_ref)
+    emit(asdict(issued), as_json)
+
+
+@key.command("revoke")
+@click.argument("apikey")
+@json_option
+@pass_app
+@handle_errors
+def key_revoke(app: App, apikey: str, as_json: bool) -> None:
+    with app.scope() as s:
+        accounts.revoke_key(s, apikey)
+    emit({"revoked": apikey}, as_json)

@@ -1,0 +1,41 @@
+"""``backupctl plan``: what the SLA planner would start in the next hours."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+import click
+
+from api import views
+from api.cli.app import App, pass_app
+from api.cli.output import emit, handle_errors, json_option
+from orchestrator.usecases import planning
+
+
+@click.command("plan")
+@click.option("--hours", type=click.IntRange(1, 24 * 14), default=24, show_default=True, help="Horizon.")
+@click.option("--pool", "pool_id", help="Only jobs on this pool's queue.")
+@json_option
+@pass_app
+@handle_errors
+def plan(app: App, hours: int, pool_id: str | None, as_json: bool) -> None:
+    """The SLA backups the planner would start in the next hours, per pool (nothing is stored;
+    `backupctl tick` stores and releases the plan)."""
+    app.actor.require_admin("see the SLA plan")
+    result = planning.compute(app.core, horizon=timedelta(hours=hours))
+    jobs = [views.planned_job(j) for j in result.jobs if not pool_id or j.pool_id == pool_id]
+    unplaceable = [{"vm_id": u.vm_id, "reason": u.reason} for u in result.unplaceable]
+    if as_json:
+        emit({"jobs": jobs, "late": sum(j["late"] for j in jobs), "unplaceable": unplaceable}, True)
+        return
+    by_pool = defaultdict(list)
+    for job in jobs:
+        by_pool[job["queue"]].append(job)
+    for queue, items in sorted(by_pool.items()):
+        click.secho(f"\n{queue}: {len(items)} job(s), {sum(j['late'] for j in items)} late", bold=True)
+        emit(items, False, ["start", "end", "deadline", "vm_id", "late", "reason"])
+    if not jobs:
+        click.echo("no SLA backups due in this horizon")
+    for item in unplaceable:
+        click.secho(f"unplaceable: {item['vm_id']}: {item['reason']}", fg="red")

@@ -1,0 +1,80 @@
+"""``backupctl provider``: the backup providers (drivers for back ends) and their own policies."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from api import views
+from api.cli.app import App, pass_app
+from api.cli.output import emit, handle_errors, json_option
+from orchestrator.usecases import backup_providers
+
+
+@click.group()
+def provider() -> None:
+    """Backup providers (drivers for back ends)."""
+
+
+@provider.command("add")
+@click.argument("name")
+@click.option("--driver", required=True, help="Installed driver, e.g. dummy.")
+@click.option("--zone")
+@click.option("--config", "config_json", help="Driver configuration as a JSON object.")
+@json_option
+@pass_app
+@handle_errors
+def provider_add(
+    app: App, name: str, driver: str, zone: str | None, config_json: str | None, as_json: bool
+) -> None:
+    try:
+        config = json.loads(config_json) if config_json else {}
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--config is not JSON: {exc}") from None
+    with app.scope() as s:
+        row = backup_providers.add(s, name=name, driver=driver, zone=zone, config=config)
+        emit(views.provider(row, s.driver(row)), as_json)
+
+
+@provider.command("list")
+@json_option
+@pass_app
+@handle_errors
+def provider_list(app: App, as_json: bool) -> None:
+    with app.scope() as s:
+        rows = [views.provider(p, s.driver(p)) for p in backup_providers.list_providers(s)]
+        emit(rows, as_json, ["id", "name", "driver", "enabled", "capabilities"])
+
+
+@provider.command("offerings")
+@click.argument("provider_ref")
+@click.option("--zone")
+@json_option
+@pass_app
+@handle_errors
+def provider_offerings(app: App, provider_ref: str, zone: str | None, as_json: bool) -> None:
+    """The provider's own policies that can be imported as offerings."""
+    with app.scope() as s:
+        items = backup_providers.list_offerings(s, provider_ref, zone)
+        emit([views.provider_offering(o) for o in items], as_json)
+
+
+@provider.command("enable")
+@click.argument("provider_ref")
+@json_option
+@pass_app
+@handle_errors
+def provider_enable(app: App, provider_ref: str, as_json: bool) -> None:
+    with app.scope() as s:
+        emit(views.provider(backup_providers.set_enabled(s, provider_ref, True)), as_json)
+
+
+@provider.command("disable")
+@click.argument("provider_ref")
+@json_option
+@pass_app
+@handle_errors
+def provider_disable(app: App, provider_ref: str, as_json: bool) -> None:
+    with app.scope() as s:
+        emit(views.provider(backup_providers.set_enabled(s, provider_ref, False)), as_json)

@@ -1,0 +1,53 @@
+"""``backupctl restore``: restores from restore points: a VM in place, a new VM, or one volume."""
+
+from __future__ import annotations
+
+import click
+
+from api.cli.app import App, pass_app
+from api.cli.output import finish_job, handle_errors, json_option
+from orchestrator.usecases import inventory, restores
+
+
+@click.group()
+def restore() -> None:
+    """Restores from restore points."""
+
+
+@restore.command("vm")
+@click.argument("backup_id")
+@json_option
+@pass_app
+@handle_errors
+def restore_vm(app: App, backup_id: str, as_json: bool) -> None:
+    """Restore every volume of a VM in place (recreating the VM if it was destroyed)."""
+    finish_job(app.run_job(lambda s: restores.restore_vm(s, backup_id)), as_json)
+
+
+@restore.command("new-vm")
+@click.argument("backup_id")
+@click.option("--name", required=True, help="Name of the new VM.")
+@click.option("--host", help="Host of the new VM (default: the original's).")
+@json_option
+@pass_app
+@handle_errors
+def restore_new_vm(app: App, backup_id: str, name: str, host: str | None, as_json: bool) -> None:
+    """Create a new VM from a restore point (new id and volume paths); the original stays."""
+    finish_job(app.run_job(lambda s: restores.restore_to_new_vm(s, backup_id, name, host)), as_json)
+
+
+@restore.command("volume")
+@click.argument("backup_id")
+@click.option("--volume", "volume_id", required=True, help="Volume id as recorded in the restore point.")
+@click.option("--vm", "vm_ref", required=True, help="VM to attach the restored volume to (same zone).")
+@json_option
+@pass_app
+@handle_errors
+def restore_volume(app: App, backup_id: str, volume_id: str, vm_ref: str, as_json: bool) -> None:
+    """Restore one volume as a new data disk attached to a VM."""
+    finish_job(
+        app.run_job(
+            lambda s: restores.restore_volume(s, backup_id, volume_id, inventory.find_vm(s, vm_ref).id)
+        ),
+        as_json,
+    )

@@ -1,0 +1,35 @@
+"""``backupctl zone``: the zones that hold hosts, storage pools and offerings."""
+
+from __future__ import annotations
+
+import click
+
+from api import views
+from api.cli.app import App, pass_app
+from api.cli.output import emit, handle_errors, json_option
+from orchestrator.usecases import inventory
+
+
+@click.group()
+def zone() -> None:
+    """Zones."""
+
+
+@zone.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@json_option
+@pass_app
+@handle_errors
+def zone_create(app: App, name: str, description: str, as_json: bool) -> None:
+    with app.scope() as s:
+        emit(views.zone(inventory.create_zone(s, name, description)), as_json)
+
+
+@zone.command("list")
+@json_option
+@pass_app
+@handle_errors
+def zone_list(app: App, as_json: bool) -> None:
+    with app.scope() as s:
+        emit([views.zone(z) for z in inventory.list_zones(s)], as_json)
