@@ -1,7 +1,7 @@
 """The SLA planner against the classic ways of scheduling backups, in a simulated fleet.
 
 Every fleet is simulated once per strategy, the same fleet, the same overruns and the same
-failures (``orchestrator/planner/sim.py``):
+failures (``benchmarks/sim.py``):
 
   herd     every due backup submitted when its window opens (cron at the window's start)
   jitter   cron plus a random delay over the window

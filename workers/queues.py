@@ -23,12 +23,12 @@ def _resolve(core: Core, model: type[Host] | type[StoragePool], refs: list[str],
     ids = []
     with core.db.session() as session:
         for ref in refs:
-            found = session.scalars(select(model).where(or_(model.id == ref, model.name == ref))).all()
+            found = session.scalars(select(model.id).where(or_(model.id == ref, model.name == ref))).all()
             if not found:
                 raise NotFound(f"no {what} {ref!r} in the inventory")
             if len(found) > 1:
                 raise NotFound(f"{len(found)} {what}s are named {ref!r}; give its id")
-            ids.append(found[0].id)
+            ids.append(found[0])
     return ids
 
 
@@ -51,7 +51,7 @@ def all_queues(core: Core) -> list[str]:
 class FollowInventory(bootsteps.StartStopStep):
     """For ``--all`` workers: start consuming the queue of a pool or host added later."""
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    requires = ("celery.worker.consumer.tasks:Tasks",)
     core: Core | None = None
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:

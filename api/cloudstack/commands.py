@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from api.cloudstack import render
 from api.cloudstack.params import Params
@@ -73,7 +73,12 @@ def command(
     return register
 
 
-def _paging(p: Params) -> dict[str, int]:
+class PageArgs(TypedDict):
+    page: int
+    pagesize: int
+
+
+def _paging(p: Params) -> PageArgs:
     return {"page": p.int("page", 1) or 1, "pagesize": p.int("pagesize", 500) or 500}
 
 
@@ -131,7 +136,7 @@ def list_providers(call: Call) -> Listing:
 def list_provider_offerings(call: Call) -> Listing:
     zone_id = call.params.required("zoneid")
     zone = inventory.find_zone(call.scope, zone_id)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for provider in backup_providers.list_providers(call.scope):
         if provider.enabled and provider.zone_id in (None, zone.id):
             items = backup_providers.list_offerings(call.scope, provider.id, zone.id)
@@ -182,7 +187,7 @@ def list_offerings(call: Call) -> Listing:
 @command("updateBackupOffering", admin=True)
 def update_offering(call: Call) -> dict[str, Any]:
     p = call.params
-    changes = {
+    changes: dict[str, Any] = {
         "name": p.str("name"),
         "description": p.str("description"),
         "rpo": p.str("rpo"),

@@ -115,10 +115,9 @@ def create_backup(
     scope.session.add(point)
     scope.session.flush()
     placement = routing.placement(JobKind.BACKUP, vm)
-    details = {"vm": vm.id, "origin": origin.value}
     if planned is not None:
         job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id, placement=placement)
-        audit.record(scope, "backup.create", "backup", point.id, job=job.id, **details)
+        audit.record(scope, "backup.create", "backup", point.id, job=job.id, vm=vm.id, origin=origin.value)
         return job
     return jobs.on_restore_point(
         scope,
@@ -127,7 +126,8 @@ def create_backup(
         action="backup.create",
         placement=placement,
         idempotency_key=idempotency_key,
-        **details,
+        vm=vm.id,
+        origin=origin.value,
     )
 
 
@@ -165,7 +165,7 @@ class BackupRow(NamedTuple):
     @classmethod
     def of(cls, row: Sequence[Any]) -> BackupRow:
         *columns, offering, volumes = row
-        return cls(*columns, OfferingName(offering), {"volumes": volumes or []})
+        return cls._make([*columns, OfferingName(offering), {"volumes": volumes or []}])
 
 
 _LISTED = (

@@ -275,7 +275,9 @@ def _moved_volumes(vm: VirtualMachine, domain: DiscoveredVM, pools: list[Storage
             continue
         target = was_on.get(volume.path)
         disk = by_target.get(target) if target else None
-        if disk is None or disk["path"] in taken:
+        # Never None: ``disks`` keeps only disks with an image.
+        path = disk["path"] if disk else None
+        if disk is None or path is None or path in taken:
             shown = ", ".join(f"{d['target']}={d['path']}" for d in disks) or "none"
             if target is None:
                 why = "was on a device not recorded for it"
@@ -284,11 +286,11 @@ def _moved_volumes(vm: VirtualMachine, domain: DiscoveredVM, pools: list[Storage
             else:
                 why = f"was on {target}, whose image {disk['path']} is another volume's"
             raise InvalidArgument(f"volume {volume.name} ({volume.path}) {why} (domain's disks: {shown})")
-        taken.add(disk["path"])
+        taken.add(path)
         moved.append(
             replace(
                 volume_ref(volume),
-                path=disk["path"],
+                path=path,
                 format=disk["format"] or volume.format,
                 size=disk["size_bytes"] or volume.size,
                 pool_id=_pool_of(disk, pools, domain["name"]).id,

@@ -57,11 +57,13 @@ class Inputs:
     fixed: list[planner.FixedJob]
 
 
-def _ewma(values: list[float]) -> float | None:
-    """Oldest first."""
-    estimate: float | None = None
-    for value in values:
-        estimate = value if estimate is None else EWMA_ALPHA * value + (1 - EWMA_ALPHA) * estimate
+def _ewma(values: list[float], empty: float) -> float:
+    """Oldest first; ``empty`` when there are none."""
+    if not values:
+        return empty
+    estimate = values[0]
+    for value in values[1:]:
+        estimate = EWMA_ALPHA * value + (1 - EWMA_ALPHA) * estimate
     return estimate
 
 
@@ -127,13 +129,13 @@ def gather(session: Session, now: datetime) -> Inputs:
     vms = []
     for vm in vms_rows:
         points = [p for p in history.get(vm.id, []) if p.offering_id == vm.backup_offering_id]
-        full = defaultdict(int)
+        full: defaultdict[str, int] = defaultdict(int)
         for volume in vm.live_volumes:
             full[volume.pool_id] += volume.size
         total = sum(full.values()) or 1
         # The next backup is a full when nothing is there yet, else about what recent ones moved.
-        expected = _ewma([float(p.size) for p in points]) if points else float(total)
-        throughput = _ewma([rates[p.id] for p in points if p.id in rates]) or DEFAULT_THROUGHPUT
+        expected = _ewma([float(p.size) for p in points], float(total))
+        throughput = _ewma([rates[p.id] for p in points if p.id in rates], DEFAULT_THROUGHPUT)
         vms.append(
             planner.VM(
                 id=vm.id,
@@ -233,7 +235,7 @@ def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedel
 RELEASE_BATCH = 500
 
 
-def _due(now: datetime) -> Select[tuple[str, str]]:
+def _due(now: datetime) -> Select[str, str]:
     return (
         select(Job.id, Job.account_id)
         .where(Job.state == JobState.PLANNED, Job.kind == JobKind.BACKUP, Job.not_before <= now)

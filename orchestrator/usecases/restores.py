@@ -180,7 +180,7 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
         recreate = params.target is not None or vm is None or vm.removed_at is not None
         if params.target is not None:
             target = on_its_host(session, VMRef.from_dict(params.target))
-        elif recreate:
+        elif vm is None or vm.removed_at is not None:
             target = on_its_host(session, ref.vm)
         else:
             target = vm_ref(vm)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from api.auth import EXPIRES_FORMAT, sign
+from orchestrator.usecases import backup_providers
 
 
 def call(server, who: str | None, secret: str | None = None, method: str = "get", **params):
@@ -109,8 +110,6 @@ def test_xml_responses_are_refused_clearly(server, world):
 
 def test_unsupported_command_is_hidden_and_refused(server, world):
     # Every provider in the world supports restore_volume; disable it and the command goes.
-    from orchestrator.usecases import backup_providers
-
     with world.core.scope(world.admin) as s:
         backup_providers.set_enabled(s, world.provider_id, False)
     apis = call(server, "alice", command="listApis").json()["listapisresponse"]["api"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import requests
+
+from api.auth import sign
 from tests.api.rest_helpers import clients, error_of
 
 
@@ -19,10 +22,6 @@ def test_a_provider_configuration_of_the_wrong_type_is_refused(server, world):
 
 
 def test_nul_in_a_cloudstack_parameter_is_431(server, world):
-    import requests
-
-    from api.auth import sign
-
     keys = server.keys["alice"]
     params = {"response": "json", "command": "listBackups", "keyword": "a\x00b", "apiKey": keys.apikey}
     params["signature"] = sign(params, keys.secretkey)
@@ -32,10 +31,6 @@ def test_nul_in_a_cloudstack_parameter_is_431(server, world):
 
 
 def test_a_huge_page_number_is_refused_not_a_database_error(server, world):
-    import requests
-
-    from api.auth import sign
-
     keys = server.keys["alice"]
     params = {"response": "json", "command": "listBackups", "page": str(10**19), "apiKey": keys.apikey}
     params["signature"] = sign(params, keys.secretkey)

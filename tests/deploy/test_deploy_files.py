@@ -18,6 +18,9 @@ import click
 import pytest
 import yaml
 
+from api.cli.main import cli
+from orchestrator.infra import telemetry
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = REPO / "docker-compose.yml"
@@ -213,8 +216,6 @@ def test_dockerfile_runs_backupctl_as_a_user() -> None:
 def test_service_commands_are_real_backupctl_commands(
     services: dict[str, dict[str, Any]], service: str
 ) -> None:
-    from api.cli.main import cli
-
     args = list(services[service]["command"])
     command: click.Command = cli
     while isinstance(command, click.Group) and args and not args[0].startswith("-"):
@@ -344,8 +345,6 @@ def _referenced_metrics(alert_rules: list[dict[str, Any]], dashboard: dict[str, 
 def test_every_referenced_metric_is_exposed(
     alert_rules: list[dict[str, Any]], dashboard: dict[str, Any]
 ) -> None:
-    from orchestrator.infra import telemetry
-
     exposed = telemetry.metric_names()
     referenced = _referenced_metrics(alert_rules, dashboard)
     missing = {name: where for name, where in referenced.items() if name not in exposed}
@@ -354,8 +353,6 @@ def test_every_referenced_metric_is_exposed(
 
 def test_every_exposed_metric_is_shown(alert_rules: list[dict[str, Any]], dashboard: dict[str, Any]) -> None:
     """A histogram counts as shown through its buckets."""
-    from orchestrator.infra import telemetry
-
     families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in telemetry.metric_names()}
     shown = {re.sub(r"_(bucket|count|sum)$", "", name) for name in _referenced_metrics([], dashboard)}
     assert families <= shown, f"not on the dashboard: {sorted(families - shown)}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.domain.errors import ProviderError
-from providers.base import VMRef
+from providers.base import VMRef, VolumeRef
 from providers.kvm.domains import Libvirt, parse_domain_xml
 from providers.kvm.snapshot import (
     CONSISTENCY_CRASH,
@@ -102,8 +102,6 @@ def test_repoint_definition_moves_disks_back_and_keeps_the_rest() -> None:
 
 
 def _vm(*paths: str) -> VMRef:
-    from providers.base import VolumeRef
-
     volumes = tuple(
         VolumeRef(f"v{i}", f"v{i}", "DATADISK", i, MiB, path, "qcow2", "p") for i, path in enumerate(paths)
     )

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from orchestrator.domain.errors import ProviderError
-from providers.nas import snapshot
+from providers.nas import NasProvider, snapshot
 from tests.providers.nas.conftest import ignore, make_raw, sha256, take, vm_of, volume
 
 
@@ -157,8 +157,6 @@ class FrozenByHypervisor(snapshot.SnapshotSource):
 
 
 def test_a_hypervisor_driver_can_supply_its_own_snapshots(tmp_path, repo, disks):
-    from providers.nas import NasProvider
-
     root = make_raw(disks / "root.raw", seed=1)
     copy = make_raw(tmp_path / "frozen.raw", seed=4)
     source = FrozenByHypervisor({"vol-0": copy})
