@@ -13,7 +13,7 @@ from orchestrator.domain.models import JobState, VirtualMachine
 from orchestrator.usecases import assignments, backup_providers, backups, ingest, inventory, restores
 from providers.kvm.domains import parse_domain_xml
 from tests.conftest import World, import_offering
-from tests.orchestrator.test_ingest import run
+from tests.orchestrator.usecases.test_ingest import run
 from tests.providers.kvm.fixtures.kvm_libvirt import (
     libvirtd,  # noqa: F401 - a session fixture used by the tests below
     virsh,

@@ -17,7 +17,7 @@ from tests.conftest import World
 from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
 from tests.providers.kvm.test_domains import virsh  # noqa: F401  (the fixture: a failure in CI without virsh)
 
-NODE = Path(__file__).parents[1] / "providers" / "kvm" / "fixtures" / "node.xml"
+NODE = Path(__file__).parents[2] / "providers" / "kvm" / "fixtures" / "node.xml"
 WEB1 = "6e0d9a84-3b1f-4c1e-9a57-0c3a2f1e7b01"
 DB1 = "b3f1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c02"
 LOCAL = {"transport": "local", "libvirt_uri": f"test://{NODE}"}
