@@ -23,6 +23,7 @@ EXIT_CODES: dict[type[errors.DomainError], int] = {
     errors.Unsupported: 5,
     errors.PermissionDenied: 6,
     errors.AuthenticationFailed: 7,
+    errors.Unavailable: 8,
 }
 
 

@@ -26,6 +26,7 @@ ERROR_CODES: list[tuple[type[errors.DomainError], int]] = [
     (errors.Unsupported, 432),
     (errors.PermissionDenied, 531),
     (errors.Conflict, 536),
+    (errors.Unavailable, 534),
 ]
 INTERNAL_ERROR = 530
 

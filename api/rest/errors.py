@@ -23,6 +23,7 @@ STATUS: list[tuple[type[errors.DomainError], HTTPStatus]] = [
     (errors.Unsupported, HTTPStatus.UNPROCESSABLE_ENTITY),
     # A back end failed at something it supports, while we waited for it.
     (errors.ProviderError, HTTPStatus.BAD_GATEWAY),
+    (errors.Unavailable, HTTPStatus.SERVICE_UNAVAILABLE),
 ]
 
 

@@ -1,7 +1,7 @@
 """Domain errors. Each carries a message that names the field or object at fault.
 
 The API and the CLI map these once, centrally: NotFound → 404, InvalidArgument → 400,
-Conflict → 409, Unsupported → 422, PermissionDenied → 403.
+Conflict → 409, Unsupported → 422, PermissionDenied → 403, Unavailable → 503.
 """
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ class PermissionDenied(DomainError):
 
 class AuthenticationFailed(DomainError):
     code = "authentication_failed"
+
+
+class Unavailable(DomainError):
+    """A service the core needs (its database) cannot be reached now; a later try may work."""
+
+    code = "unavailable"
 
 
 class ProviderError(DomainError):

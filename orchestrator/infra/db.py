@@ -14,10 +14,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, literal, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from orchestrator.domain.errors import InvalidArgument, Unavailable
 from orchestrator.infra.config import Settings
 
 T = TypeVar("T")
@@ -36,14 +37,30 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for ``url``; InvalidArgument (naming the setting, never echoing the URL,
+    which may hold a password) when it cannot be one."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidArgument(
+                    f"cannot make the folder of the SQLite database {path}: {exc.strerror} "
+                    "(set BACKUP_HOME to a writable folder, or BACKUP_DATABASE_URL)",
+                    field="BACKUP_DATABASE_URL",
+                ) from None
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, future=True)
+    try:
+        return create_engine(url, pool_pre_ping=True, future=True)
+    except (ArgumentError, ImportError) as exc:
+        raise InvalidArgument(
+            "BACKUP_DATABASE_URL is not a database URL this installation can use "
+            f"({type(exc).__name__}); e.g. postgresql+psycopg2://user@host:5432/db or sqlite:////path/to/file.db",
+            field="BACKUP_DATABASE_URL",
+        ) from None
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -99,7 +116,10 @@ class Database:
     def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
         self.engine = make_engine(url)
         if auto_migrate:
-            migrate(self.engine)
+            try:
+                migrate(self.engine)
+            except OperationalError as exc:
+                raise unavailable(self.engine, exc) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -114,6 +134,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def unavailable(engine: Engine, exc: DBAPIError) -> Unavailable:
+    """What a caller is told when the database cannot be reached: where (without password)
+    and the driver's first line of why."""
+    where = engine.url.render_as_string(hide_password=True)
+    why = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return Unavailable(f"the database {where} cannot be reached: {why}")
 
 
 def _unreachable(exc: BaseException) -> bool:

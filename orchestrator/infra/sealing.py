@@ -13,19 +13,35 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from orchestrator.domain.errors import AuthenticationFailed
+from orchestrator.domain.errors import AuthenticationFailed, InvalidArgument
 
 
-def _load_key(home: Path) -> bytes:
+def _load_key(home: Path) -> Fernet:
+    """The master key, from ``BACKUP_SECRET_KEY`` or the key file (made on first use);
+    InvalidArgument, naming where it came from but never showing it, when it is no key."""
     if env := os.environ.get("BACKUP_SECRET_KEY"):
-        return env.encode()
-    path = home / "master.key"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+        key, source = env.encode(), "BACKUP_SECRET_KEY"
+    else:
+        path = home / "master.key"
+        try:
+            if not path.exists():
+                home.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(Fernet.generate_key())
+            key, source = path.read_bytes().strip(), str(path)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot read or create the master key {path}: {exc.strerror}", field="BACKUP_HOME"
+            ) from None
+    try:
+        return Fernet(key)
+    except ValueError:
+        raise InvalidArgument(
+            f"{source} is not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')",
+            field="BACKUP_SECRET_KEY",
+        ) from None
 
 
 # Signed requests unseal their key's secret on every call. A sealed text always opens to
@@ -36,7 +52,7 @@ UNSEALED_KEPT = 1024
 
 class Sealer:
     def __init__(self, home: Path) -> None:
-        self._fernet = Fernet(_load_key(home))
+        self._fernet = _load_key(home)
         self.unseal = lru_cache(maxsize=UNSEALED_KEPT)(self._unseal)
 
     def seal(self, secret: str) -> str:
