@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from enum import Enum
 from typing import TypeVar
 
@@ -42,18 +43,32 @@ def positive(value: int, field: str, high: int = MAX_COUNT) -> int:
     return _whole(value, field, 1, high)
 
 
+# Bidirectional overrides and isolates: they reorder what a terminal or a table shows.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _controls(value: str, allowed: str = "") -> list[str]:
+    return [c for c in value if c not in allowed and (unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS)]
+
+
 def text(value: str | None, field: str, max_length: int = 1024) -> str:
-    """Free text (descriptions, paths, addresses): bounded, and no NUL that databases refuse."""
+    """Free text (descriptions, paths, addresses): bounded, no NUL that databases refuse, and
+    no control character but tab and newline (an escape sequence would play on terminals)."""
     out = "" if value is None else str(value)
     if len(out) > max_length:
         raise InvalidArgument(f"{field}: longer than {max_length} characters", field=field)
     if "\x00" in out:
         raise InvalidArgument(f"{field}: contains a NUL character", field=field)
+    if found := _controls(out, allowed="\t\n"):
+        raise InvalidArgument(f"{field}: contains the control character {found[0]!r}", field=field)
     return out
 
 
 def name(value: str, field: str = "name", max_length: int = 255) -> str:
+    """A name shown in tables and terminals: one line, no control characters."""
     out = text((value or "").strip(), field, max_length)
     if not out:
         raise InvalidArgument(f"{field}: must not be empty", field=field)
+    if found := _controls(out):
+        raise InvalidArgument(f"{field}: contains the control character {found[0]!r}", field=field)
     return out
