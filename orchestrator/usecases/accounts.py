@@ -85,10 +85,11 @@ def create_key(scope: Scope, account_name_or_id: str) -> IssuedKey:
     return IssuedKey(key.id, account.name, key.api_key, secret)
 
 
-def revoke_key(scope: Scope, api_key: str) -> None:
-    key = scope.session.scalar(select(ApiKey).where(ApiKey.api_key == api_key))
+def revoke_key(scope: Scope, key_or_id: str) -> None:
+    """Revoke a key given as the API key itself or as its id (what ``key create`` prints as id)."""
+    key = scope.session.scalar(select(ApiKey).where((ApiKey.api_key == key_or_id) | (ApiKey.id == key_or_id)))
     if key is None or not scope.actor.can_see(key.account_id):
-        raise NotFound.of("API key", api_key)
+        raise NotFound.of("API key", key_or_id)
     key.revoked_at = utcnow()
     audit.record(scope, "key.revoke", "api_key", key.id)
 

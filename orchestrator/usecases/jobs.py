@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from orchestrator.domain.errors import Conflict
 from orchestrator.domain.jobparams import JobParams
@@ -156,7 +156,14 @@ def list_jobs(
     if kind:
         stmt = stmt.where(Job.kind == parse_enum(JobKind, kind, "kind"))
     if subject_id:
-        stmt = stmt.where(Job.subject_id == subject_id)
+        # A VM's own backups have its restore points as their subjects: they belong to it too.
+        its_points = select(Backup.id).where(Backup.vm_id == subject_id)
+        stmt = stmt.where(
+            or_(
+                Job.subject_id == subject_id,
+                and_(Job.subject_type == "backup", Job.subject_id.in_(its_points)),
+            )
+        )
     return paginate(scope.session, stmt, page, pagesize)
 
 

@@ -174,15 +174,17 @@ def delete_offering(scope: Scope, offering_id: str) -> BackupOffering:
 
 
 def find(scope: Scope, value: str, zone_id: str | None = None) -> BackupOffering:
-    """An offering by id, or by name (within a zone when names repeat across zones)."""
+    """An offering by id, or by name: the one in ``zone_id`` when names repeat across zones.
+    An offering found only in another zone is returned all the same, so that the use case
+    says it is in another zone instead of not found."""
     stmt = select(BackupOffering).where(
         (BackupOffering.id == value) | (BackupOffering.name == value), BackupOffering.removed_at.is_(None)
     )
-    if zone_id:
-        stmt = stmt.where(BackupOffering.zone_id == zone_id)
     found = scope.session.scalars(stmt).all()
     if not found:
         raise NotFound.of("backup offering", value)
+    if zone_id and (in_zone := [o for o in found if o.zone_id == zone_id]):
+        found = in_zone
     if len(found) > 1:
         raise InvalidArgument(
             f"offering name {value!r} exists in several zones: use its id", field="offering"

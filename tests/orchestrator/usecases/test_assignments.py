@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
 from orchestrator.domain.models import BackupStatus, BackupType, JobState
-from orchestrator.usecases import assignments, backups, inventory, jobs, restores, schedules
+from orchestrator.usecases import assignments, backups, inventory, jobs, offerings, restores, schedules
 from tests.conftest import add_provider, import_offering
 
 # A provider that keeps a VM's restore points when the VM leaves its offering.
@@ -74,6 +74,21 @@ def test_assign_offering_of_another_zone_is_invalid(world):
         assignments.assign(s, world.alice_vm2, zone2_gold)
     assert err.value.field == "offering"
     assert _offering_of(world, world.alice_vm2) is None
+
+
+def test_an_offering_named_only_in_another_zone_says_so(world):
+    # The CLI finds the offering by name in the VM's zone; only zone2 has "gold-z2".
+    import_offering(world.core, world.admin, world.provider_id, "gold-z2", zone="zone2")
+    with pytest.raises(InvalidArgument, match="another zone"), world.core.scope(world.alice) as s:
+        assignments.assign(s, world.alice_vm2, offerings.find(s, "gold-z2", world.zone_id).id)
+
+
+def test_an_offering_name_in_both_zones_resolves_to_the_vms_zone(world):
+    import_offering(world.core, world.admin, world.provider_id, "gold", zone="zone2")
+    with world.core.scope(world.alice) as s:
+        assert offerings.find(s, "gold", world.zone_id).id == world.gold_id
+        with pytest.raises(InvalidArgument, match="several zones"):
+            offerings.find(s, "gold")
 
 
 def test_assign_other_tenants_vm_is_not_found(world):

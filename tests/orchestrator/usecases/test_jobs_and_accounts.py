@@ -68,6 +68,14 @@ def test_list_jobs_filters_by_state_kind_and_subject(world, two_jobs):
         assert [j.id for j in jobs.list_jobs(s, subject_id=subject).items] == [alices]
 
 
+def test_a_vms_jobs_include_the_backups_of_its_restore_points(world, two_jobs):
+    # An ad-hoc backup's subject is its restore point; listing by the VM still finds it.
+    alices, _ = two_jobs
+    with world.core.scope(world.alice) as s:
+        assert [j.id for j in jobs.list_jobs(s, subject_id=world.alice_vm).items] == [alices]
+        assert jobs.list_jobs(s, subject_id=world.alice_vm2).total == 0
+
+
 def test_list_jobs_bad_state_is_invalid(world):
     with pytest.raises(InvalidArgument, match="state"), world.core.scope(world.alice) as s:
         jobs.list_jobs(s, state="done")
@@ -282,9 +290,19 @@ def test_revoked_key_fails(world, alice_key):
         accounts.signing_secret(session, Sealer(world.core.settings.home), alice_key.apikey)
 
 
+def test_a_key_is_revoked_by_its_id_too(world, alice_key):
+    # ``key create --json`` prints the key's id first: revoking by it works as by the key.
+    with world.core.scope(world.alice) as s:
+        accounts.revoke_key(s, alice_key.id)
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        _authenticate(world, alice_key.apikey, alice_key.secretkey)
+
+
 def test_other_tenant_cannot_revoke_key(world, alice_key):
     with pytest.raises(NotFound, match="API key"), world.core.scope(world.bob) as s:
         accounts.revoke_key(s, alice_key.apikey)
+    with pytest.raises(NotFound, match="API key"), world.core.scope(world.bob) as s:
+        accounts.revoke_key(s, alice_key.id)
 
     assert _authenticate(world, alice_key.apikey, alice_key.secretkey).name == "alice"
 
