@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from orchestrator.domain.errors import Conflict, InvalidArgument
 from orchestrator.domain.models import LIVE_STATUSES, Backup, BackupSchedule, BackupStatus, VirtualMachine
 from orchestrator.engine.core import Scope
-from orchestrator.usecases import audit, backup_providers, lookup
+from orchestrator.usecases import audit, backup_providers, jobs, lookup
 from orchestrator.usecases.refs import vm_ref
 from providers.base import Capability
 
@@ -93,6 +93,7 @@ def remove(scope: Scope, vm_id: str, *, forced: bool = False) -> VirtualMachine:
     vm.backup_offering_id = None
     vm.backup_offering = None
     scope.session.execute(delete(BackupSchedule).where(BackupSchedule.vm_id == vm.id))
+    jobs.cancel_planned(scope, vm.id, "the virtual machine left its offering")
     audit.record(scope, "vm.unassign", "vm", vm.id, offering=old, forced=forced)
     return vm
 

@@ -9,12 +9,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from orchestrator.domain import validate
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
 from orchestrator.domain.models import (
+    BackupSchedule,
     Host,
     Hypervisor,
     StoragePool,
@@ -27,7 +28,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
-from orchestrator.usecases import audit, lookup
+from orchestrator.usecases import audit, jobs, lookup
 from orchestrator.usecases.accounts import find_account
 from providers.base import VMRef, VolumeRef
 
@@ -244,6 +245,9 @@ def destroy_vm(scope: Scope, vm_id: str) -> VirtualMachine:
     vm.backup_offering_id = None
     for volume in vm.live_volumes:
         volume.removed_at = now
+    # Nothing is left to back up: its schedules and planned backups go with it.
+    scope.session.execute(delete(BackupSchedule).where(BackupSchedule.vm_id == vm.id))
+    jobs.cancel_planned(scope, vm.id, "the virtual machine was destroyed")
     audit.record(scope, "vm.destroy", "vm", vm.id)
     return vm
 

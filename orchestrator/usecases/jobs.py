@@ -131,6 +131,20 @@ def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, place
     return job
 
 
+def cancel_planned(scope: Scope, vm_id: str, why: str) -> int:
+    """Cancel the VM's planned SLA backups, which lost their reason (the VM left its offering
+    or was destroyed), so that the planner stops reserving capacity for them."""
+    planned = scope.session.scalars(
+        select(Job).where(Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id == vm_id)
+    ).all()
+    for job in planned:
+        job.state = JobState.CANCELLED
+        job.finished_at = utcnow()
+        job.error = f"cancelled: {why}"
+        joblog.add(scope.session, job.id, job.error, "warning")
+    return len(planned)
+
+
 def find_by_key(scope: Scope, idempotency_key: str, account_id: str) -> Job | None:
     """The job already made under this key; a key is never shared across tenants."""
     existing = scope.session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))

@@ -216,6 +216,16 @@ def _recreate_vm(session: Session, backup_id: str, meta: VMRef) -> None:
     vm.state = VMState.STOPPED
     vm.details = dict(meta.details)
     vm.host_id = meta.host_id
+    offering = point.offering
+    if (
+        vm.id == point.vm_id
+        and vm.backup_offering_id is None
+        and offering.removed_at is None
+        and offering.zone_id == vm.zone_id
+    ):
+        # The VM comes back under the offering its restore point was taken with (a copy
+        # under a new id is the user's to assign).
+        vm.backup_offering_id = offering.id
     session.flush()
     for ref in meta.volumes:
         volume = session.get(Volume, ref.id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
-from orchestrator.domain.models import BackupStatus, BackupType, JobState
+from orchestrator.domain.jobparams import PlannedBackup
+from orchestrator.domain.models import BackupStatus, BackupType, JobKind, JobState
+from orchestrator.engine import routing
 from orchestrator.usecases import assignments, backups, inventory, jobs, offerings, restores, schedules
 from tests.conftest import add_provider, import_offering
 
@@ -126,6 +128,51 @@ def test_remove_deletes_the_vms_schedules(world):
 
     with world.core.scope(world.alice) as s:
         assert schedules.list_schedules(s, world.alice_vm) == []
+
+
+def _planned_backup(world, vm_id: str) -> str:
+    with world.core.scope(world.admin) as s:
+        job = jobs.new_job(
+            kind=JobKind.BACKUP,
+            state=JobState.PLANNED,
+            account_id=world.alice.account_id,
+            requested_by=None,
+            subject_type="vm",
+            subject_id=vm_id,
+            placement=routing.planned_placement(world.pool_id),
+            params=PlannedBackup(reason="test", late=False, expected_end="2030-01-01T00:00:00+00:00"),
+        )
+        s.session.add(job)
+        return job.id
+
+
+def _state(world, job_id: str) -> JobState:
+    with world.core.scope(world.admin) as s:
+        return jobs.show(s, job_id).state
+
+
+def test_remove_cancels_the_vms_planned_backups(world):
+    planned = _planned_backup(world, world.alice_vm)
+    other = _planned_backup(world, world.bob_vm)
+
+    with world.core.scope(world.alice) as s:
+        assignments.remove(s, world.alice_vm)
+
+    assert _state(world, planned) is JobState.CANCELLED
+    assert _state(world, other) is JobState.PLANNED
+
+
+def test_destroy_takes_the_vms_schedules_and_planned_backups_with_it(world):
+    with world.core.scope(world.alice) as s:
+        schedules.create(s, vm_id=world.alice_vm, interval_type="DAILY", schedule="0:1")
+    planned = _planned_backup(world, world.alice_vm)
+
+    with world.core.scope(world.admin) as s:
+        inventory.destroy_vm(s, world.alice_vm)
+
+    assert _state(world, planned) is JobState.CANCELLED
+    with world.core.scope(world.admin) as s:
+        assert schedules.list_schedules(s) == []
 
 
 def test_remove_refused_when_provider_would_delete_restore_points(world):

@@ -7,7 +7,7 @@ import pytest
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, Unsupported
 from orchestrator.domain.models import BackupStatus, Job, JobState, VMState, VolumeType
 from orchestrator.engine.execution import Outcome, _record_success, claim
-from orchestrator.usecases import assignments, backups, inventory, jobs, restores
+from orchestrator.usecases import assignments, backups, inventory, jobs, offerings, restores
 from tests.conftest import GiB, add_provider, import_offering
 
 
@@ -104,6 +104,25 @@ def test_restore_recreates_destroyed_vm(world, point):
         assert [v.size for v in restored] == [10 * GiB, 2 * GiB]
         assert all(v.removed_at is None for v in restored)
     assert _point(world, point).status is BackupStatus.BACKED_UP
+
+
+def test_a_vm_restored_after_destroy_is_back_under_its_offering(world, point):
+    with world.core.scope(world.admin) as s:
+        inventory.destroy_vm(s, world.alice_vm)
+    _job(world, _restore_vm(world, point))
+    with world.core.scope(world.alice) as s:
+        assert inventory.show_vm(s, world.alice_vm).backup_offering_id == world.gold_id
+
+
+def test_a_vm_restored_after_its_offering_went_comes_back_without_one(world, point):
+    with world.core.scope(world.admin) as s:
+        inventory.destroy_vm(s, world.alice_vm)
+    with world.core.scope(world.admin) as s:
+        assignments.remove(s, world.bob_vm)
+        offerings.delete_offering(s, world.gold_id)
+    _job(world, _restore_vm(world, point))
+    with world.core.scope(world.alice) as s:
+        assert inventory.show_vm(s, world.alice_vm).backup_offering_id is None
 
 
 def test_recreated_vm_is_listed_for_its_owner(world, point):
