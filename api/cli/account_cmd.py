@@ -17,11 +17,18 @@ def account() -> None:
 
 @account.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["user", "admin"]), default="user", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["user", "admin"]),
+    default="user",
+    show_default=True,
+    help="A user sees only its own VMs, restore points, schedules and jobs; an admin everything.",
+)
 @json_option
 @pass_app
 @handle_errors
 def account_create(app: App, name: str, role: str, as_json: bool) -> None:
+    """Create an account (admins); give it a key with `backupctl key create --account NAME`."""
     with app.scope() as s:
         emit(views.account(accounts.create_account(s, name, role)), as_json)
 
@@ -31,5 +38,6 @@ def account_create(app: App, name: str, role: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def account_list(app: App, as_json: bool) -> None:
+    """List the accounts (a user sees only its own)."""
     with app.scope() as s:
         emit([views.account(a) for a in accounts.list_accounts(s)], as_json)

@@ -36,12 +36,16 @@ def backup_create(app: App, vm_ref: str, idempotency_key: str | None, as_json: b
 
 
 @backup.command("list")
-@click.option("--vm", "vm_ref")
-@click.option("--zone")
-@click.option("--account")
-@click.option("--offering", "offering_ref")
-@click.option("--status")
-@click.option("--keyword")
+@click.option("--vm", "vm_ref", help="Only this VM's (name or id).")
+@click.option("--zone", help="Only those in this zone (name or id).")
+@click.option("--account", help="Only this account's (name or id; admins).")
+@click.option("--offering", "offering_ref", help="Only those made under this offering (name or id).")
+@click.option(
+    "--status",
+    help="Only this status: Allocated, Queued, BackingUp, BackedUp, Error, Failed, Restoring, Removed, "
+    "Expunged.",
+)
+@click.option("--keyword", help="Only those of VMs whose name contains this text.")
 @click.option("--all", "include_removed", is_flag=True, help="Include removed and expunged points.")
 @paging_options
 @json_option
@@ -60,6 +64,7 @@ def backup_list(
     pagesize: int,
     as_json: bool,
 ) -> None:
+    """List restore points, newest first (users see only their own)."""
     with app.scope() as s:
         result = backups.list_backups(
             s,
@@ -86,6 +91,7 @@ def backup_list(
 @pass_app
 @handle_errors
 def backup_show(app: App, backup_id: str, as_json: bool) -> None:
+    """Show one restore point: status, type, parent, size and the volumes it holds."""
     with app.scope() as s:
         emit(views.backup(backups.show(s, backup_id)), as_json)
 
@@ -112,6 +118,11 @@ def backup_prune(app: App, vm_ref: str | None, dry_run: bool, as_json: bool) -> 
 @pass_app
 @handle_errors
 def backup_delete(app: App, backup_id: str, forced: bool, as_json: bool) -> None:
+    """Delete a restore point (as a job).
+
+    Refused while it is being made or restored from. Where newer points depend on it and the
+    provider cannot delete one point in the middle of a chain, --forced deletes the whole chain
+    (where the provider can)."""
     finish_job(app.run_job(lambda s: backups.delete_backup(s, backup_id, forced=forced)), as_json)
 
 

@@ -10,7 +10,13 @@ from orchestrator.usecases import capacity_report
 
 
 @click.command("capacity")
-@click.option("--nights", type=click.IntRange(1, 31), default=3, show_default=True)
+@click.option(
+    "--nights",
+    type=click.IntRange(1, 31),
+    default=3,
+    show_default=True,
+    help="Nights to check, from tonight.",
+)
 @json_option
 @pass_app
 @handle_errors

@@ -21,7 +21,9 @@ from orchestrator.usecases import rounds
     "--deliver-every", type=float, default=1.0, show_default=True, help="Delivery and reconciling period."
 )
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
-@click.option("--loglevel", default="info", show_default=True)
+@click.option(
+    "--loglevel", default="info", show_default=True, help="Log level: debug, info, warning or error."
+)
 @pass_app
 @handle_errors
 def dispatcher(

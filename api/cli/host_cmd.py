@@ -23,16 +23,29 @@ def host() -> None:
 
 @host.command("register")
 @click.argument("name")
-@click.option("--zone", required=True)
-@click.option("--hypervisor", type=click.Choice(["kvm", "vmware"]), required=True)
-@click.option("--address", default="")
-@click.option("--max-concurrent-backups", type=int, default=2, show_default=True)
+@click.option("--zone", required=True, help="Zone of the host (name or id).")
+@click.option(
+    "--hypervisor", type=click.Choice(["kvm", "vmware"]), required=True, help="Hypervisor the host runs."
+)
+@click.option(
+    "--address", default="", help="The host's address, for reference only (workers use `host connect`)."
+)
+@click.option(
+    "--max-concurrent-backups",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Backups and restores that may run on the host at once (planner and workers keep to it).",
+)
 @json_option
 @pass_app
 @handle_errors
 def host_register(
     app: App, name: str, zone: str, hypervisor: str, address: str, max_concurrent_backups: int, as_json: bool
 ) -> None:
+    """Register a hypervisor host in a zone (admins).
+
+    Then set how workers reach it with `backupctl host connect`."""
     with app.scope() as s:
         row = inventory.create_host(
             s,
@@ -46,11 +59,12 @@ def host_register(
 
 
 @host.command("list")
-@click.option("--zone")
+@click.option("--zone", help="Only hosts in this zone (name or id).")
 @json_option
 @pass_app
 @handle_errors
 def host_list(app: App, zone: str | None, as_json: bool) -> None:
+    """List the hosts and how workers reach them (admins)."""
     with app.scope() as s:
         emit([views.host(h) for h in inventory.list_hosts(s, zone)], as_json)
 
@@ -64,7 +78,9 @@ def host_list(app: App, zone: str | None, as_json: bool) -> None:
 )
 @click.option("--accept-new-host-key", is_flag=True, help="Record an unknown host key at first contact.")
 @click.option("--local", is_flag=True, help="The host is the worker's own machine.")
-@click.option("--libvirt-uri", default="qemu:///system", show_default=True)
+@click.option(
+    "--libvirt-uri", default="qemu:///system", show_default=True, help="URI `virsh -c` uses on the host."
+)
 @json_option
 @pass_app
 @handle_errors

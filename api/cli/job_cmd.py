@@ -18,9 +18,12 @@ def job() -> None:
 
 
 @job.command("list")
-@click.option("--state")
-@click.option("--kind")
-@click.option("--subject")
+@click.option("--state", help="Only this state: planned, queued, running, succeeded, failed, cancelled.")
+@click.option(
+    "--kind",
+    help="Only this kind: backup, restore_vm, restore_volume, delete_backup, ingest, verify, prune.",
+)
+@click.option("--subject", help="Only jobs about this object id; a VM id includes its restore points' jobs.")
 @paging_options
 @json_option
 @pass_app
@@ -34,6 +37,7 @@ def job_list(
     pagesize: int,
     as_json: bool,
 ) -> None:
+    """List jobs, newest first (users see only their own)."""
     with app.scope() as s:
         result = jobs.list_jobs(s, state=state, kind=kind, subject_id=subject, page=page, pagesize=pagesize)
         emit([views.job(j) for j in result.items], as_json, JOB_COLUMNS)
@@ -45,6 +49,7 @@ def job_list(
 @pass_app
 @handle_errors
 def job_show(app: App, job_id: str, as_json: bool) -> None:
+    """Show one job: state, attempts, progress, result or error."""
     with app.scope() as s:
         emit(views.job(jobs.show(s, job_id)), as_json)
 
@@ -55,6 +60,10 @@ def job_show(app: App, job_id: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def job_cancel(app: App, job_id: str, as_json: bool) -> None:
+    """Cancel a job.
+
+    A planned or queued job stops now; a running one at its next progress report or lease
+    renewal (one whose work completes first still succeeds)."""
     with app.scope() as s:
         emit(views.job(jobs.cancel(s, job_id)), as_json)
 

@@ -17,22 +17,29 @@ def key() -> None:
 
 
 @key.command("create")
-@click.option("--account", "account_ref", required=True)
+@click.option("--account", "account_ref", required=True, help="Account the key is for (name or id).")
 @json_option
 @pass_app
 @handle_errors
 def key_create(app: App, account_ref: str, as_json: bool) -> None:
+    """Create an API key pair for an account; its secret is printed only now.
+
+    Keep the secret: it is never shown again. Users may create keys only for themselves."""
     with app.scope() as s:
         issued = accounts.create_key(s, account_ref)
     emit(asdict(issued), as_json)
 
 
 @key.command("revoke")
-@click.argument("apikey")
+@click.argument("apikey", metavar="KEY_OR_ID")
 @json_option
 @pass_app
 @handle_errors
 def key_revoke(app: App, apikey: str, as_json: bool) -> None:
+    """Revoke an API key, given as the API key itself or as its id.
+
+    The id is the one `key create` printed. The key stops working with the next request.
+    Users may revoke only their own keys."""
     with app.scope() as s:
         accounts.revoke_key(s, apikey)
     emit({"revoked": apikey}, as_json)

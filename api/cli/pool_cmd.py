@@ -13,15 +13,28 @@ from orchestrator.usecases import inventory
 
 @click.group()
 def pool() -> None:
-    """Primary storage pools."""
+    """Primary storage pools: where VMs' volumes live, and their backup limits."""
 
 
 @pool.command("register")
 @click.argument("name")
-@click.option("--zone", required=True)
-@click.option("--path", default="")
-@click.option("--max-concurrent-backups", type=int, default=4, show_default=True)
-@click.option("--bandwidth", help="Sustained read bandwidth per second, e.g. 500M.")
+@click.option("--zone", required=True, help="Zone of the pool (name or id).")
+@click.option(
+    "--path",
+    default="",
+    help="Mount path on the hosts: default directory of new volumes; `vm import` finds disks' pools by it.",
+)
+@click.option(
+    "--max-concurrent-backups",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Backups and restores that may run on the pool at once (a job counts on its VM's ROOT pool).",
+)
+@click.option(
+    "--bandwidth",
+    help="Sustained read bandwidth per second: bytes or K/M/G/T (binary), e.g. 500M. Default: no limit.",
+)
 @json_option
 @pass_app
 @handle_errors
@@ -34,6 +47,10 @@ def pool_register(
     bandwidth: str | None,
     as_json: bool,
 ) -> None:
+    """Register a primary storage pool in a zone (admins).
+
+    The planner and `backupctl capacity` count its concurrency and bandwidth; workers keep to
+    its concurrency limit."""
     with app.scope() as s:
         row = inventory.create_pool(
             s,
@@ -47,10 +64,11 @@ def pool_register(
 
 
 @pool.command("list")
-@click.option("--zone")
+@click.option("--zone", help="Only pools in this zone (name or id).")
 @json_option
 @pass_app
 @handle_errors
 def pool_list(app: App, zone: str | None, as_json: bool) -> None:
+    """List the storage pools (admins)."""
     with app.scope() as s:
         emit([views.pool(p) for p in inventory.list_pools(s, zone)], as_json)

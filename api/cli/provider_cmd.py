@@ -19,8 +19,10 @@ def provider() -> None:
 
 @provider.command("add")
 @click.argument("name")
-@click.option("--driver", required=True, help="Installed driver, e.g. dummy.")
-@click.option("--zone")
+@click.option(
+    "--driver", required=True, help="Installed driver, e.g. dummy, nas, kvm (a wrong name lists them)."
+)
+@click.option("--zone", help="Zone the provider serves (name or id); default: every zone.")
 @click.option("--config", "config_json", help="Driver configuration as a JSON object.")
 @json_option
 @pass_app
@@ -28,6 +30,10 @@ def provider() -> None:
 def provider_add(
     app: App, name: str, driver: str, zone: str | None, config_json: str | None, as_json: bool
 ) -> None:
+    """Add a backup provider: a back end reached through an installed driver (admins).
+
+    The driver checks --config now, not at the first backup. Then list the back end's own
+    policies with `backupctl provider offerings NAME` and import them as offerings."""
     try:
         config = json.loads(config_json) if config_json else {}
     except json.JSONDecodeError as exc:
@@ -42,6 +48,7 @@ def provider_add(
 @pass_app
 @handle_errors
 def provider_list(app: App, as_json: bool) -> None:
+    """List the backup providers, whether enabled, and their capabilities (admins)."""
     with app.scope() as s:
         rows = [views.provider(p, s.driver(p)) for p in backup_providers.list_providers(s)]
         emit(rows, as_json, ["id", "name", "driver", "enabled", "capabilities"])
@@ -49,7 +56,7 @@ def provider_list(app: App, as_json: bool) -> None:
 
 @provider.command("offerings")
 @click.argument("provider_ref")
-@click.option("--zone")
+@click.option("--zone", help="Zone to list for (name or id); default: the provider's zone.")
 @json_option
 @pass_app
 @handle_errors
@@ -66,6 +73,7 @@ def provider_offerings(app: App, provider_ref: str, zone: str | None, as_json: b
 @pass_app
 @handle_errors
 def provider_enable(app: App, provider_ref: str, as_json: bool) -> None:
+    """Enable a provider (name or id): backups, restores and assignments through it resume."""
     with app.scope() as s:
         emit(views.provider(backup_providers.set_enabled(s, provider_ref, True)), as_json)
 
@@ -76,5 +84,12 @@ def provider_enable(app: App, provider_ref: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def provider_disable(app: App, provider_ref: str, as_json: bool) -> None:
+    """Disable a provider (name or id); nothing is removed, `provider enable` undoes it.
+
+    Its offerings, the VMs assigned to them and its restore points stay. While it is disabled
+    no backup through it starts: ad-hoc backups are refused, user schedules skip their runs
+    and planned SLA backups are cancelled, so those VMs fall behind their RPO. Restores from
+    its restore points, importing offerings from it and assigning VMs to its offerings are
+    refused too."""
     with app.scope() as s:
         emit(views.provider(backup_providers.set_enabled(s, provider_ref, False)), as_json)

@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on.")
 @click.option("--threads", type=int, default=8, show_default=True, help="HTTP request threads.")
 @click.option("--job-workers", type=int, default=2, show_default=True, help="Jobs run at once.")
 @click.option(

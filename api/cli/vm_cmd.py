@@ -25,16 +25,17 @@ def vm() -> None:
 
 @vm.command("register")
 @click.argument("name")
-@click.option("--account", required=True, help="Owner account.")
-@click.option("--zone", required=True)
-@click.option("--host")
+@click.option("--account", required=True, help="Owner account (name or id).")
+@click.option("--zone", required=True, help="Zone of the VM (name or id).")
+@click.option("--host", help="Host that runs the VM (name or id, in that zone).")
 @click.option("--id", "vm_id", help="Keep the cloud's own UUID.")
 @click.option(
     "--volume",
     "volumes",
     multiple=True,
     required=True,
-    help="pool=P,size=10G[,type=ROOT|DATADISK][,path=...][,format=qcow2]; the first is ROOT.",
+    help="pool=POOL,size=SIZE[,type=ROOT|DATADISK][,path=FILE][,format=qcow2|raw|vmdk][,name=N]; "
+    "SIZE in bytes or K/M/G/T (binary), e.g. 20G. Repeatable; the first is ROOT.",
 )
 @click.option("--details", help="JSON object: cpus, memory, nics...")
 @json_option
@@ -51,6 +52,10 @@ def vm_register(
     details: str | None,
     as_json: bool,
 ) -> None:
+    """Register a VM the cloud already runs, with its volumes (admins).
+
+    One --volume per disk; exactly one is ROOT (by default the first). To take a VM from a
+    connected host instead, see `vm unmanaged` and `vm import`."""
     try:
         extra = json.loads(details) if details else None
     except json.JSONDecodeError as exc:
@@ -70,9 +75,9 @@ def vm_register(
 
 
 @vm.command("list")
-@click.option("--zone")
-@click.option("--account")
-@click.option("--keyword")
+@click.option("--zone", help="Only VMs in this zone (name or id).")
+@click.option("--account", help="Only this account's VMs (name or id; admins).")
+@click.option("--keyword", help="Only VMs whose name contains this text.")
 @paging_options
 @json_option
 @pass_app
@@ -86,6 +91,7 @@ def vm_list(
     pagesize: int,
     as_json: bool,
 ) -> None:
+    """List VMs by name (users see only their own)."""
     with app.scope() as s:
         result = inventory.list_vms(
             s, zone=zone, account=account, keyword=keyword, page=page, pagesize=pagesize
@@ -99,6 +105,7 @@ def vm_list(
 @pass_app
 @handle_errors
 def vm_show(app: App, vm_ref: str, as_json: bool) -> None:
+    """Show one VM (name or id) with its volumes and offering."""
     with app.scope() as s:
         emit(views.vm(inventory.find_vm(s, vm_ref)), as_json)
 
@@ -182,7 +189,9 @@ def vm_unmanaged(app: App, host_ref: str, as_json: bool) -> None:
 
 @vm.command("import")
 @click.argument("uuid")
-@click.option("--host", "host_ref", required=True)
+@click.option(
+    "--host", "host_ref", required=True, help="Host that runs the VM (name or id), set up by `host connect`."
+)
 @click.option("--account", required=True, help="Account that will own the VM.")
 @click.option("--name", help="Name in the inventory (default: the hypervisor's).")
 @json_option

@@ -34,7 +34,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--all", "all_queues", is_flag=True, help="Every queue, following new pools and hosts.")
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True, help="Jobs run at once.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus metrics of this worker on this port.")
-@click.option("--loglevel", default="info", show_default=True)
+@click.option(
+    "--loglevel", default="info", show_default=True, help="Log level: debug, info, warning or error."
+)
 @pass_app
 @handle_errors
 def worker(

@@ -12,16 +12,17 @@ from orchestrator.usecases import inventory
 
 @click.group()
 def zone() -> None:
-    """Zones."""
+    """Zones: each host, storage pool, VM and offering belongs to one."""
 
 
 @zone.command("create")
 @click.argument("name")
-@click.option("--description", default="")
+@click.option("--description", default="", help="Free text shown with the zone.")
 @json_option
 @pass_app
 @handle_errors
 def zone_create(app: App, name: str, description: str, as_json: bool) -> None:
+    """Create a zone (admins); hosts, pools, VMs and offerings are then registered in it."""
     with app.scope() as s:
         emit(views.zone(inventory.create_zone(s, name, description)), as_json)
 
@@ -31,5 +32,6 @@ def zone_create(app: App, name: str, description: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def zone_list(app: App, as_json: bool) -> None:
+    """List the zones."""
     with app.scope() as s:
         emit([views.zone(z) for z in inventory.list_zones(s)], as_json)

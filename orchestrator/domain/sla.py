@@ -179,6 +179,14 @@ class ServiceLevel:
             raise InvalidArgument(
                 "blackouts: the blackout hours cover every backup window", field="blackouts"
             )
+        for i, blackout in enumerate(black):
+            # A blackout that no window reaches blocks nothing: most likely a typo in a time.
+            if allowed.isdisjoint(blackout.week_minutes()):
+                span = "-".join(blackout.to_dict()[k] for k in ("start", "end"))
+                raise InvalidArgument(
+                    f"blackouts[{i}]: {span} lies outside every window, so it would block nothing",
+                    field="blackouts",
+                )
         level = cls(rpo_seconds, timezone, win, black, frozenset(allowed_without_blackouts))
         gap = level.longest_gap_minutes()
         # Starts are continuous in time: across a gap of N blocked minutes two starts are

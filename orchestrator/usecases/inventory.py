@@ -201,6 +201,10 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
     p = find_pool(scope, spec.pool, vm.zone_id)
     if spec.format not in VOLUME_FORMATS:
         raise InvalidArgument(f"volume format {spec.format!r} is not one of {VOLUME_FORMATS}", field="format")
+    path = validate.text(spec.path, "path")
+    if path and not path.startswith("/"):
+        # Workers on other machines resolve the image: a relative path means nothing there.
+        raise InvalidArgument(f"volume path {path!r} is not absolute", field="path")
     # Through the relationship, so vm.volumes is right without a reload.
     volume = Volume(
         vm=vm,
@@ -208,8 +212,7 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
         type=validate.parse_enum(VolumeType, spec.type, "type"),
         device_id=device_id,
         size=validate.positive(spec.size, "size", validate.MAX_BYTES),
-        path=validate.text(spec.path, "path")
-        or f"{p.path or '/' + p.name}/{vm.id}-{device_id}.{spec.format}",
+        path=path or f"{p.path or '/' + p.name}/{vm.id}-{device_id}.{spec.format}",
         format=spec.format,
         name=spec.name or f"{'ROOT' if spec.type == 'ROOT' else 'DATA'}-{vm.name}-{device_id}",
     )

@@ -322,6 +322,22 @@ def test_blackout_covering_every_window_is_rejected():
     assert exc.value.field == "blackouts"
 
 
+def test_blackout_outside_every_window_is_refused_as_blocking_nothing():
+    with pytest.raises(
+        InvalidArgument, match=r"^blackouts\[1\]: 12:00-13:00 lies outside every window"
+    ) as exc:
+        ServiceLevel.parse(
+            rpo="1d",
+            windows=[window("20:00", "06:00")],
+            blackouts=[window("22:00", "23:00"), window("12:00", "13:00")],
+        )
+    assert exc.value.field == "blackouts"
+    # Touching a window by one minute is enough to mean something.
+    assert ServiceLevel.parse(
+        rpo="1d", windows=[window("20:00", "06:00")], blackouts=[window("05:59", "08:00")]
+    )
+
+
 def test_blackout_covering_the_whole_week_without_windows_is_rejected():
     with pytest.raises(InvalidArgument, match="blackout hours cover every backup window"):
         ServiceLevel.parse(rpo="1w", blackouts=[window("00:00", "24:00")])
@@ -410,6 +426,11 @@ def test_longest_gap_matches_brute_force(windows, blackouts):
     expected_allowed = _brute_force_allowed(windows, blackouts)
     if not any(expected_allowed):
         with pytest.raises(InvalidArgument, match="blackout hours cover every backup window"):
+            ServiceLevel.parse(rpo="1w", windows=windows, blackouts=blackouts)
+        return
+    in_windows = _brute_force_allowed(windows, [])
+    if any(_brute_force_allowed(windows, [b]) == in_windows for b in blackouts):
+        with pytest.raises(InvalidArgument, match="lies outside every window"):
             ServiceLevel.parse(rpo="1w", windows=windows, blackouts=blackouts)
         return
     level = ServiceLevel.parse(rpo="1w", windows=windows, blackouts=blackouts)
