@@ -201,6 +201,8 @@ def run_demo(core: Core) -> None:
     with as_(bob) as s:
         _refused("user-driven backup on bronze", lambda: backups.create_backup(s, app))
         _refused("another tenant's VM", lambda: backups.create_backup(s, web))
+
+    _step("The operator backs up bob's app-01 for him (bronze leaves backups to the operator)")
     run(admin, lambda s: backups.create_backup(s, app))
 
     _step("alice keeps a daily schedule of her own for web-01 (02:30 Berlin time, keep 7)")
@@ -226,7 +228,11 @@ def run_demo(core: Core) -> None:
         data_disk = first.vm_metadata["volumes"][1]["id"]
     run(alice, lambda s: restores.restore_volume(s, first.id, data_disk, db))
 
-    _step("A back end that cannot delete one restore point in the middle of a chain")
+    _step(
+        "A back end that cannot delete one restore point in the middle of a chain: the operator "
+        'adds a second provider, "tape", and sells its weekly policy as offering "archive"; '
+        "alice moves web-01 there, backs it up twice and deletes the chain"
+    )
     with as_(admin) as s:
         backup_providers.add(
             s, name="tape", driver="dummy", config={"capabilities": ["incremental", "delete_chain"]}
@@ -243,7 +249,7 @@ def run_demo(core: Core) -> None:
         _refused("deleting the full under an incremental", lambda: backups.delete_backup(s, full))
     run(alice, lambda s: backups.delete_backup(s, full, forced=True))
 
-    _step("What alice sees now")
+    _step("What alice sees now (backup list --all: the deleted chain shows as Expunged)")
     with as_(alice) as s:
         emit(
             [views.backup(b) for b in backups.list_backups(s, include_removed=True).items],

@@ -16,10 +16,17 @@ from orchestrator.usecases import accounts
 
 
 @click.command()
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Keep the demo's data here.")
+@click.option(
+    "--home",
+    envvar="BACKUP_HOME",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the demo's data here (must be empty); default: $BACKUP_HOME, else a new temporary folder.",
+)
 def demo(home: Path | None) -> None:
     """Build a small cloud with the dummy provider, back up, restore, and narrate it."""
-    home = home or Path(tempfile.mkdtemp(prefix="backup-demo-"))
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="backup-demo-"))
+        click.echo(f"BACKUP_HOME is not set: the demo's data goes to a new folder, {home}")
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'orchestrator.db'}")
     core = build_core(settings)
     issued = accounts.bootstrap(core)
@@ -29,5 +36,5 @@ def demo(home: Path | None) -> None:
     run_demo(core)
     exe = shutil.which("backupctl") or sys.argv[0]
     click.secho(f"\nDemo data kept in {home}. Explore it with:", bold=True)
-    click.echo(f"  BACKUP_HOME={home} {exe} backup list")
+    click.echo(f"  BACKUP_HOME={home} {exe} backup list --all")
     click.echo(f"  BACKUP_HOME={home} {exe} --as alice job list")

@@ -241,6 +241,22 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "✘" not in result.output
 
 
+def test_the_demo_uses_backup_home_and_says_where_its_data_is(tmp_path):
+    home = tmp_path / "from-env"
+    result = CliRunner().invoke(cli, ["demo"], env={"BACKUP_HOME": str(home)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"Embedded installation in {home}" in result.output
+    assert (home / "orchestrator.db").exists()
+    # What it suggests shows the chain it deleted (Expunged), as its last table does.
+    assert f"BACKUP_HOME={home}" in result.output
+    assert "backup list --all" in result.output
+    assert "The operator backs up bob's app-01" in result.output
+    # A second run refuses a home that holds data instead of mixing two demos.
+    again = CliRunner().invoke(cli, ["demo"], env={"BACKUP_HOME": str(home)})
+    assert again.exit_code != 0
+    assert "already holds data" in again.output
+
+
 def test_audit_shows_who_did_what_and_users_see_only_their_own(run, cloud):
     run("backup", "create", "web-01", as_="alice")
     admin_view = data(run("audit", "--json"))
