@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
+import humanize
 from tabulate import tabulate
 
 from orchestrator.domain import errors
@@ -38,11 +39,52 @@ def paging_options(fn: F) -> F:
     return click.option("--page", type=int, default=1, show_default=True, help="Page number, from 1.")(fn)
 
 
-def _human(value: Any) -> str:
+# Columns that hold byte counts, shown as 70.0 GiB; ``--json`` keeps the raw numbers.
+BYTE_FIELDS = frozenset({"size", "protected_size", "bandwidth_bytes_per_s"})
+# Jobs whose progress counts bytes; the others count items.
+BYTE_PROGRESS_KINDS = frozenset({"backup", "restore_vm", "restore_volume"})
+TIME_RANGE_FIELDS = frozenset({"windows", "blackouts"})
+
+
+def _bytes(value: int) -> str:
+    return humanize.naturalsize(value, binary=True)
+
+
+def _time_ranges(key: str, ranges: list[Mapping[str, Any]]) -> str:
+    """``[{"start": "18:00", "end": "08:00", "days": [...]}]`` as the CLI takes them."""
+    shown = []
+    for r in ranges:
+        days = f"{','.join(r['days'])}@" if r.get("days") else ""
+        shown.append(f"{days}{r['start']}-{r['end']}")
+    return ", ".join(shown) or ("any time" if key == "windows" else "none")
+
+
+def _volumes(volumes: list[Mapping[str, Any]]) -> str:
+    return ", ".join(
+        f"{v.get('type', '?')} {_bytes(v.get('size') or 0)} {v.get('path') or ''}".strip() for v in volumes
+    )
+
+
+def _progress(value: Mapping[str, Any], kind: Any) -> str:
+    done, total = value["done"], value["total"]
+    if not total:
+        return "-"
+    if kind in BYTE_PROGRESS_KINDS:
+        return f"{100 * done // total}% ({_bytes(done)} of {_bytes(total)})"
+    return f"{done}/{total}"
+
+
+def _human(key: str, value: Any, row: Mapping[str, Any]) -> str:
     if value is None:
         return "-"
+    if key in BYTE_FIELDS and isinstance(value, int):
+        return _bytes(value)
+    if key in TIME_RANGE_FIELDS and isinstance(value, list):
+        return _time_ranges(key, value)
+    if key == "volumes" and isinstance(value, list):
+        return _volumes(value)
     if isinstance(value, Mapping) and set(value) == {"done", "total"}:
-        return f"{value['done']}/{value['total']}" if value["total"] else "-"
+        return _progress(value, row.get("kind"))
     if isinstance(value, list | dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
@@ -58,9 +100,9 @@ def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None) -> None
             click.echo("(none)")
             return
         cols = list(columns or data[0].keys())
-        click.echo(tabulate([[_human(row.get(c)) for c in cols] for row in data], headers=cols))
+        click.echo(tabulate([[_human(c, row.get(c), row) for c in cols] for row in data], headers=cols))
         return
-    rows: Iterable[tuple[str, str]] = ((k, _human(v)) for k, v in data.items())
+    rows: Iterable[tuple[str, str]] = ((k, _human(k, v, data)) for k, v in data.items())
     click.echo(tabulate(list(rows), tablefmt="plain"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,22 @@ def test_demo_runs_end_to_end(tmp_path):
     assert "VM recreated from the restore point" in result.output
     assert result.output.count("refused as expected") == 4
     assert "✘" not in result.output
+
+
+def test_tables_show_sizes_windows_and_volumes_for_people_and_json_keeps_raw_values(run, cloud):
+    run("backup", "create", "web-01", as_="alice")
+    table = run("backup", "list", as_="alice").output
+    assert "21.0 GiB" in table
+    assert str(21 * 2**30) not in table
+    assert data(run("backup", "list", "--json", as_="alice"))["backups"][0]["size"] == 21 * 2**30
+    offering = run("offering", "show", "gold").output
+    assert re.search(r"windows\s+20:00-06:00\n", offering), offering
+    assert re.search(r"blackouts\s+22:00-23:00\n", offering), offering
+    vm = run("vm", "show", "web-01").output
+    assert "ROOT 20.0 GiB" in vm
+    assert '"pool_id"' not in vm
+    jobs_table = run("job", "list", as_="alice").output
+    assert "100% (21.0 GiB of 21.0 GiB)" in jobs_table
 
 
 def test_the_demo_uses_backup_home_and_says_where_its_data_is(tmp_path):
