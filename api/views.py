@@ -224,9 +224,10 @@ def job_log(row: JobLog) -> dict[str, Any]:
     return {"at": _ts(row.at), "level": row.level, "message": row.message}
 
 
-def planned_job(job: PlannedJob) -> dict[str, Any]:
+def planned_job(job: PlannedJob, vm_name: str | None = None) -> dict[str, Any]:
     return {
         "vm_id": job.vm_id,
+        "vm_name": vm_name,
         "offering_id": job.offering_id,
         "queue": routing.pool_queue(job.pool_id),
         "start": _ts(job.start),

@@ -1,4 +1,4 @@
-"""``backupctl plan``: what the SLA planner would start in the next hours."""
+"""``backupctl plan``: the SLA backups planned for the next hours."""
 
 from __future__ import annotations
 
@@ -16,15 +16,27 @@ from orchestrator.usecases import planning
 @click.command("plan")
 @click.option("--hours", type=click.IntRange(1, 24 * 14), default=24, show_default=True, help="Horizon.")
 @click.option("--pool", "pool_id", help="Only jobs on this pool's queue.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Plan now from the inventory, as a dry run, instead of showing the stored plan.",
+)
 @json_option
 @pass_app
 @handle_errors
-def plan(app: App, hours: int, pool_id: str | None, as_json: bool) -> None:
-    """The SLA backups the planner would start in the next hours, per pool (nothing is stored;
-    `backupctl tick` stores and releases the plan)."""
+def plan(app: App, hours: int, pool_id: str | None, fresh: bool, as_json: bool) -> None:
+    """The SLA backups planned to start in the next hours, per pool, as the dispatcher stored
+    them (`backupctl serve`, `dispatcher` and `tick` plan and release). With --fresh, what the
+    planner would plan now from the inventory, without storing anything."""
     app.actor.require_admin("see the SLA plan")
-    result = planning.compute(app.core, horizon=timedelta(hours=hours))
-    jobs = [views.planned_job(j) for j in result.jobs if not pool_id or j.pool_id == pool_id]
+    horizon = timedelta(hours=hours)
+    result = (
+        planning.compute(app.core, horizon=horizon) if fresh else planning.stored(app.core, horizon=horizon)
+    )
+    names = planning.vm_names(app.core, {j.vm_id for j in result.jobs})
+    jobs = [
+        views.planned_job(j, names.get(j.vm_id)) for j in result.jobs if not pool_id or j.pool_id == pool_id
+    ]
     unplaceable = [{"vm_id": u.vm_id, "reason": u.reason} for u in result.unplaceable]
     if as_json:
         emit({"jobs": jobs, "late": sum(j["late"] for j in jobs), "unplaceable": unplaceable}, True)
@@ -34,8 +46,13 @@ def plan(app: App, hours: int, pool_id: str | None, as_json: bool) -> None:
         by_pool[job["queue"]].append(job)
     for queue, items in sorted(by_pool.items()):
         click.secho(f"\n{queue}: {len(items)} job(s), {sum(j['late'] for j in items)} late", bold=True)
-        emit(items, False, ["start", "end", "deadline", "vm_id", "late", "reason"])
-    if not jobs:
+        emit(items, False, ["start", "end", "deadline", "vm_name", "late", "reason"])
+    if not jobs and fresh:
         click.echo("no SLA backups due in this horizon")
+    elif not jobs:
+        click.echo(
+            "no SLA backups planned in this horizon: the dispatcher (backupctl serve, dispatcher or "
+            "tick) stores the plan; --fresh shows what it would plan now"
+        )
     for item in unplaceable:
         click.secho(f"unplaceable: {item['vm_id']}: {item['reason']}", fg="red")

@@ -62,4 +62,4 @@ def restore_placement(host_id: str | None) -> Placement:
 
 def planned_placement(pool_id: str) -> Placement:
     """Where a planned backup is expected to run; releasing it routes it where its VM is then."""
-    return Placement(pool_queue(pool_id))
+    return Placement(pool_queue(pool_id), pool_id=pool_id)

@@ -199,6 +199,47 @@ def compute(
     return plan_inputs(inputs, now, horizon)
 
 
+def stored(core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:
+    """The plan the dispatcher keeps: SLA backups planned to start within the horizon."""
+    now = now or utcnow()
+    with core.db.session() as session:
+        rows = session.execute(
+            select(Job, VirtualMachine.backup_offering_id)
+            .join(VirtualMachine, VirtualMachine.id == Job.subject_id)
+            .where(
+                Job.state == JobState.PLANNED,
+                Job.kind == JobKind.BACKUP,
+                Job.not_before < now + horizon,
+            )
+            .order_by(Job.not_before, Job.id)
+        ).all()
+    result = planner.Plan()
+    for job, offering_id in rows:
+        params = PlannedBackup.of(job)
+        result.jobs.append(
+            planner.PlannedJob(
+                vm_id=job.subject_id,
+                offering_id=offering_id or "",
+                start=job.not_before,
+                end=datetime.fromisoformat(params.expected_end),
+                deadline=job.deadline or job.not_before,
+                pool_id=job.pool_id or "",
+                reason=params.reason,
+                late=params.late,
+            )
+        )
+    return result
+
+
+def vm_names(core: Core, vm_ids: set[str]) -> dict[str, str]:
+    with core.db.session() as session:
+        return dict(
+            session.execute(
+                select(VirtualMachine.id, VirtualMachine.name).where(VirtualMachine.id.in_(vm_ids))
+            ).all()
+        )
+
+
 def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:
     """Add the SLA jobs now due within the horizon, from what actually happened; jobs planned
     earlier stay where they are (a failed or cancelled one comes back through its VM)."""

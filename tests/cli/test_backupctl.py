@@ -284,6 +284,23 @@ def test_audit_shows_who_did_what_and_users_see_only_their_own(run, cloud):
     assert {e["actor"] for e in alice_view} == {"alice"}
 
 
+def test_plan_shows_the_stored_plan_and_fresh_a_dry_one(run, cloud):
+    before = run("plan").output
+    assert "no SLA backups planned" in before
+    assert "--fresh" in before
+    dry = data(run("plan", "--fresh", "--json"))
+    assert [j["vm_name"] for j in dry["jobs"]] == ["web-01"]
+    assert run("job", "list", "--state", "planned", "--json").output.strip() == "[]"  # nothing stored
+
+    run("tick")
+    stored = data(run("plan", "--json"))
+    assert [j["vm_name"] for j in stored["jobs"]] == ["web-01"]
+    assert stored["jobs"][0]["queue"] == f"pool.{cloud['volumes'][0]['pool_id']}"
+    table = run("plan").output
+    assert "web-01" in table
+    assert cloud["id"] not in table
+
+
 def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_url):
     ticked = data(run("tick", "--json"))
     assert ticked["sla_jobs_planned"] == 1  # web-01 has never been backed up
