@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
 
 from celery import Celery
 from kombu.exceptions import ChannelError
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from sqlalchemy import update
 
 from orchestrator.domain.models import Job, JobKind, JobState, utcnow
@@ -16,6 +18,8 @@ from orchestrator.engine.local_runners import InlineRunner
 from orchestrator.engine.runner import Queued, Runner
 from orchestrator.infra.config import Settings
 from workers.app import HARD_LIMIT_GRACE, TASK_NAME, TIME_LIMITS, make_app
+
+log = logging.getLogger(__name__)
 
 
 class _DeclaredQueue(Protocol):
@@ -39,11 +43,21 @@ class CeleryRunner:
         self.core = core
 
     def submit(self, jobs: Sequence[Queued]) -> None:
+        """Publish committed jobs. A broker that cannot be reached loses nothing: the rows are
+        queued, and the dispatcher's reconciler sends them once it answers again, so the
+        caller gets its job back instead of an error."""
         if not jobs:
             return
-        with self.app.producer_or_acquire() as producer:
-            for job_id, queue, kind in jobs:
-                self._send(producer, job_id, queue, kind)
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for job_id, queue, kind in jobs:
+                    self._send(producer, job_id, queue, kind)
+        except (BrokerUnreachable, OSError) as exc:
+            log.warning(
+                "broker unreachable (%s): %d queued job(s) wait for the dispatcher to send them",
+                exc,
+                len(jobs),
+            )
 
     def submit_when_due(self, job_id: str, *, only_if_waiting: bool = False) -> None:
         """After a retry or a deferral: a message that waits (ETA) until the job is due. The
