@@ -78,7 +78,15 @@ def dispatch() -> Response:
                     f"The given command {name} does not exist or it is not available for the user"
                 )
             check_available(scope, cmd)
-            body = _body(cmd.handler(Call(scope, Params(raw))), cmd.is_async)
+            params = Params(raw)
+            body = _body(cmd.handler(Call(scope, params)), cmd.is_async)
+            if not cmd.name.lower().startswith(("list", "query")) and (unknown := params.unknown()):
+                # A change with a parameter it cannot honour is undone (this raises inside the
+                # transaction) rather than done without it; listings ignore extras, as clients
+                # send filters such as listall to every list command.
+                raise errors.InvalidArgument(
+                    f"Unknown parameter(s) {', '.join(unknown)} for command {cmd.name}", field=unknown[0]
+                )
         return _answer(cmd.name, body)
     except errors.DomainError as exc:
         code = next((c for t, c in ERROR_CODES if isinstance(exc, t)), INTERNAL_ERROR)

@@ -8,6 +8,11 @@ from collections.abc import Mapping
 from orchestrator.domain.errors import InvalidArgument
 
 TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+# What every call may carry beside its command's own parameters: the envelope and the
+# signature (clients and CloudStack's UI add a cache buster ``_`` and a session key too).
+ENVELOPE = frozenset(
+    {"command", "response", "apikey", "signature", "signatureversion", "expires", "sessionkey", "_"}
+)
 
 
 class Params:
@@ -15,10 +20,16 @@ class Params:
 
     def __init__(self, raw: Mapping[str, str]) -> None:
         self.raw = {k.lower(): v for k, v in raw.items()}
+        self.asked: set[builtins.str] = set()
 
     def str(self, name: str) -> str | None:
+        self.asked.add(name)
         value = self.raw.get(name)
         return value if value not in (None, "") else None
+
+    def unknown(self) -> list[builtins.str]:
+        """Given parameters the command never read (a misspelt or unsupported name)."""
+        return sorted(set(self.raw) - self.asked - ENVELOPE)
 
     def required(self, name: builtins.str) -> builtins.str:
         value = self.str(name)

@@ -151,3 +151,25 @@ def test_list_volumes_without_a_vm_lists_all_of_the_callers_and_only_those(serve
     assert {v["virtualmachineid"] for v in alice["volume"]} == {world.alice_vm, world.alice_vm2}
     admin = call(server, "admin", command="listVolumes").json()["listvolumesresponse"]
     assert admin["count"] == 6
+
+
+def test_a_change_with_an_unknown_parameter_is_refused_and_undone(server, world):
+    response = call(
+        server,
+        "admin",
+        command="importBackupOffering",
+        zoneid=world.zone_id,
+        externalid="dummy-silver",
+        name="silver-typo",
+        description="windows is not a parameter here",
+        windows="20:00-06:00",
+    )
+    assert response.status_code == 431
+    assert "Unknown parameter(s) windows" in response.json()["importbackupofferingresponse"]["errortext"]
+    listed = call(server, "admin", command="listBackupOfferings", keyword="silver-typo").json()
+    assert listed["listbackupofferingsresponse"].get("count", 0) == 0
+
+
+def test_a_listing_ignores_filters_it_does_not_know(server, world):
+    response = call(server, "alice", command="listBackups", listall="true")
+    assert response.status_code == 200
