@@ -20,6 +20,9 @@ from typing import Any, overload
 
 from orchestrator.domain.errors import InvalidArgument
 
+# What a shell would read as redirection, pipes, lists or subshells.
+SHELL_OPERATOR_CHARS = frozenset("();<>|&")
+
 
 @dataclass(frozen=True)
 class Fields:
@@ -129,7 +132,17 @@ class Fields:
         if value is None:
             return ()
         if isinstance(value, str):
-            parts = shlex.split(value)
+            lexer = shlex.shlex(value, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            parts = list(lexer)
+            if operators := [p for p in parts if p and set(p) <= SHELL_OPERATOR_CHARS]:
+                # The command runs without a shell: ``echo x >> f`` would run echo with the
+                # arguments ">>" and "f" and silently write nothing.
+                raise self.error(
+                    key,
+                    f"runs without a shell, so {operators[0]!r} would be passed as an argument; "
+                    'give ["sh", "-c", "..."] to use shell syntax',
+                )
         elif isinstance(value, Sequence) and all(isinstance(p, str) for p in value):
             parts = list(value)
         else:

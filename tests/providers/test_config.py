@@ -80,3 +80,16 @@ def test_a_bad_setting_is_refused_naming_it(read, message) -> None:
 def test_timeouts_refuse_nan() -> None:
     with pytest.raises(InvalidArgument, match="must be > 0, got nan"):
         Fields({"t": float("nan")}).number("t", 1.0, above=0)
+
+
+@pytest.mark.parametrize("line", ["echo x >> /tmp/f", "fsfreeze -f /data && sync", "a | b", "cmd; other"])
+def test_a_command_line_with_shell_syntax_is_refused_as_it_would_do_nothing(line: str) -> None:
+    with pytest.raises(InvalidArgument, match="runs without a shell") as err:
+        Fields({"freeze_command": line}, "config.").command("freeze_command")
+    assert err.value.field == "config.freeze_command"
+
+
+def test_shell_syntax_is_fine_inside_an_explicit_shell_or_a_quoted_argument() -> None:
+    fields = Fields({"a": 'sh -c "echo x >> /tmp/f"', "b": ["sh", "-c", "a | b"]}, "config.")
+    assert fields.command("a") == ("sh", "-c", "echo x >> /tmp/f")
+    assert fields.command("b") == ("sh", "-c", "a | b")
