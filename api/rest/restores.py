@@ -26,6 +26,20 @@ def restore_vm(backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
         return accepted(restores.restore_vm(scope, backup_id))
 
 
+@blp.route("/backups/<id:backup_id>/restore-new-vm", methods=["POST"])
+@blp.arguments(s.NewVmRestore)
+@blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
+@blp.errors(400, 404, 409, 422)
+def restore_to_new_vm(args: dict[str, Any], backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Restore into a new VM beside the original
+
+    The new VM gets a new id and new volumes, owned by the restore point's account, in its
+    zone; the original is left alone. 422 where the provider cannot restore to a new VM.
+    """
+    with use_case() as scope:
+        return accepted(restores.restore_to_new_vm(scope, backup_id, args["name"], args.get("host")))
+
+
 @blp.route("/backups/<id:backup_id>/restore-volume", methods=["POST"])
 @blp.arguments(s.VolumeRestore)
 @blp.response(202, s.Job, headers=ACCEPTED_HEADERS)

@@ -468,6 +468,11 @@ class VolumeRestore(Strict):
     vm_id = ident("The VM to attach the restored volume to (same zone).", required=True)
 
 
+class NewVmRestore(Strict):
+    name = text(min_length=1, required=True, metadata={"description": "Name of the new VM."})
+    host = ident("Host to run it on (name or id, same zone); default: the original's host.")
+
+
 class JobQuery(PageQuery):
     state = one_of(JobState)
     kind = one_of(JobKind)

@@ -247,3 +247,14 @@ def test_jobs_report_retries_failures_and_cancel_what_has_not_started(server, wo
     assert "told to fail restore" in failed["error"]
     assert [j["id"] for j in alice.ok("get", "/jobs", params={"state": "failed"})["items"]] == [failed["id"]]
     error_of(alice.get("/jobs/no-such-job"), 404, "not_found")
+
+
+def test_restore_to_a_new_vm_over_rest(server, world):
+    alice = clients(server)["alice"]
+    point = alice.backed_up(world.alice_vm)
+    job = alice.ok("post", f"/backups/{point['id']}/restore-new-vm", 202, body={"name": "web1-copy"})
+    done = alice.wait(job["id"])
+    assert done["state"] == "succeeded", done
+    names = {vm["name"] for vm in alice.ok("get", "/vms")["items"]}
+    assert {"web1", "web1-copy"} <= names
+    error_of(alice.post(f"/backups/{point['id']}/restore-new-vm", {}), 400, "invalid_argument")
