@@ -27,7 +27,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
-from orchestrator.planner.model import PlannedJob
+from orchestrator.planner.model import Plan, PlannedJob
 from orchestrator.usecases.backups import BackupRow
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
@@ -236,6 +236,17 @@ def planned_job(job: PlannedJob, vm_name: str | None = None) -> dict[str, Any]:
         "late": job.late,
         "lateness_s": job.lateness_seconds,
         "reason": job.reason,
+    }
+
+
+def plan(result: Plan, vm_names: dict[str, str], pool_id: str | None = None) -> dict[str, Any]:
+    """A plan's jobs (those of one pool with ``pool_id``), how many are late, and the VMs it
+    could not place."""
+    jobs = [planned_job(j, vm_names.get(j.vm_id)) for j in result.jobs if not pool_id or j.pool_id == pool_id]
+    return {
+        "jobs": jobs,
+        "late": sum(j["late"] for j in jobs),
+        "unplaceable": [{"vm_id": u.vm_id, "reason": u.reason} for u in result.unplaceable],
     }
 
 

@@ -28,18 +28,12 @@ def plan(app: App, hours: int, pool_id: str | None, fresh: bool, as_json: bool) 
     """The SLA backups planned to start in the next hours, per pool, as the dispatcher stored
     them (`backupctl serve`, `dispatcher` and `tick` plan and release). With --fresh, what the
     planner would plan now from the inventory, without storing anything."""
-    app.actor.require_admin("see the SLA plan")
-    horizon = timedelta(hours=hours)
-    result = (
-        planning.compute(app.core, horizon=horizon) if fresh else planning.stored(app.core, horizon=horizon)
-    )
-    names = planning.vm_names(app.core, {j.vm_id for j in result.jobs})
-    jobs = [
-        views.planned_job(j, names.get(j.vm_id)) for j in result.jobs if not pool_id or j.pool_id == pool_id
-    ]
-    unplaceable = [{"vm_id": u.vm_id, "reason": u.reason} for u in result.unplaceable]
+    with app.scope() as s:
+        shown = planning.show(s, horizon=timedelta(hours=hours), fresh=fresh)
+    body = views.plan(shown.plan, shown.vm_names, pool_id)
+    jobs = body["jobs"]
     if as_json:
-        emit({"jobs": jobs, "late": sum(j["late"] for j in jobs), "unplaceable": unplaceable}, True)
+        emit(body, True)
         return
     by_pool = defaultdict(list)
     for job in jobs:
@@ -54,5 +48,5 @@ def plan(app: App, hours: int, pool_id: str | None, fresh: bool, as_json: bool) 
             "no SLA backups planned in this horizon: the dispatcher (backupctl serve, dispatcher or "
             "tick) stores the plan; --fresh shows what it would plan now"
         )
-    for item in unplaceable:
+    for item in body["unplaceable"]:
         click.secho(f"unplaceable: {item['vm_id']}: {item['reason']}", fg="red")

@@ -15,7 +15,18 @@ from flask import Blueprint, Flask
 from flask_smorest import Api
 from werkzeug.routing import BaseConverter
 
-from api.rest import assignments, backups, errors, inventory, jobs, offerings, providers, restores, schedules
+from api.rest import (
+    assignments,
+    backups,
+    errors,
+    inventory,
+    jobs,
+    offerings,
+    planning,
+    providers,
+    restores,
+    schedules,
+)
 from api.rest.blueprint import PREFIX
 from api.rest.schemas import Error
 
@@ -28,6 +39,7 @@ BLUEPRINTS = (
     backups.blp,
     restores.blp,
     jobs.blp,
+    planning.blp,
 )
 DOCS_ASSETS = f"{PREFIX}/docs/assets"
 

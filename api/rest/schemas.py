@@ -473,6 +473,58 @@ class NewVmRestore(Strict):
     host = ident("Host to run it on (name or id, same zone); default: the original's host.")
 
 
+class PlanQuery(Strict):
+    hours = fields.Integer(
+        load_default=24, validate=validate.Range(min=1, max=24 * 14), metadata={"description": "Horizon."}
+    )
+    fresh = fields.Boolean(
+        load_default=False, metadata={"description": "A dry plan made now instead of the stored one."}
+    )
+    pool_id = ident("Only the jobs of this pool.")
+
+
+class PlannedJob(ma.Schema):
+    vm_id = fields.String(required=True)
+    vm_name = fields.String(required=True, allow_none=True)
+    offering_id = fields.String(required=True)
+    queue = fields.String(required=True)
+    start = timestamp(required=True)
+    end = timestamp(required=True)
+    deadline = timestamp(required=True)
+    late = fields.Boolean(required=True)
+    lateness_s = fields.Float(required=True)
+    reason = fields.String(required=True)
+
+
+class Unplaceable(ma.Schema):
+    vm_id = fields.String(required=True)
+    reason = fields.String(required=True)
+
+
+class PlanView(ma.Schema):
+    jobs = fields.List(fields.Nested(PlannedJob), required=True)
+    late = fields.Integer(required=True)
+    unplaceable = fields.List(fields.Nested(Unplaceable), required=True)
+
+
+class CapacityQuery(Strict):
+    nights = fields.Integer(
+        load_default=3,
+        validate=validate.Range(min=1, max=31),
+        metadata={"description": "Nights from tonight."},
+    )
+
+
+class CapacityView(ma.Schema):
+    """The report as ``backupctl capacity --json`` prints it."""
+
+    feasible = fields.Boolean(required=True)
+    failure_tolerant = fields.Boolean(required=True)
+    nights = fields.List(fields.Dict(), required=True)
+    offerings = fields.List(fields.Dict(), required=True)
+    misses = fields.List(fields.Dict(), required=True)
+
+
 class JobQuery(PageQuery):
     state = one_of(JobState)
     kind = one_of(JobKind)

@@ -36,7 +36,7 @@ from orchestrator.domain.models import (
     utcnow,
 )
 from orchestrator.engine import routing
-from orchestrator.engine.core import Core
+from orchestrator.engine.core import Core, Scope
 from orchestrator.planner.model import DEFAULT_THROUGHPUT
 from orchestrator.usecases import backups, jobs
 from orchestrator.usecases.offerings import service_level
@@ -231,13 +231,22 @@ def stored(core: Core, now: datetime | None = None, horizon: timedelta = timedel
     return result
 
 
-def vm_names(core: Core, vm_ids: set[str]) -> dict[str, str]:
-    with core.db.session() as session:
-        return dict(
-            session.execute(
-                select(VirtualMachine.id, VirtualMachine.name).where(VirtualMachine.id.in_(vm_ids))
-            ).all()
-        )
+@dataclass(frozen=True)
+class PlanView:
+    plan: planner.Plan
+    vm_names: dict[str, str]
+
+
+def show(scope: Scope, *, horizon: timedelta = timedelta(hours=24), fresh: bool = False) -> PlanView:
+    """For operators: the stored plan within the horizon, or with ``fresh`` a dry plan made
+    now from the inventory (nothing stored), with the names of its VMs."""
+    scope.actor.require_admin("see the SLA plan")
+    result = compute(scope.core, horizon=horizon) if fresh else stored(scope.core, horizon=horizon)
+    ids = {j.vm_id for j in result.jobs}
+    names = scope.session.execute(
+        select(VirtualMachine.id, VirtualMachine.name).where(VirtualMachine.id.in_(ids))
+    ).all()
+    return PlanView(result, dict(names))
 
 
 def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:

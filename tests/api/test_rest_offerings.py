@@ -127,3 +127,16 @@ def test_assign_change_and_remove_an_offering(server, world):
     error_of(alice.delete(f"/vms/{world.alice_vm2}/offering"), 409, "conflict")
     error_of(alice.put(f"/vms/{world.alice_vm2}/offering", {"offering_id": "no-such"}), 404, "not_found")
     error_of(alice.put(f"/vms/{world.alice_vm2}/offering", {}), 400, "invalid_argument")
+
+
+def test_plan_and_capacity_over_rest_for_operators_only(server, world):
+    api = clients(server)
+    dry = api["admin"].ok("get", "/plan", params={"fresh": "true", "hours": 48})
+    assert {j["vm_name"] for j in dry["jobs"]} >= {"web1"}
+    assert dry["late"] == sum(j["late"] for j in dry["jobs"])
+    assert api["admin"].ok("get", "/plan")["jobs"] == []  # nothing stored until the dispatcher runs
+    report = api["admin"].ok("get", "/capacity", params={"nights": 2})
+    assert len(report["nights"]) == 2
+    assert isinstance(report["feasible"], bool)
+    error_of(api["alice"].get("/plan"), 403, "permission_denied")
+    error_of(api["admin"].get("/plan", params={"hours": 0}), 400, "invalid_argument")
