@@ -9,9 +9,14 @@ rest the way a real dispatcher with semaphores would:
   it); nothing starts after the end of the simulation;
 * a running job reads at min(its throughput, its share of the pool's bandwidth); the
   bandwidth is shared max-min fairly between the pool's running jobs;
-* a job moves its estimated bytes times a lognormal overrun factor, so it takes longer than
-  planned, and fails with the configured probability part-way through; a failed job is
-  retried after a backoff if the retry can still finish inside an open part of its window;
+* a job moves the bytes its VM changed since its last restore point (its change rate times
+  the time elapsed at the snapshot, capped at the VM's full size; ``FleetSpec.bytes_grow``)
+  times a lognormal overrun factor, so a late backup moves more, and a job takes longer than
+  planned; it fails with the configured probability part-way through;
+* a failed job is retried by the runtime, whatever the strategy, at the first open instant
+  after a backoff at which its estimated length still fits in the open part (or, if no
+  part is long enough for it, at the next open instant) — across a blackout or to the next
+  window if need be (``Calendar.next_open``);
 * a restore point is the start of a successful job (the snapshot). An RPO miss is a gap
   between consecutive restore points of a VM — or from its last one to the end of the
   simulation — longer than its RPO; jobs running at the end are let finish to count.
@@ -28,7 +33,7 @@ import heapq
 import math
 import time
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -109,6 +114,9 @@ class FleetSpec:
     overrun_sigma: float = 0.25
     retry_backoff: float = 15 * 60
     steady_slack: float = HOUR  # at the start, no VM is due sooner than this after its window opens
+    # A job's bytes: what changed since the last restore point (False: always ``est_bytes``,
+    # for hand-made examples whose arithmetic should stay exact).
+    bytes_grow: bool = True
 
     @property
     def n_hosts(self) -> int:
@@ -130,11 +138,35 @@ class Calendar:
     # Planner segments: (start, end, open parts of the segment, start of the next segment).
     segments: list[tuple[float, float, list[tuple[float, float]], float]]
 
+    def __post_init__(self) -> None:
+        self.segment_starts = [s for s, _, _, _ in self.segments]
+        self.longest_part = max((b - a for a, b in self.parts), default=0.0)
+
     def part_at(self, t: float) -> tuple[float, float] | None:
         i = bisect_right(self.part_starts, t) - 1
         if i >= 0 and self.parts[i][0] <= t < self.parts[i][1]:
             return self.parts[i]
         return None
+
+    def next_open(self, t: float, need: float) -> float | None:
+        """The first instant from ``t`` in an open part that leaves ``need`` seconds before the
+        part ends; if no part is that long, the first open instant from ``t``. None past the
+        calendar's end."""
+        i = max(0, bisect_right(self.part_starts, t) - 1)
+        fits = need <= self.longest_part
+        for a, b in self.parts[i:]:
+            start = max(t, a)
+            if start < b and (not fits or start + need <= b):
+                return start
+        return None
+
+    def due(self, last_good: float) -> float:
+        """When a VM last backed up at ``last_good`` became due: the last segment start before
+        its deadline (the one at which a cron on the segment starts submits it), but after
+        ``last_good``. The common reference for every strategy's wait."""
+        starts = self.segment_starts
+        i = max(bisect_left(starts, last_good + self.rpo) - 1, bisect_right(starts, last_good))
+        return starts[i] if i < len(starts) else last_good + self.rpo
 
 
 @dataclass
@@ -151,6 +183,7 @@ class Fleet:
     host: np.ndarray
     pool: np.ndarray
     est_bytes: np.ndarray  # a backup's expected bytes (change over one RPO)
+    full_bytes: np.ndarray  # the VM's size: what its change is capped at
     throughput: np.ndarray
     est_seconds: np.ndarray  # alone at full speed
     rpo: np.ndarray
@@ -285,6 +318,7 @@ def make_fleet(spec: FleetSpec, offerings: Sequence[Offering] | None = None) -> 
         host=host,
         pool=pool,
         est_bytes=est_bytes,
+        full_bytes=np.maximum(size, est_bytes),
         throughput=throughput,
         est_seconds=est_bytes / speed,
         rpo=rpo,
@@ -324,11 +358,28 @@ _FINISH, _RETRY, _SUBMIT, _WAKE = 0, 1, 2, 3  # same instant: capacity is freed 
 
 
 class _Job:
-    __slots__ = ("fails", "host", "left", "pool", "rate", "seq", "start", "submit", "tp", "version", "vm")
+    __slots__ = (
+        "attempt",
+        "due",
+        "fails",
+        "host",
+        "left",
+        "pool",
+        "rate",
+        "seq",
+        "start",
+        "submit",
+        "tp",
+        "version",
+        "vm",
+    )
 
-    def __init__(self, vm: int, pool: int, host: int, submit: float, left: float, fails: bool, tp: float):
+    def __init__(
+        self, vm: int, pool: int, host: int, submit: float, attempt: int, due: float, fails: bool, tp: float
+    ):
         self.vm, self.pool, self.host, self.submit = vm, pool, host, submit
-        self.left, self.fails, self.tp = left, fails, tp
+        self.attempt, self.due, self.fails, self.tp = attempt, due, fails, tp
+        self.left = 0.0  # bytes: known at the snapshot, when it starts
         self.start = -1.0
         self.rate = 0.0
         self.version = 0
@@ -357,6 +408,7 @@ class JobLog:
     pool: array = field(default_factory=lambda: array("i"))
     host: array = field(default_factory=lambda: array("i"))
     submit: array = field(default_factory=lambda: array("d"))
+    due: array = field(default_factory=lambda: array("d"))  # ``Calendar.due`` of its last restore point
     start: array = field(default_factory=lambda: array("d"))
     end: array = field(default_factory=lambda: array("d"))
     ok: array = field(default_factory=lambda: array("b"))
@@ -390,6 +442,8 @@ class Simulation:
         self._vm_host = f.host.tolist()
         self._tp = f.throughput.tolist()
         self._est = f.est_bytes.tolist()
+        self._full = f.full_bytes.tolist()
+        self._grow = f.spec.bytes_grow
         self._est_seconds = f.est_seconds.tolist()
         self._rpo = f.rpo.tolist()
         self._cal = [f.calendars[k] for k in f.offering.tolist()]
@@ -423,6 +477,10 @@ class Simulation:
         self.submitted = self.dropped = self.failures = self.retries = 0
         self.log = JobLog()
         self.unstarted_waits: list[float] = []
+        self.unstarted_due_waits: list[float] = []
+        # Per deadline: the deadline less the start of the restore point that met it (or came
+        # late); a deadline passed with none by the end counts the end (a bound on its lateness).
+        self.deadline_slacks: list[float] = []
 
     # -- what strategies call ----------------------------------------------------------------------
     def submit(self, vm: int, at: float) -> int:
@@ -484,11 +542,15 @@ class Simulation:
         for vm, lg in enumerate(self.last_good):
             self._restore_point(vm, lg, end)
         # Jobs that never started waited at least until the end.
-        self.unstarted_waits = [end - j.submit for q in (*self._queue, *self._blocked) for _, j in q]
+        unstarted = [j for q in (*self._queue, *self._blocked) for _, j in q]
+        self.unstarted_waits = [end - j.submit for j in unstarted]
+        self.unstarted_due_waits = [end - j.due for j in unstarted]
         return self
 
     def _restore_point(self, vm: int, previous: float, at: float) -> None:
         late = at - previous - self._rpo[vm]
+        if at < self.end or late > 0:
+            self.deadline_slacks.append(-late)
         if late > 0:
             self.rpo_misses += 1
             self.max_lateness = max(self.max_lateness, late)
@@ -501,14 +563,10 @@ class Simulation:
         f = self.fleet
         k = self.attempts[vm]
         self.attempts[vm] = k + 1
-        seed = f.seed
-        overrun = math.exp(f.overrun_mu + f.overrun_sigma * _NORMAL.inv_cdf(unit(seed, vm, k, 1)))
-        work = self._est[vm] * overrun
-        fails = unit(seed, vm, k, 2) < f.failure_rate
-        if fails:
-            work *= unit(seed, vm, k, 3)
+        fails = unit(f.seed, vm, k, 2) < f.failure_rate
         p = self._vm_pool[vm]
-        job = _Job(vm, p, self._vm_host[vm], self.now, work, fails, self._tp[vm])
+        due = self._cal[vm].due(self.last_good[vm])
+        job = _Job(vm, p, self._vm_host[vm], self.now, k, due, fails, self._tp[vm])
         self._seq += 1
         job.seq = self._seq
         self.busy[vm] = True
@@ -544,6 +602,7 @@ class Simulation:
         self.waiting -= 1
         job.start = self.now
         job.rate = 0.0
+        job.left = self._work(job)
         self.running[p].append(job)
         r = len(self.running[p])
         if r > self.peak_pool_running[p]:
@@ -551,6 +610,20 @@ class Simulation:
         r = self._host_limit[h] - self._host_free[h]
         if r > self.peak_host_running[h]:
             self.peak_host_running[h] = r
+
+    def _work(self, job: _Job) -> float:
+        """The bytes the job moves: known at its snapshot (now)."""
+        f, vm, k = self.fleet, job.vm, job.attempt
+        if self._grow:
+            # ``est_bytes`` is the change over one RPO: the same rate per second elapsed.
+            elapsed = max(self.now - self.last_good[vm], 0.0)
+            work = min(self._est[vm] * elapsed / self._rpo[vm], self._full[vm])
+        else:
+            work = self._est[vm]
+        work *= math.exp(f.overrun_mu + f.overrun_sigma * _NORMAL.inv_cdf(unit(f.seed, vm, k, 1)))
+        if job.fails:
+            work *= unit(f.seed, vm, k, 3)
+        return max(work, 1.0)
 
     def _advance(self, p: int) -> None:
         """Progress pool ``p``'s running jobs to now."""
@@ -609,6 +682,7 @@ class Simulation:
         log.pool.append(p)
         log.host.append(h)
         log.submit.append(job.submit)
+        log.due.append(job.due)
         log.start.append(job.start)
         log.end.append(now)
         log.ok.append(not job.fails)
@@ -616,9 +690,8 @@ class Simulation:
             self.failures += 1
             if job.start <= self.last_good[vm] + self._rpo[vm]:
                 self.failed_in_time[vm] = True
-            retry = now + self.fleet.retry_backoff
-            part = self._cal[vm].part_at(retry)
-            if part is not None and retry + self._est_seconds[vm] <= part[1] and retry <= self.end:
+            retry = self._cal[vm].next_open(now + self.fleet.retry_backoff, self._est_seconds[vm])
+            if retry is not None and retry <= self.end:
                 self.retry_at[vm] = retry
                 self._push(retry, _RETRY, vm, 0)
             else:
@@ -652,16 +725,30 @@ class Simulation:
             runtime never exceeds 1); ``peak_host_concurrency_ratio`` the same for hosts;
             ``peak_submitted_ratio``: most jobs submitted and not finished on a pool (queued or
             running) over its limit — what the strategy asked for at once.
-        peak_backlog: most jobs submitted and waiting, fleet-wide. p95_wait_s: 95th percentile
-            of submission to start (a job never started counts its wait until the end).
+        peak_backlog: most jobs submitted and waiting, fleet-wide.
+        wait_from_due_p95_s: 95th percentile of when the VM became due (``Calendar.due``: the
+            segment start at which a cron would submit it; the same for every strategy) to the
+            start of each attempt; a job never started counts its wait until the end.
+            Negative: started before it was due (the planner may run a backup a segment early).
+        wait_from_submit_p95_s: the same from each job's own submission — only the queue; a
+            strategy that submits a job when it may start has about 0 by construction, so
+            this one does not compare strategies.
+        deadline_slack_p5_s: 5th percentile, over every deadline reached, of the deadline less
+            the start of the restore point that met it (negative: late; a deadline with no
+            restore point by the end counts the end).
         utilisation_vs_bound: bytes moved on the counted pool inside its counted stretches over
             its bandwidth times their length. plan_seconds: wall time the strategy spent planning.
         hours_outside_windows: backup time spent outside its offering's open parts (a queue
             that runs on past the window's end, into the hours it was meant to keep free).
         """
         f, log = self.fleet, self.log
-        waits = np.frombuffer(log.start, dtype=np.float64) - np.frombuffer(log.submit, dtype=np.float64)
-        waits = np.concatenate((waits, np.asarray(self.unstarted_waits, dtype=np.float64)))
+        starts = np.frombuffer(log.start, dtype=np.float64)
+        waits = np.concatenate(
+            (starts - np.frombuffer(log.submit, dtype=np.float64), np.asarray(self.unstarted_waits))
+        )
+        due_waits = np.concatenate(
+            (starts - np.frombuffer(log.due, dtype=np.float64), np.asarray(self.unstarted_due_waits))
+        )
         pool_ratio = [r / lim for r, lim in zip(self.peak_pool_running, self._pool_limit, strict=True)]
         host_ratio = [r / lim for r, lim in zip(self.peak_host_running, self._host_limit, strict=True)]
         submitted = [r / lim for r, lim in zip(self.peak_pool_submitted, self._pool_limit, strict=True)]
@@ -680,9 +767,12 @@ class Simulation:
             "peak_host_concurrency_ratio": round(max(host_ratio, default=0.0), 4),
             "peak_submitted_ratio": round(max(submitted, default=0.0), 4),
             "peak_backlog": self.peak_backlog,
-            "p95_wait_s": round(float(np.percentile(waits, 95)), 1) if waits.size else 0.0,
+            "wait_from_due_p95_s": _percentile(due_waits, 95),
+            "wait_from_submit_p95_s": _percentile(waits, 95),
+            "deadline_slack_p5_s": _percentile(np.asarray(self.deadline_slacks), 5),
             "utilisation_vs_bound": None if util is None else round(util, 4),
-            "hours_outside_windows": round(self._seconds_outside_windows() / HOUR, 1),
+            # Clamped: summing open time across parts leaves float noise below zero.
+            "hours_outside_windows": round(max(self._seconds_outside_windows(), 0.0) / HOUR, 1),
             "plan_seconds": round(self.strategy.plan_seconds, 3),
             "plan_calls": self.strategy.plan_calls,
             "jobs": len(log.start),
@@ -707,6 +797,10 @@ class Simulation:
         return outside
 
 
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values.size else None
+
+
 def _open_seconds_until(parts: Sequence[tuple[float, float]], t: np.ndarray) -> np.ndarray:
     """Open time from the first part up to each of ``t`` (parts sorted and disjoint)."""
     a = np.array([x for x, _ in parts])
@@ -721,22 +815,34 @@ def _open_seconds_until(parts: Sequence[tuple[float, float]], t: np.ndarray) -> 
 
 
 class CronStrategy:
-    """The classic ways: at every segment start of an offering (its window opening, plus 06:00 for
-    a 12 h RPO on a 18:00-08:00 window), submit every VM of it that would be overdue by the next
-    one. ``order`` is how the burst is queued: "random" (herd: many crons fire at once),
-    "fixed" (FIFO: Bacula's Maximum Concurrent Jobs, always the same order) or "jitter"
-    (each job submitted at a random time over the segment's open time, leaving room to finish).
+    """The classic ways: at every segment start of an offering (its window opening, plus 06:00
+    for the 16 h gold RPO on a 18:00-08:00 window), submit every VM of it that would be overdue
+    by the next one. ``order`` is how the burst is submitted:
+
+    * "random" (herd): all at once, in random order (many crons firing together);
+    * "fixed" (FIFO): all at once, always in the same order (Bacula's Maximum Concurrent Jobs);
+    * "hashed" (jitter_hashed): each VM at its own stable offset into the segment's open time,
+      what a competent operator configures (Jenkins ``H``, systemd's ``RandomizedDelaySec``
+      with ``FixedRandomDelay=true``) with the range set to the window less the job's length;
+      only a VM whose deadline falls before its offset is moved, to the same share of the open
+      time left before its deadline — so it never starts after the deadline where there is
+      room before it;
+    * "random_delay" (jitter_random): a new random time over the segment's open time every
+      night, ignoring the deadline — a strawman, kept only labelled as such.
     """
 
     plan_seconds = 0.0
     plan_calls = 0
+    SEEDS = {"random": 1, "fixed": 2, "random_delay": 3, "hashed": 4}
 
     def __init__(self, name: str, order: str) -> None:
         self.name, self.order = name, order
 
     def start(self, sim: Simulation) -> None:
         f = sim.fleet
-        self.rng = np.random.default_rng([f.seed, {"random": 1, "fixed": 2, "jitter": 3}[self.order]])
+        self.rng = np.random.default_rng([f.seed, self.SEEDS[self.order]])
+        # The hashed offsets: one per VM for the whole run, a pure function of the VM.
+        self.offset = np.array([unit(f.seed, vm, 0, 5) for vm in range(f.size)])
         self.by_offering = [np.flatnonzero(f.offering == k) for k in range(len(f.calendars))]
         self.points: dict[float, list[tuple[int, int]]] = {}
         for k, cal in enumerate(f.calendars):
@@ -757,16 +863,16 @@ class CronStrategy:
             due = idx[~busy[idx] & (last_good[idx] + cal.rpo <= following)]
             if self.order == "random":
                 due = self.rng.permutation(due)
-            if self.order == "jitter":
-                for vm, at in zip(
-                    due.tolist(), self._jitter(opens, f.est_seconds[due]).tolist(), strict=True
-                ):
-                    sim.submit(vm, at)
+            if self.order == "random_delay":
+                times = self._random_delay(opens, f.est_seconds[due])
+            elif self.order == "hashed":
+                times = self._hashed(now, opens, f.est_seconds[due], last_good[due] + cal.rpo, due)
             else:
-                for vm in due.tolist():
-                    sim.submit(vm, now)
+                times = np.full(len(due), now)
+            for vm, at in zip(due.tolist(), times.tolist(), strict=True):
+                sim.submit(vm, at)
 
-    def _jitter(self, opens: list[tuple[float, float]], seconds: np.ndarray) -> np.ndarray:
+    def _random_delay(self, opens: list[tuple[float, float]], seconds: np.ndarray) -> np.ndarray:
         """Uniform over the open parts, each shortened so that the job still ends inside it."""
         starts = np.array([a for a, _ in opens])
         room = np.maximum(0.0, np.array([b - a for a, b in opens])[None, :] - seconds[:, None])
@@ -777,13 +883,49 @@ class CronStrategy:
         before = np.where(part > 0, cum[np.arange(len(seconds)), part - 1], 0.0)
         return starts[part] + x - before
 
+    def _hashed(
+        self,
+        now: float,
+        opens: list[tuple[float, float]],
+        seconds: np.ndarray,
+        deadlines: np.ndarray,
+        vms: np.ndarray,
+    ) -> np.ndarray:
+        """Each VM's stable offset into the open parts, each shortened so the job still ends
+        inside it; the same offset into the open time before the deadline for a VM whose slot
+        lies after it; now for one with no room at all."""
+        starts = np.array([a for a, _ in opens])
+        ends = np.array([b for _, b in opens])
+        h = self.offset[vms]
+        latest = ends[None, :] - seconds[:, None]  # the last start that still ends in the part
+        slot = _spread(starts, latest, h)
+        late = slot > deadlines
+        if late.any():
+            slot[late] = _spread(starts, np.minimum(latest[late], deadlines[late, None]), h[late])
+        return np.where(np.isnan(slot), now, slot)
+
+
+def _spread(starts: np.ndarray, latest: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Row i: the point ``share[i]`` of the way through the union of [starts[j], latest[i, j]]
+    (disjoint, in order); NaN where that union is empty."""
+    room = np.maximum(0.0, latest - starts[None, :])
+    cum = np.cumsum(room, axis=1)
+    x = share * cum[:, -1]
+    part = (cum <= x[:, None]).sum(axis=1).clip(0, len(starts) - 1)
+    before = np.where(part > 0, cum[np.arange(len(share)), part - 1], 0.0)
+    return np.where(cum[:, -1] > 0, starts[part] + x - before, np.nan)
+
 
 def herd() -> CronStrategy:
     return CronStrategy("herd", "random")
 
 
-def jitter() -> CronStrategy:
-    return CronStrategy("jitter", "jitter")
+def jitter_hashed() -> CronStrategy:
+    return CronStrategy("jitter_hashed", "hashed")
+
+
+def jitter_random() -> CronStrategy:
+    return CronStrategy("jitter_random", "random_delay")
 
 
 def fifo() -> CronStrategy:
@@ -887,7 +1029,7 @@ class PlannerStrategy:
 
 
 def strategies() -> list[Strategy]:
-    return [herd(), jitter(), fifo(), PlannerStrategy()]
+    return [herd(), fifo(), jitter_random(), jitter_hashed(), PlannerStrategy()]
 
 
 # -- a whole comparison ----------------------------------------------------------------------------

@@ -93,7 +93,9 @@ def test_unit_draws_are_pure_and_uniform():
 # -- the runtime ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [sim.herd, sim.jitter, sim.fifo, sim.PlannerStrategy])
+@pytest.mark.parametrize(
+    "make", [sim.herd, sim.fifo, sim.jitter_hashed, sim.jitter_random, sim.PlannerStrategy]
+)
 def test_limits_are_never_exceeded_whatever_is_submitted(make):
     fleet = tiny(vms=150, host_slots=1, pool_slots=2, failure_rate=0.1)
     result = sim.simulate(fleet, make())
@@ -119,21 +121,52 @@ def test_limits_are_never_exceeded_whatever_is_submitted(make):
     assert all(peak_from_intervals(iv) == 1 for iv in per_vm.values())
 
 
-def test_a_failed_backup_is_retried_after_the_backoff_while_its_window_allows():
-    fleet = tiny(vms=1, hosts=1, pools=1, days=1, mix=(0, 1, 0), failure_rate=1.0)
+def test_a_failed_backup_is_retried_at_the_next_open_instant_after_the_backoff():
+    fleet = tiny(vms=1, hosts=1, pools=1, days=2, mix=(0, 1, 0), failure_rate=1.0)
+    cal = fleet.calendars[fleet.offering[0]]
     opening = first_silver_opening(fleet)
     result = sim.Simulation(fleet, Scripted([(0, opening)])).run()
     rows = log_rows(result)
     assert len(rows) >= 2
     assert not any(ok for *_, ok in rows)
     for before, after in itertools.pairwise(rows):
-        assert after[3] == pytest.approx(before[5] + fleet.retry_backoff)  # submitted backoff after
+        retry = cal.next_open(before[5] + fleet.retry_backoff, fleet.est_seconds[0])
+        assert after[3] == pytest.approx(retry)
+        part = cal.part_at(after[3])
+        assert part is not None
+        assert after[3] + fleet.est_seconds[0] <= part[1]
+    # It kept trying into the next night, not only inside the first open part.
+    assert rows[-1][3] > opening + DAY
     assert result.failures == len(rows)
     assert result.retries == len(rows) - 1
-    # The last failure got no retry: one would not have finished inside an open part.
-    retry = rows[-1][5] + fleet.retry_backoff
-    part = fleet.calendars[fleet.offering[0]].part_at(retry)
-    assert part is None or retry + fleet.est_seconds[0] > part[1]
+    # The last failure got no retry: the next open instant is past the end.
+    assert cal.next_open(rows[-1][5] + fleet.retry_backoff, fleet.est_seconds[0]) > fleet.end
+
+
+def blackout_of(fleet: sim.Fleet) -> tuple[float, float]:
+    """The first night's silver blackout (22:00-23:00), simulation seconds."""
+    opening = first_silver_opening(fleet)
+    cal = fleet.calendars[[o.id for o in fleet.offerings].index("silver")]
+    (a, b), (c, _) = [part for part in cal.parts if part[0] >= opening][:2]
+    assert (a, b - a, c - b) == (opening, 2 * 3600, 3600)
+    return b, c
+
+
+@pytest.mark.parametrize("make", [sim.herd, sim.fifo, sim.jitter_hashed])
+def test_a_retry_whose_backoff_ends_in_a_blackout_runs_when_the_blackout_ends(make):
+    # Twelve 600 s jobs through one pool slot from 20:00, every attempt failing part-way:
+    # failures keep coming up to 22:00, and those whose backoff ends inside the blackout go
+    # again at 23:00 — for the cron strategies too, not at the next night's cron.
+    fleet = hand_made(vms=12, failure_rate=1.0)
+    closes, reopens = blackout_of(fleet)
+    rows = log_rows(sim.simulate(fleet, make()))
+    crossed = [
+        (before, after)
+        for before, after in itertools.pairwise(sorted(rows, key=lambda r: (r[0], r[4])))
+        if before[0] == after[0] and closes <= before[5] + fleet.retry_backoff < reopens
+    ]
+    assert crossed
+    assert all(after[3] == reopens for _, after in crossed)
 
 
 def test_a_retry_that_succeeds_is_the_restore_point():
@@ -161,20 +194,22 @@ def test_bandwidth_is_shared_and_slows_jobs_down():
 # -- metrics on a hand-made example -----------------------------------------------------------------
 
 
-def hand_made(pool_slots: int = 1) -> sim.Fleet:
-    """Two silver VMs on one host (2 slots) and one pool (``pool_slots``, 10 MiB/s); each
-    backup reads 600 s worth at 10 MiB/s, exactly as estimated, and never fails. Both were
-    last backed up one RPO less 5 minutes before the window opens: due 5 minutes after it opens."""
+def hand_made(pool_slots: int = 1, vms: int = 2, failure_rate: float = 0.0, grow: bool = False) -> sim.Fleet:
+    """``vms`` silver VMs on one host (2 slots) and one pool (``pool_slots``, 10 MiB/s); each
+    backup reads 600 s worth at 10 MiB/s, exactly as estimated (``grow``: scaled by the time
+    since the last backup over the RPO), and fails with ``failure_rate``. All were last backed
+    up one RPO less 5 minutes before the window opens: due 5 minutes after it opens."""
     base = sim.make_fleet(
         sim.FleetSpec(
-            vms=2,
+            vms=vms,
             hosts=1,
             pools=1,
             days=1,
             mix=(0, 1, 0),
-            failure_rate=0.0,
+            failure_rate=failure_rate,
             overrun_median=1.0,
             overrun_sigma=0.0,
+            bytes_grow=grow,
         )
     )
     bandwidth = 10 * MiB
@@ -183,10 +218,11 @@ def hand_made(pool_slots: int = 1) -> sim.Fleet:
         base,
         hosts=[Host("h0", 2)],
         pools=[Pool("p0", pool_slots, float(bandwidth))],
-        est_bytes=np.array([600 * bandwidth] * 2, dtype=np.int64),
-        throughput=np.array([bandwidth, bandwidth], dtype=float),
-        est_seconds=np.array([600.0, 600.0]),
-        last_good=np.array([opening - base.rpo[0] + 300] * 2),
+        est_bytes=np.array([600 * bandwidth] * vms, dtype=np.int64),
+        full_bytes=np.array([6000 * bandwidth] * vms, dtype=np.int64),
+        throughput=np.array([bandwidth] * vms, dtype=float),
+        est_seconds=np.array([600.0] * vms),
+        last_good=np.array([opening - base.rpo[0] + 300] * vms),
     )
 
 
@@ -204,7 +240,12 @@ def test_metrics_of_a_hand_made_night():
     m = result.metrics()
     assert m["jobs"] == 2
     assert m["peak_backlog"] == 1
-    assert m["p95_wait_s"] == pytest.approx(0.95 * 600)
+    # Both were due at the opening (the last segment start before their deadline) and
+    # submitted then: from due and from submission, 0 s and 600 s.
+    assert m["wait_from_submit_p95_s"] == pytest.approx(0.95 * 600)
+    assert m["wait_from_due_p95_s"] == pytest.approx(0.95 * 600)
+    # Deadlines 5 minutes after the opening: 300 s to spare, and 300 s late.
+    assert m["deadline_slack_p5_s"] == pytest.approx(-300 + 0.05 * 600)
     assert m["peak_concurrency_ratio"] == 1.0
     assert m["peak_host_concurrency_ratio"] == 0.5
     assert m["peak_submitted_ratio"] == 2.0
@@ -221,6 +262,44 @@ def test_metrics_of_a_hand_made_night():
     ]
     assert m["utilisation_vs_bound"] == pytest.approx(1200 / (9 * 3600), abs=1e-4)
     assert m["plan_seconds"] == 0.0
+
+
+def test_wait_is_measured_from_when_the_vm_became_due_not_from_its_submission():
+    fleet = hand_made()
+    opening = first_silver_opening(fleet)
+    later = opening + 1000
+    m = sim.simulate(fleet, Scripted([(0, later), (1, later)])).metrics()
+    assert m["wait_from_submit_p95_s"] == pytest.approx(0.95 * 600)
+    assert m["wait_from_due_p95_s"] == pytest.approx(1000 + 0.95 * 600)
+    # Started 700 s and 1300 s after their deadlines; the next ones fall after the end.
+    assert m["deadline_slack_p5_s"] == pytest.approx(-1300 + 0.05 * 600)
+
+
+def test_a_deadline_passed_with_no_backup_counts_its_slack_to_the_end():
+    fleet = hand_made()
+    m = sim.Simulation(fleet, Scripted([])).run().metrics()
+    deadline = fleet.last_good[0] + fleet.rpo[0]
+    assert m["deadline_slack_p5_s"] == pytest.approx(deadline - fleet.end)
+    assert m["wait_from_due_p95_s"] is None  # nothing was submitted
+
+
+def test_a_job_moves_what_changed_since_the_last_backup_up_to_the_full_size():
+    # est_bytes is the change over one RPO: one started half an RPO after its last backup
+    # moves half of it, one started a day late far more, the full size at most.
+    fleet = hand_made(grow=True)
+    opening = first_silver_opening(fleet)
+    rpo = fleet.rpo[0]
+    fleet.last_good[:] = [opening - rpo / 2, opening - rpo - DAY]
+    # One after the other, so that each has the pool's bandwidth to itself.
+    submissions = [(0, opening), (1, opening + 1000)]
+    rows = log_rows(sim.Simulation(fleet, Scripted(submissions)).run())
+    seconds = {vm: end - start for vm, *_, start, end, _ in rows}
+    assert seconds[0] == pytest.approx(300)
+    assert seconds[1] == pytest.approx(600 * (rpo + DAY + 1000) / rpo)
+    small = dataclasses.replace(fleet, full_bytes=np.array([400 * 10 * MiB] * 2, dtype=np.int64))
+    rows = log_rows(sim.Simulation(small, Scripted(submissions)).run())
+    seconds = {vm: end - start for vm, *_, start, end, _ in rows}
+    assert seconds == pytest.approx({0: 300, 1: 400})
 
 
 def test_a_job_running_into_a_blackout_counts_its_time_outside_the_window():
@@ -244,17 +323,72 @@ def test_a_vm_never_backed_up_again_counts_its_gap_to_the_end():
 # -- strategies -------------------------------------------------------------------------------------
 
 
-def test_herd_queues_far_more_than_the_planner():
+def test_herd_queues_far_more_and_runs_outside_windows_unlike_the_planner():
     fleet = tiny(vms=400, hosts=10, pools=1, days=2, pool_slots=5, host_slots=2)
     report = sim.assess(fleet)
     herd = sim.simulate(fleet, sim.herd(), report).metrics()
     planned = sim.simulate(fleet, sim.PlannerStrategy(), report).metrics()
-    assert herd["peak_backlog"] > 20 * max(planned["peak_backlog"], 1)
-    assert herd["p95_wait_s"] > 20 * max(planned["p95_wait_s"], 1)
+    assert herd["peak_backlog"] > 20 * planned["peak_backlog"]
     assert herd["peak_submitted_ratio"] > planned["peak_submitted_ratio"]
+    # Five slots for a burst of hundreds: the herd's queue runs on past the window's end.
+    assert herd["hours_outside_windows"] > 1
+    assert planned["hours_outside_windows"] == 0
     assert planned["rpo_misses"] <= herd["rpo_misses"]
+    assert planned["deadline_slack_p5_s"] >= herd["deadline_slack_p5_s"]
     assert planned["plan_calls"] > 0
     assert planned["plan_seconds"] > 0
+
+
+class Recording(sim.Simulation):
+    """Records every submission a strategy makes: (vm, at, now, deadline)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.made: list[tuple[int, float, float, float]] = []
+
+    def submit(self, vm: int, at: float) -> int:
+        self.made.append((vm, at, self.now, self.last_good[vm] + self.fleet.rpo[vm]))
+        return super().submit(vm, at)
+
+
+def roomy(**spec) -> sim.Fleet:
+    """A fleet with slots to spare and no failures: a job starts when it is submitted."""
+    return tiny(**{"vms": 200, "hosts": 10, "host_slots": 8, "pool_slots": 40, "failure_rate": 0.0, **spec})
+
+
+@pytest.mark.parametrize("make", [sim.jitter_hashed, sim.herd, sim.jitter_random])
+def test_jitter_hashed_submits_each_vm_at_the_same_time_every_night_and_spreads_them(make):
+    fleet = roomy(days=4)
+    # Each last backed up just before its previous window closed: no deadline falls before
+    # a slot, so only the hashed offsets decide.
+    for k, cal in enumerate(fleet.calendars):
+        closed = max(b for _, b in cal.parts if b <= 0)
+        fleet.last_good[fleet.offering == k] = closed - 60
+    result = sim.simulate(fleet, make())
+    slots = defaultdict(set)
+    for vm, _, _, submit, *_ in log_rows(result):
+        slots[vm].add(round(submit % DAY))
+    gold = [o.id for o in fleet.offerings].index("gold")
+    # Gold runs twice a night (the 18:00 and the 06:00 segment); the others once.
+    stable = all(len(slots[vm]) == (2 if fleet.offering[vm] == gold else 1) for vm in slots)
+    spread = len({t for ts in slots.values() for t in ts}) > fleet.size / 2
+    assert len(slots) == fleet.size
+    assert (stable and spread) == (make is sim.jitter_hashed)
+
+
+def test_jitter_hashed_never_submits_after_the_deadline_where_there_is_room_and_random_does():
+    fleet = roomy(days=3)
+    late = {}
+    for make in (sim.jitter_hashed, sim.jitter_random):
+        result = Recording(fleet, make(), {}).run()
+        assert result.made
+        late[make().name] = sum(at > max(deadline, now) for _, at, now, deadline in result.made)
+        for vm, at, now, _ in result.made:
+            part = fleet.calendars[fleet.offering[vm]].part_at(at)
+            # Inside the window, with time to finish there (or now, where nothing fits).
+            assert at == now or (part is not None and at + fleet.est_seconds[vm] <= part[1])
+    assert late["jitter_hashed"] == 0
+    assert late["jitter_random"] > 0
 
 
 def test_planner_meets_every_rpo_on_a_feasible_fleet_without_failures():

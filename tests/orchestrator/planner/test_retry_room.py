@@ -145,7 +145,9 @@ def test_on_a_feasible_fleet_a_failed_backup_is_retried_before_its_deadline(seed
     assert planned.metrics()["rpo_misses"] == 0
     if seed == 2:  # one VM fails twice in a row, and still makes it in the room kept
         assert back_to_back_failures(planned) >= 1
-    assert herd["rpo_misses_after_failure"] > 0  # the herd retries at the next window
+    # The runtime retries the herd's failures by the same rule (the next open instant after
+    # the backoff): on a fleet this roomy that saves them too, so the herd is no foil here.
+    assert herd["retries"] > 40
 
 
 def test_the_classic_tiers_keep_no_room_and_the_assessment_says_so():
