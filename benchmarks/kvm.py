@@ -1,4 +1,4 @@
-"""A consistent backup of a running 4-disk VM against backing its disks up one after another.
+"""A consistent backup of a running 4-disk VM against per-volume snapshots of its disks.
 
 Runs a real libvirtd with QEMU under TCG (started here when none answers on qemu:///system;
 needs root and Debian's ``libvirt-daemon-system``, ``qemu-system-x86``, ``qemu-utils``), and a
@@ -6,19 +6,26 @@ domain with four qcow2 disks (vda..vdd) that boots no OS. While it runs, a write
 increasing generation numbers on vda, vdb, vdc, vdd in turn, through the guest's own virtio
 devices (QEMU monitor ``qemu-io -d``), so every write lands in whatever image is active then.
 
-  group       the kvm driver: ``KvmProvider.take_backup`` -- ONE atomic disk-only snapshot
-              of all four disks, the NAS data mover reads them, the overlays are merged back
-  sequential  the baseline, as per-volume snapshot tools do it: the same provider, one
-              backup per disk (a VM of one volume each, the others ``snapshot=no``), each
-              disk snapshotted, read and merged before the next; same NAS repository format
+  group         the kvm driver: ``KvmProvider.take_backup`` -- ONE atomic disk-only snapshot
+                of all four disks, the NAS data mover reads them, the overlays are merged back
+  back_to_back  the baseline, as a per-volume snapshot tool does it at its best: one disk-only
+                snapshot per disk (``virsh snapshot-create-as`` with that disk external, the
+                others ``snapshot=no``), all four back to back, then each frozen image read
+                by the same data mover into a restore point of its own, then the overlays
+                merged back
+  sequential    the worst case, which no real tool does: the same provider, one backup per
+                disk (a VM of one volume each), each disk snapshotted, read and merged
+                before the next one is snapshotted
 
-Both go into fresh repositories of the same NAS store settings, so only the consistency model
+All go into fresh repositories of the same NAS store settings, so only the consistency model
 differs. For each: the wall seconds of the whole backup, and the skew -- how far apart in
 time the images of the first disk (vda) and the last (vdd) were frozen, as proven by the
-generations found in them (see ``skew``). ``--quick --json`` finishes in well under a minute
-and prints one JSON object last (the human-readable lines go to stderr then).
+generations found in them (see ``skew``). Every round runs each way once, the order rotating
+from round to round; each figure is reported as min, median and max over the rounds.
+``--quick --json`` finishes in well under a minute and prints one JSON object last (the
+human-readable lines go to stderr then).
 
-    .venv/bin/python benchmarks/kvm.py --quick --json    # 4 x 64 MiB disks
+    .venv/bin/python benchmarks/kvm.py --quick --json    # 4 x 64 MiB disks, 3 rounds
     .venv/bin/python benchmarks/kvm.py                   # 4 x 512 MiB disks, 3 rounds
 """
 
@@ -50,12 +57,15 @@ sys.path.insert(0, str(HERE.parent))
 
 from providers.base import BackupRequest, VMRef, VolumeRef  # noqa: E402
 from providers.kvm.driver import KvmProvider  # noqa: E402
-from providers.kvm.snapshot import KvmSnapshot  # noqa: E402
-from providers.nas.snapshot import Capture, SnapshotSource  # noqa: E402
+from providers.kvm.snapshot import overlay_path  # noqa: E402
+from providers.nas.snapshot import Capture, SnapshotSource, SourceImage  # noqa: E402
 
 KiB, MiB = 2**10, 2**20
 URI = "qemu:///system"
 TARGETS = ("vda", "vdb", "vdc", "vdd")
+# The ways compared (see the docstring); each round runs them all, in an order rotated by one
+# per round, so none is always first (warmer caches) or always last (a longer-running writer).
+MODES = ("group", "back_to_back", "sequential")
 TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "qemu-io", "stdbuf")
 SECTOR = 512
 # The generation stamps: sector s of the first cluster holds generations s*255+1 .. s*255+255
@@ -457,10 +467,10 @@ PHASES = ("freeze_s", "read_s", "merge_s")
 
 
 class StampReading(SnapshotSource):
-    """The kvm driver's own snapshot source, plus: once the data mover has read the frozen
-    images (before they are merged back), read the generation stamped in each."""
+    """The kvm driver's own snapshot source (or images frozen earlier), plus: once the data mover
+    has read the frozen images (before they are merged back), read the generation in each."""
 
-    def __init__(self, inner: KvmSnapshot, stamped: Stamped) -> None:
+    def __init__(self, inner: SnapshotSource, stamped: Stamped) -> None:
         self.inner = inner
         self.stamped = stamped
 
@@ -483,6 +493,18 @@ class StampReading(SnapshotSource):
         phases["merge_s"] += merged - stamps_read
 
 
+class PreFrozen(SnapshotSource):
+    """Images frozen before the backup began (a per-volume tool's snapshots): handed to the data
+    mover as they are; merging them back is the caller's business, after every disk is read."""
+
+    def __init__(self, images: dict[str, SourceImage]) -> None:
+        self.images = images  # volume id -> the frozen original image
+
+    @contextlib.contextmanager
+    def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
+        yield Capture({v.id: self.images[v.id] for v in vm.volumes}, "libvirt-per-volume")
+
+
 def provider(root: Path, label: str, stamped: Stamped) -> KvmProvider:
     repo = root / f"repo-{label}"
     kvm = KvmProvider(
@@ -495,14 +517,50 @@ def provider(root: Path, label: str, stamped: Stamped) -> KvmProvider:
     return kvm
 
 
-def group_backup(kvm: KvmProvider, domain: Domain, point: str) -> None:
+def group_backup(kvm: KvmProvider, domain: Domain, point: str, stamped: Stamped) -> None:
     kvm.take_backup(BackupRequest(point, domain.vm(), "kvm-daily"), lambda done, total: None)
 
 
-def sequential_backup(kvm: KvmProvider, domain: Domain, point: str) -> None:
+def sequential_backup(kvm: KvmProvider, domain: Domain, point: str, stamped: Stamped) -> None:
     for target in TARGETS:
         request = BackupRequest(f"{point}-{target}", domain.vm((target,)), "kvm-daily")
         kvm.take_backup(request, lambda done, total: None)
+
+
+def back_to_back_backup(kvm: KvmProvider, domain: Domain, point: str, stamped: Stamped) -> None:
+    """A per-volume tool at its best: the four snapshots one right after the other (one virsh
+    call each, nothing in between: no repair, no lookups), then the reads, then the merges."""
+    ops = kvm.snapshots.ops(domain.vm())
+    reader = kvm.nas.snapshot_source
+    assert isinstance(reader, StampReading)
+    frozen: dict[str, SourceImage] = {}
+    calls: dict[str, tuple[float, float]] = {}
+    try:
+        for target in TARGETS:
+            image = str(domain.disks[target])
+            # Named like the driver's overlays, so its repair merges them back below.
+            overlay = overlay_path(image, f"{point}-{target}")
+            specs = [f"{target},snapshot=external,driver=qcow2,file={overlay}"]
+            specs += [f"{other},snapshot=no" for other in TARGETS if other != target]
+            began = time.perf_counter()
+            ops.snapshot(specs, quiesce=False)
+            calls[target] = (began, time.perf_counter())
+            frozen[f"vol-{target}"] = SourceImage(image, "qcow2")
+        reader.inner = PreFrozen(frozen)
+        for target in TARGETS:
+            request = BackupRequest(f"{point}-{target}", domain.vm((target,)), "kvm-daily")
+            kvm.take_backup(request, lambda done, total: None)
+    finally:
+        merging = time.perf_counter()
+        # Every overlay of ours on the domain, one blockcommit each (also after a failure).
+        kvm.repair(domain.vm())
+        stamped.phases["merge_s"] += time.perf_counter() - merging
+    # The freezes were the snapshot calls above, not the (instant) captures the reads saw.
+    stamped.calls.update(calls)
+    stamped.phases["freeze_s"] += sum(frozen_at - began for began, frozen_at in calls.values())
+
+
+BACKUPS = {"group": group_backup, "back_to_back": back_to_back_backup, "sequential": sequential_backup}
 
 
 def skew(writer: GenerationWriter, generations: dict[str, int]) -> tuple[float, float]:
@@ -523,7 +581,7 @@ def one_backup(
     kvm = provider(root, f"{mode}-{round_no}", stamped)
     try:
         started = time.perf_counter()
-        (group_backup if mode == "group" else sequential_backup)(kvm, domain, f"{mode}-{round_no}")
+        BACKUPS[mode](kvm, domain, f"{mode}-{round_no}", stamped)
         wall = time.perf_counter() - started - stamped.stamp_read_s
     finally:
         kvm.close()
@@ -549,21 +607,80 @@ def one_backup(
     }
 
 
+def rotation(round_no: int) -> list[str]:
+    """Round r starts with the r-th way: over len(MODES) rounds each way is first, middle and
+    last once."""
+    shift = round_no % len(MODES)
+    return [*MODES[shift:], *MODES[:shift]]
+
+
+def versions() -> dict[str, str]:
+    """libvirt's and QEMU's versions as ``virsh version`` reports them (the running ones)."""
+    found = {}
+    for line in virsh("version").splitlines():
+        label, _, value = line.partition(":")
+        if label.strip() == "Using library":
+            found["libvirt"] = value.split()[-1]
+        elif label.strip() == "Running hypervisor":
+            found["qemu"] = value.split()[-1]
+    found["qemu_img"] = run("qemu-img", "--version").split()[2]
+    return found
+
+
+def describe_baselines(found: dict[str, str], size: int) -> dict[str, Any]:
+    """What each way runs, with which flags: the same host, domain, data mover and store."""
+    shared = {
+        **found,
+        "accel": "tcg",
+        "disks": f"{len(TARGETS)} x qcow2 of {size} bytes",
+        "store": "providers.nas data mover and repository, default settings, a fresh repository per backup",
+        "merge": "virsh blockcommit <disk> --active --shallow --pivot --wait, one disk after another",
+    }
+    return {
+        "group": {
+            **shared,
+            "tool": "this project: KvmProvider.take_backup of the VM's 4 volumes (one restore point)",
+            "snapshot": "one virsh snapshot-create-as --disk-only --atomic --no-metadata "
+            "--diskspec vda,snapshot=external,... (all 4 disks), after the driver's repair",
+        },
+        "back_to_back": {
+            **shared,
+            "tool": "a per-volume snapshot tool at its best: 4 snapshots back to back, then 4 reads "
+            "(a restore point per disk), then the merges",
+            "snapshot": "per disk, one right after the other: virsh snapshot-create-as --disk-only "
+            "--atomic --no-metadata --diskspec <disk>,snapshot=external,driver=qcow2,file=<overlay> "
+            "--diskspec <each other disk>,snapshot=no",
+        },
+        "sequential": {
+            **shared,
+            "tool": "worst case, no real tool does it: KvmProvider.take_backup per disk "
+            "(a VM of one volume), each disk snapshotted, read and merged before the next",
+            "snapshot": "per disk, after the previous disk's read and merge: virsh snapshot-create-as "
+            "--disk-only --atomic --no-metadata --diskspec <disk>,snapshot=external,... "
+            "--diskspec <each other disk>,snapshot=no, after the driver's repair",
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="4 x 64 MiB disks, one round")
+    parser.add_argument("--quick", action="store_true", help="4 x 64 MiB disks")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--size", type=int, help="bytes per disk (default 512 MiB, quick 64 MiB)")
-    parser.add_argument("--rounds", type=int, help="rounds of each, the median counts (quick 1, else 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every way, in rotating order (default and least 3)"
+    )
     parser.add_argument(
         "--period", type=float, default=0.05, help="seconds between two generations (default 0.05)"
     )
     parser.add_argument("--workdir", help="where disks and repositories go (default: under /var/tmp)")
     args = parser.parse_args()
     size = args.size or (64 * MiB if args.quick else 512 * MiB)
-    rounds = args.rounds or (1 if args.quick else 3)
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3: a min, median and max of fewer say nothing")
+    rounds = args.rounds
     # SIGTERM (a test's timeout) unwinds like Ctrl-C: the domain is destroyed, daemons stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -571,21 +688,21 @@ def main() -> None:
     try:
         started = time.perf_counter()
         with libvirtd() as daemons, running_domain(root, size) as domain:
+            found = versions()
             log(
                 f"domain {domain.name}: 4 qcow2 disks of {size / MiB:.0f} MiB, running under TCG "
                 f"(set up in {time.perf_counter() - started:.1f} s; daemons started here: "
-                f"{', '.join(daemons) or 'none'})"
+                f"{', '.join(daemons) or 'none'}; {', '.join(f'{k} {v}' for k, v in found.items())})"
             )
-            results: dict[str, list[dict[str, Any]]] = {"group": [], "sequential": []}
+            results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+            order = [rotation(round_no) for round_no in range(rounds)]
             with GenerationWriter(domain, args.period) as writer:
-                for round_no in range(rounds):
-                    # Alternate which goes first, so neither always gets the warmer caches.
-                    order = ("sequential", "group") if round_no % 2 == 0 else ("group", "sequential")
-                    for mode in order:
+                for round_no, modes in enumerate(order):
+                    for mode in modes:
                         r = one_backup(mode, root, domain, writer, round_no)
                         results[mode].append(r)
                         log(
-                            f"{mode:>10} round {round_no + 1}: {r['seconds']:6.2f} s, skew "
+                            f"{mode:>12} round {round_no + 1}: {r['seconds']:6.2f} s, skew "
                             f"{r['skew_s']:.3f} s (at most {r['skew_max_s']:.3f} s), generations "
                             + " ".join(f"{t}={g}" for t, g in r["generations"].items())
                             + "; "
@@ -598,59 +715,68 @@ def main() -> None:
             on_originals = sources == {t: str(p) for t, p in domain.disks.items()} and not left
             if not on_originals:
                 raise RuntimeError(f"domain not back on its disks: {sources}, overlays {left}")
-        summary = summarize(results, size, rounds, period, stamps, time.perf_counter() - started)
+        summary = summarize(results, order, size, period, stamps, time.perf_counter() - started)
+        summary["baselines"] = describe_baselines(found, size)
         if args.json:
             print(json.dumps(summary, sort_keys=True))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def summarize(
-    results: dict[str, list[dict[str, Any]]], size: int, rounds: int, period: float, stamps: int, total: float
-) -> dict[str, Any]:
-    def median(mode: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[mode])
-
-    summary: dict[str, Any] = {
-        "group_seconds": round(median("group", "seconds"), 3),
-        "sequential_seconds": round(median("sequential", "seconds"), 3),
-        "group_skew_s": round(median("group", "skew_s"), 3),
-        "sequential_skew_s": round(median("sequential", "skew_s"), 3),
-        "group_skew_max_s": round(median("group", "skew_max_s"), 3),
-        "sequential_skew_max_s": round(median("sequential", "skew_max_s"), 3),
-        "group_skew_generations": median("group", "skew_generations"),
-        "sequential_skew_generations": median("sequential", "skew_generations"),
-        "group_freeze_spread_s": round(median("group", "freeze_spread_s"), 3),
-        "sequential_freeze_spread_s": round(median("sequential", "freeze_spread_s"), 3),
-        **{
-            f"{mode}_phases_s": {
-                k: round(statistics.median(r["phases"][k] for r in results[mode]), 3)
-                for k in (*PHASES, "other_s")
-            }
-            for mode in ("group", "sequential")
-        },
-        "group_one_instant": all(r["one_instant"] for r in results["group"]),
-        "sequential_one_instant": all(r["one_instant"] for r in results["sequential"]),
-        "params": {
-            "disks": len(TARGETS),
-            "disk_bytes": size,
-            "rounds": rounds,
-            "generation_period_s": round(period, 4),
-            "generations_written": stamps,
-            "cpus": os.cpu_count(),
-        },
-        "bench_s": round(total, 1),
+def spread(values: list[float], digits: int = 3) -> dict[str, float]:
+    """One figure over the rounds."""
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
     }
-    summary["sequential_vs_group_seconds"] = round(
-        summary["sequential_seconds"] / summary["group_seconds"], 2
-    )
-    log(
-        f"group: {summary['group_seconds']:.2f} s, skew {summary['group_skew_s']:.3f} s; sequential: "
-        f"{summary['sequential_seconds']:.2f} s, skew {summary['sequential_skew_s']:.3f} s; "
-        f"sequential/group time {summary['sequential_vs_group_seconds']}x; one instant: group "
-        f"{'yes' if summary['group_one_instant'] else 'NO'}, sequential "
-        f"{'yes' if summary['sequential_one_instant'] else 'no'}"
-    )
+
+
+FIGURES = ("seconds", "skew_s", "skew_max_s", "skew_generations", "freeze_spread_s")
+
+
+def summarize(
+    results: dict[str, list[dict[str, Any]]],
+    order: list[list[str]],
+    size: int,
+    period: float,
+    stamps: int,
+    total: float,
+) -> dict[str, Any]:
+    """Every figure of every way as min / median / max over the rounds; ratios per round (both
+    ways ran in the same round, under the same load), then spread the same way."""
+    summary: dict[str, Any] = {"rounds": len(order), "order": order}
+    for mode in MODES:
+        for key in FIGURES:
+            summary[f"{mode}_{key}"] = spread([r[key] for r in results[mode]])
+        summary[f"{mode}_phases_s"] = {
+            k: spread([r["phases"][k] for r in results[mode]]) for k in (*PHASES, "other_s")
+        }
+        summary[f"{mode}_one_instant"] = all(r["one_instant"] for r in results[mode])
+    for mode in ("back_to_back", "sequential"):
+        summary[f"{mode}_vs_group_seconds"] = spread(
+            [b["seconds"] / g["seconds"] for b, g in zip(results[mode], results["group"], strict=True)], 2
+        )
+    summary["params"] = {
+        "disks": len(TARGETS),
+        "disk_bytes": size,
+        "generation_period_s": round(period, 4),
+        "generations_written": stamps,
+        "cpus": os.cpu_count(),
+    }
+    summary["bench_s"] = round(total, 1)
+    for mode in MODES:
+        seconds, skew_s = summary[f"{mode}_seconds"], summary[f"{mode}_skew_s"]
+        log(
+            f"{mode:>12}: {seconds['median']:.2f} s ({seconds['min']:.2f}-{seconds['max']:.2f}), "
+            f"skew {skew_s['median']:.3f} s ({skew_s['min']:.3f}-{skew_s['max']:.3f}), one instant: "
+            + ("yes" if summary[f"{mode}_one_instant"] else "no")
+            + (
+                f", {summary[f'{mode}_vs_group_seconds']['median']}x the group's time"
+                if mode != "group"
+                else ""
+            )
+        )
     return summary
 
 
