@@ -1,5 +1,5 @@
 """The baselines of ``benchmarks/queue.py``: a Celery app configured as ``workers/app.py``
-configures the orchestrator's, with two tasks.
+configures the orchestrator's, with two tasks, and the bulk-release floor's insert.
 
 - ``bench.noop`` does nothing but count itself: what Celery and Redis alone cost.
 - ``bench.durable`` is the durable floor: the least a job queue that keeps a row per job in
@@ -8,6 +8,9 @@ configures the orchestrator's, with two tasks.
   in one transaction and finishes it, with a result row standing for the restore point, in
   another, each committed (``synchronous_commit`` as the server has it), then counts itself
   as the noop does. Its tables (``DURABLE_DDL``) live in the benchmark's own schema.
+- ``insert_jobs`` is the database half of the bulk-release floor, the least that releasing
+  K planned jobs costs: K job rows by multi-row INSERTs (``RELEASE_PAGE`` rows a statement)
+  in one committed transaction. The benchmark then publishes one message per row.
 
     python -m celery -A benchmarks._bare_celery:app worker ...
         (BENCH_BROKER_URL set; BENCH_DATABASE_URL too for ``bench.durable``)
@@ -23,7 +26,7 @@ from typing import Any
 import psycopg2
 import redis
 from celery import Celery
-from psycopg2.extras import Json
+from psycopg2.extras import Json, execute_values
 
 from workers.app import DELIVERY_SETTINGS
 
@@ -32,6 +35,12 @@ DURABLE_TASK_NAME = "bench.durable"
 DONE_KEY = "bench:done"
 LAST_KEY = "bench:last"
 PIDS_KEY = "bench:pids"
+# ``floor_job.kind`` tells the two floors' rows apart: only the durable floor's are run.
+DURABLE_KIND = "backup"
+RELEASE_KIND = "release"
+# Rows per INSERT statement of the bulk-release floor: a tenth of the round trips of
+# psycopg2's default (100), and still a statement of only a few hundred kB.
+RELEASE_PAGE = 1000
 
 app = Celery("bench_bare", broker=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12"))
 # The same delivery settings as the orchestrator's app, so only the task body differs.
@@ -101,18 +110,36 @@ def noop(token: str) -> None:
     _count()
 
 
+def _payload(token: str) -> Json:
+    return Json({"subject_type": "vm", "subject_id": token, "origin": "bench", "reason": "floor"})
+
+
 def insert_job(db: Any, token: str, queue: str) -> str:
     """The producer's side of ``bench.durable``: one committed transaction inserting the job
     row. Returns the id to publish."""
     job_id = uuid.uuid4().hex
-    payload = {"subject_type": "vm", "subject_id": token, "origin": "bench", "reason": "floor"}
     with db, db.cursor() as cur:
         cur.execute(
             "INSERT INTO floor_job (id, state, queue, kind, payload, created_at)"
-            " VALUES (%s, 'queued', %s, 'backup', %s, now())",
-            (job_id, queue, Json(payload)),
+            " VALUES (%s, 'queued', %s, %s, %s, now())",
+            (job_id, queue, DURABLE_KIND, _payload(token)),
         )
     return job_id
+
+
+def insert_jobs(db: Any, tokens: list[str], queue: str) -> list[str]:
+    """The bulk-release floor's database side: a queued job row per token, ``RELEASE_PAGE``
+    rows per INSERT, all in one committed transaction. Returns the ids to publish."""
+    rows = [(uuid.uuid4().hex, queue, RELEASE_KIND, _payload(token)) for token in tokens]
+    with db, db.cursor() as cur:
+        execute_values(
+            cur,
+            "INSERT INTO floor_job (id, state, queue, kind, payload, created_at) VALUES %s",
+            rows,
+            template="(%s, 'queued', %s, %s, %s, now())",
+            page_size=RELEASE_PAGE,
+        )
+    return [job_id for job_id, *_ in rows]
 
 
 @app.task(name=DURABLE_TASK_NAME, ignore_result=True, bind=True)

@@ -1,4 +1,5 @@
-"""``benchmarks/queue.py --quick --json`` runs end to end and reports positive figures.
+"""``benchmarks/queue.py --quick --json`` runs end to end: positive figures, each the median
+of at least three rounds in rotated order, ratios of those medians, and its baselines named.
 
 It needs PostgreSQL (the suite's ``BACKUP_TEST_POSTGRES_URL``) and Redis
 (``BACKUP_BENCH_REDIS_URL``, default 127.0.0.1:6379 database 12, which it flushes). Without
@@ -16,6 +17,13 @@ from tests.benchmarks.quick import positive, run_quick
 from tests.conftest import IN_CI, POSTGRES_URL
 
 REDIS_URL = os.environ.get("BACKUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+COUNTS = {"1", "2", "4"}
+RATES = ("jobs_per_s", "bare_celery_jobs_per_s", "durable_floor_jobs_per_s", "enqueue_jobs_per_s")
+# Each ratio and the figures it divides: over / under.
+RATIOS = {
+    "overhead": ("bare_celery_jobs_per_s", "jobs_per_s"),
+    "overhead_vs_durable_floor": ("durable_floor_jobs_per_s", "jobs_per_s"),
+}
 
 
 @pytest.fixture
@@ -39,13 +47,42 @@ def test_queue_benchmark_quick_json() -> None:
     assert result["quick"] is True
     assert positive(result["jobs"])
     assert positive(result["planned_jobs"])
-    assert positive(result["dispatcher_jobs_per_s"])
-    for key in (
-        "jobs_per_s",
-        "bare_celery_jobs_per_s",
-        "overhead",
-        "durable_floor_jobs_per_s",
-        "overhead_vs_durable_floor",
-    ):
-        assert set(result[key]) == {"1", "2", "4"}, (key, result[key])
+    for key in (*RATES, *RATIOS):
+        assert set(result[key]) == COUNTS, (key, result[key])
         assert all(positive(v) for v in result[key].values()), (key, result[key])
+    for key in ("dispatcher_jobs_per_s", "release_floor_jobs_per_s", "dispatcher_overhead_vs_release_floor"):
+        assert positive(result[key]), (key, result[key])
+
+    # Rounds, each running every configuration once, the order rotated between them.
+    assert result["rounds"] >= 3
+    order = result["order"]
+    assert len(order) == result["rounds"]
+    configurations = {f"{setup}:{n}" for setup in ("ours", "bare", "floor") for n in COUNTS}
+    configurations |= {"dispatcher", "release_floor"}
+    for labels in order:
+        assert sorted(labels) == sorted(configurations), labels
+    assert len({labels[0] for labels in order}) == len(order), order
+
+    # Each figure the median of its rounds, and each ratio one of those medians.
+    stats = result["stats"]
+    for key in RATES:
+        for n in COUNTS:
+            spread = stats[key][n]
+            assert spread["min"] <= spread["median"] == result[key][n] <= spread["max"], (key, n, spread)
+    for key in ("dispatcher_jobs_per_s", "release_floor_jobs_per_s"):
+        assert stats[key]["min"] <= stats[key]["median"] == result[key] <= stats[key]["max"], key
+    for key, (over, under) in RATIOS.items():
+        for n in COUNTS:
+            assert result[key][n] == round(result[over][n] / result[under][n], 2), (key, n)
+            assert stats[key][n]["min"] <= stats[key][n]["median"] <= stats[key][n]["max"], (key, n)
+    assert result["dispatcher_overhead_vs_release_floor"] == round(
+        result["release_floor_jobs_per_s"] / result["dispatcher_jobs_per_s"], 2
+    )
+
+    baselines = result["baselines"]
+    assert set(baselines) == {"bare_celery", "durable_floor", "bulk_release_floor"}
+    for name, baseline in baselines.items():
+        assert all(baseline[k] for k in ("celery", "kombu", "redis_server")), name
+    for name in ("durable_floor", "bulk_release_floor"):
+        assert all(baselines[name][k] for k in ("postgresql", "psycopg2", "synchronous_commit")), name
+    assert "--concurrency=1" in baselines["bare_celery"]["worker_flags"]
