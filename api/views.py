@@ -5,13 +5,13 @@ Secrets in provider configuration are never rendered.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.jobparams import PlannedBackup
 from orchestrator.domain.models import (
     Account,
+    ApiKey,
     AuditEvent,
     Backup,
     BackupOffering,
@@ -25,6 +25,7 @@ from orchestrator.domain.models import (
     Volume,
     Zone,
 )
+from orchestrator.domain.secrets import redact
 from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
 from orchestrator.planner.model import Plan, PlannedJob
@@ -32,24 +33,29 @@ from orchestrator.usecases.backups import BackupRow
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
 
-_SECRET_KEY = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
-REDACTED = "********"
-
-
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def redact(config: Any) -> Any:
-    if isinstance(config, dict):
-        return {k: REDACTED if _SECRET_KEY.search(k) else redact(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return [redact(v) for v in config]
-    return config
-
-
 def account(row: Account) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "role": row.role.value, "created": _ts(row.created_at)}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role.value,
+        "state": row.state,
+        "created": _ts(row.created_at),
+    }
+
+
+def api_key(row: ApiKey) -> dict[str, Any]:
+    """A key as listed: neither its secret nor the API key itself, only what identifies it."""
+    return {
+        "id": row.id,
+        "account": row.account.name,
+        "account_id": row.account_id,
+        "state": row.state,
+        "created": _ts(row.created_at),
+    }
 
 
 def zone(row: Zone) -> dict[str, Any]:

@@ -40,17 +40,19 @@ ProgressFn = Callable[[int, int], None]
 
 
 class Drivers:
-    """Driver instances per provider row, each with a private data directory."""
+    """Driver instances per provider row, each with a private data directory. A row's secret
+    settings are stored sealed: ``unseal`` opens them for the driver, never for the row."""
 
-    def __init__(self, data_root: Path) -> None:
+    def __init__(self, data_root: Path, unseal: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         self.data_root = data_root
+        self._unseal = unseal
         self._cache: dict[tuple[str, str], ProviderDriver] = {}
 
     def for_row(self, row: BackupProvider) -> ProviderDriver:
         key = (row.id, repr(sorted(row.config.items())))
         driver = self._cache.get(key)
         if driver is None:
-            driver = registry.create(row.driver, row.name, row.config, self.data_root / row.id)
+            driver = registry.create(row.driver, row.name, self._unseal(row.config), self.data_root / row.id)
             self._cache[key] = driver
         return driver
 
@@ -119,7 +121,8 @@ class Core:
     def __init__(self, settings: Settings, db: Database, runner: Runner, handlers: Handlers) -> None:
         self.settings = settings
         self.db = db
-        self.drivers = Drivers(settings.home / "providers")
+        # The master key is read only when a sealed setting is first opened.
+        self.drivers = Drivers(settings.home / "providers", lambda config: self.sealer.unseal_config(config))
         self.handlers = handlers
         self.runner = runner
         self.runner.bind(self)

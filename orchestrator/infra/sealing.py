@@ -1,19 +1,26 @@
-"""Encrypts API secrets at rest with a master key the operator controls.
+"""Encrypts secrets at rest (API key secrets, the secret settings of provider configurations)
+with a master key the operator controls.
 
 The key comes from ``BACKUP_SECRET_KEY`` (a Fernet key) or, on the embedded default,
 from ``$BACKUP_HOME/master.key``, created on first use with mode 0600. Losing it means
-issuing new API keys; it is never stored in the database.
+issuing new API keys and setting providers' secrets again; it is never stored in the database.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from orchestrator.domain.errors import AuthenticationFailed, InvalidArgument
+from orchestrator.domain.secrets import map_secrets
+
+# How a sealed secret setting is stored in a configuration: {"$sealed": "<Fernet token>"}.
+SEALED = "$sealed"
 
 
 def _load_key(home: Path) -> Fernet:
@@ -63,3 +70,33 @@ class Sealer:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
             raise AuthenticationFailed("the API key was sealed with another master key") from None
+
+    def seal_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with every secret setting sealed (those already sealed are kept as they are)."""
+        return map_secrets(config, self._seal_value)
+
+    def unseal_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` as the driver needs it: every sealed setting opened. A setting stored
+        before sealing existed is still in clear and passes as it is."""
+        return map_secrets(config, self._unseal_value)
+
+    def _seal_value(self, value: Any) -> Any:
+        if _is_sealed(value):
+            return value
+        return {SEALED: self.seal(json.dumps(value))}
+
+    def _unseal_value(self, value: Any) -> Any:
+        if not _is_sealed(value):
+            return value
+        try:
+            return json.loads(self._fernet.decrypt(value[SEALED].encode()))
+        except InvalidToken:
+            raise InvalidArgument(
+                "config: a secret setting was sealed with another master key; set it again "
+                "with a provider update",
+                field="config",
+            ) from None
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {SEALED} and isinstance(value[SEALED], str)

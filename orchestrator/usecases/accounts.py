@@ -1,4 +1,8 @@
-"""Accounts and their API keys. A secret is shown once, at creation, and never again."""
+"""Accounts and their API keys. A secret is shown once, at creation, and never again.
+
+A key is active, disabled (it can be enabled again) or revoked (for good). A disabled
+account keeps what it owns, but none of its keys authenticates until it is enabled.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, ColumnElement, ScalarSelect, bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BindParameter, ColumnElement, ScalarSelect, bindparam, delete, select, update
+from sqlalchemy.orm import Session, joinedload
 
 from orchestrator.domain import validate
 from orchestrator.domain.actor import Actor
 from orchestrator.domain.errors import AuthenticationFailed, Conflict, NotFound
-from orchestrator.domain.models import Account, ApiKey, Role, utcnow
+from orchestrator.domain.models import FINAL_JOB_STATES, Account, ApiKey, Job, Role, utcnow
 from orchestrator.engine.core import Core, Scope
 from orchestrator.infra.sealing import Sealer
-from orchestrator.usecases import audit
+from orchestrator.usecases import audit, usage
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,31 @@ def list_accounts(scope: Scope) -> list[Account]:
     if scope.actor.is_admin:
         return list(scope.session.scalars(select(Account).order_by(Account.name)))
     return [scope.get(Account, scope.actor.account_id, "account")]
+
+
+def set_account_enabled(scope: Scope, name_or_id: str, enabled: bool) -> Account:
+    """Disable an account (its keys stop authenticating with the next request) or enable it."""
+    scope.actor.require_admin("enable or disable accounts")
+    account = find_account(scope.session, name_or_id)
+    if not enabled and account.id == scope.actor.account_id:
+        raise Conflict("an admin cannot disable its own account", field="account")
+    account.disabled_at = None if enabled else (account.disabled_at or utcnow())
+    audit.record(scope, "account.enable" if enabled else "account.disable", "account", account.id)
+    return account
+
+
+def delete_account(scope: Scope, name_or_id: str) -> None:
+    """Delete an account and its keys; refused while it owns VMs or restore points or has
+    work under way. Its finished jobs go with it."""
+    scope.actor.require_admin("delete accounts")
+    account = find_account(scope.session, name_or_id)
+    if account.id == scope.actor.account_id:
+        raise Conflict("an admin cannot delete its own account", field="account")
+    usage.refuse_if_used("account", account.name, usage.of_account(scope, account.id))
+    scope.session.execute(update(Job).where(Job.requested_by == account.id).values(requested_by=None))
+    scope.session.execute(delete(Job).where(Job.account_id == account.id, Job.state.in_(FINAL_JOB_STATES)))
+    scope.session.delete(account)
+    audit.record(scope, "account.delete", "account", account.id, name=account.name)
 
 
 def _named(name_or_id: str | BindParameter[str]) -> ColumnElement[bool]:
@@ -85,13 +114,55 @@ def create_key(scope: Scope, account_name_or_id: str) -> IssuedKey:
     return IssuedKey(key.id, account.name, key.api_key, secret)
 
 
-def revoke_key(scope: Scope, key_or_id: str) -> None:
-    """Revoke a key given as the API key itself or as its id (what ``key create`` prints as id)."""
+def list_keys(scope: Scope, account: str | None = None) -> list[ApiKey]:
+    """The keys an admin sees (every account's, or ``account``'s), or a user's own."""
+    stmt = (
+        select(ApiKey)
+        .join(Account)
+        .options(joinedload(ApiKey.account))
+        .order_by(Account.name, ApiKey.created_at)
+    )
+    if account:
+        found = find_account(scope.session, account)
+        if not scope.actor.can_see(found.id):
+            raise NotFound.of("account", account)
+        stmt = stmt.where(ApiKey.account_id == found.id)
+    elif not scope.actor.is_admin:
+        stmt = stmt.where(ApiKey.account_id == scope.actor.account_id)
+    return list(scope.session.scalars(stmt))
+
+
+def _find_key(scope: Scope, key_or_id: str) -> ApiKey:
+    """A key the actor may manage, given as the API key itself or as its id (what ``key create``
+    prints as id); another tenant's key is NotFound."""
     key = scope.session.scalar(select(ApiKey).where((ApiKey.api_key == key_or_id) | (ApiKey.id == key_or_id)))
     if key is None or not scope.actor.can_see(key.account_id):
         raise NotFound.of("API key", key_or_id)
+    return key
+
+
+def revoke_key(scope: Scope, key_or_id: str) -> None:
+    """Revoke a key for good: it stops working with the next request."""
+    key = _find_key(scope, key_or_id)
     key.revoked_at = utcnow()
     audit.record(scope, "key.revoke", "api_key", key.id)
+
+
+def set_key_enabled(scope: Scope, key_or_id: str, enabled: bool) -> ApiKey:
+    """Disable a key (it stops working with the next request) or enable it again."""
+    key = _find_key(scope, key_or_id)
+    if key.revoked_at is not None:
+        raise Conflict(f"API key {key.id} is revoked: create a new one")
+    key.disabled_at = None if enabled else (key.disabled_at or utcnow())
+    audit.record(scope, "key.enable" if enabled else "key.disable", "api_key", key.id)
+    return key
+
+
+def delete_key(scope: Scope, key_or_id: str) -> None:
+    """Delete a key: it stops working with the next request and is no longer listed."""
+    key = _find_key(scope, key_or_id)
+    scope.session.delete(key)
+    audit.record(scope, "key.delete", "api_key", key.id)
 
 
 @dataclass(frozen=True)
@@ -106,16 +177,21 @@ class _LiveKey:
 _LIVE_KEY = (
     select(ApiKey.secret_hash, ApiKey.secret_sealed, Account.id, Account.name, Account.role)
     .join(Account, Account.id == ApiKey.account_id)
-    .where(ApiKey.api_key == bindparam("api_key"), ApiKey.revoked_at.is_(None))
+    .where(
+        ApiKey.api_key == bindparam("api_key"),
+        ApiKey.revoked_at.is_(None),
+        ApiKey.disabled_at.is_(None),
+        Account.disabled_at.is_(None),
+    )
 )
 
 
 def _live_key(session: Session, api_key: str) -> _LiveKey:
-    # Read on every request, never cached, so that a revoked key (or a demoted account)
-    # stops working with the next request.
+    # Read on every request, never cached, so that a revoked or disabled key (or a demoted
+    # or disabled account) stops working with the next request.
     row = session.connection().execute(_LIVE_KEY, {"api_key": api_key}).one_or_none()
     if row is None:
-        raise AuthenticationFailed("unknown or revoked API key")
+        raise AuthenticationFailed("unknown, revoked or disabled API key (or its account is disabled)")
     secret_hash, secret_sealed, account_id, name, role = row
     return _LiveKey(Actor(account_id, name, role), secret_hash, secret_sealed)
 

@@ -1,4 +1,7 @@
-"""Backup providers: registering a back end and looking at what it offers."""
+"""Backup providers: registering a back end, looking at what it offers, changing and removing it.
+
+Secret settings of a configuration are sealed before they are stored and never shown again.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from orchestrator.domain import validate
+from orchestrator.domain import secrets, validate
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
-from orchestrator.domain.models import BackupProvider
+from orchestrator.domain.models import BackupOffering, BackupProvider
 from orchestrator.engine.core import Scope
-from orchestrator.usecases import audit
+from orchestrator.usecases import audit, usage
 from orchestrator.usecases.inventory import find_zone
 from providers import registry
 from providers.base import Capability, ProviderOffering
@@ -38,15 +41,12 @@ def add(
 ) -> BackupProvider:
     scope.actor.require_admin("add backup providers")
     name = validate.name(name)
-    if scope.session.scalar(select(BackupProvider).where(BackupProvider.name == name)):
-        raise Conflict(f"backup provider {name!r} already exists", field="name")
-    if config is not None and not isinstance(config, Mapping):
-        raise InvalidArgument("config: must be an object", field="config")
+    _refuse_taken(scope, name)
     row = BackupProvider(
         name=name,
         driver=driver,
         zone_id=find_zone(scope, zone).id if zone else None,
-        config=dict(config or {}),
+        config=_sealed(scope, config or {}, {}),
         enabled=enabled,
     )
     registry.driver_class(driver)  # unknown driver: clear error before anything is stored
@@ -55,6 +55,80 @@ def add(
     scope.driver(row)  # the driver validates its configuration now, not at the first backup
     audit.record(scope, "provider.add", "provider", row.id, name=name, driver=driver)
     return row
+
+
+def _refuse_taken(scope: Scope, name: str) -> None:
+    if scope.session.scalar(select(BackupProvider).where(BackupProvider.name == name)):
+        raise Conflict(f"backup provider {name!r} already exists", field="name")
+
+
+def _sealed(scope: Scope, config: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as stored: secrets given as ``********`` keep their stored value, the others
+    are sealed."""
+    if not isinstance(config, Mapping):
+        raise InvalidArgument("config: must be an object", field="config")
+    return scope.core.sealer.seal_config(secrets.keep_stored(dict(config), stored))
+
+
+def update(
+    scope: Scope,
+    provider: str,
+    *,
+    name: str | None = None,
+    zone: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    enabled: bool | None = None,
+) -> BackupProvider:
+    """Rename a provider, move it to a zone (``""``: every zone), replace its configuration
+    (the driver checks it now) or enable or disable it. Only what is given changes."""
+    scope.actor.require_admin("update backup providers")
+    row = find(scope, provider)
+    changed: list[str] = []
+    if name is not None and (name := validate.name(name)) != row.name:
+        _refuse_taken(scope, name)
+        row.name = name
+        changed.append("name")
+    if zone is not None:
+        zone_id = find_zone(scope, zone).id if zone else None
+        if zone_id != row.zone_id:
+            _refuse_zone_change(scope, row, zone_id)
+            row.zone_id = zone_id
+            changed.append("zone")
+    if config is not None:
+        row.config = _sealed(scope, config, row.config)
+        changed.append("config")
+    if enabled is not None and enabled != row.enabled:
+        row.enabled = enabled
+        changed.append("enabled")
+    scope.session.flush()
+    scope.driver(row)  # a configuration the driver rejects is never stored
+    audit.record(scope, "provider.update", "provider", row.id, changed=changed)
+    return row
+
+
+def _refuse_zone_change(scope: Scope, row: BackupProvider, zone_id: str | None) -> None:
+    """A provider serving one zone cannot hold offerings of another."""
+    if zone_id is None:
+        return
+    elsewhere = scope.session.scalar(
+        select(BackupOffering.id).where(
+            BackupOffering.provider_id == row.id, BackupOffering.zone_id != zone_id
+        )
+    )
+    if elsewhere is not None:
+        raise Conflict(
+            f"backup provider {row.name!r} has offerings in another zone: it cannot serve only this one",
+            field="zone",
+        )
+
+
+def remove(scope: Scope, provider: str) -> None:
+    """Remove a provider that nothing uses: no offering (deleted ones included) and no restore point."""
+    scope.actor.require_admin("remove backup providers")
+    row = find(scope, provider)
+    usage.refuse_if_used("backup provider", row.name, usage.of_provider(scope, row.id))
+    scope.session.delete(row)
+    audit.record(scope, "provider.remove", "provider", row.id, name=row.name)
 
 
 def list_providers(scope: Scope) -> list[BackupProvider]:

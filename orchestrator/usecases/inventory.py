@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.domain import validate
@@ -28,7 +28,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
-from orchestrator.usecases import audit, jobs, lookup
+from orchestrator.usecases import audit, jobs, lookup, usage
 from orchestrator.usecases.accounts import find_account
 from providers.base import VMRef, VolumeRef
 
@@ -122,6 +122,100 @@ def create_pool(
     scope.session.flush()
     audit.record(scope, "pool.create", "storage_pool", row.id, name=name)
     return row
+
+
+def _rename(scope: Scope, row: Host | StoragePool, name: str, kind: str) -> bool:
+    """Give ``row`` a new name, unique in its zone; whether it changed."""
+    name = validate.name(name)
+    if name == row.name:
+        return False
+    model = type(row)
+    if scope.session.scalar(select(model.id).where(model.zone_id == row.zone_id, model.name == name)):
+        raise Conflict(f"{kind} {name!r} already exists in zone {row.zone.name}", field="name")
+    row.name = name
+    return True
+
+
+def update_host(
+    scope: Scope,
+    host: str,
+    *,
+    name: str | None = None,
+    address: str | None = None,
+    max_concurrent_backups: int | None = None,
+) -> Host:
+    """Change a host's name, address or concurrency limit; only what is given changes. A new
+    limit holds for the next job claimed (jobs running keep their slot). How workers reach
+    the host is set with ``ingest.set_connection``."""
+    scope.actor.require_admin("update hosts")
+    row = find_host(scope, host)
+    changed = ["name"] if name is not None and _rename(scope, row, name, "host") else []
+    if address is not None:
+        row.address = validate.text(address, "address", 255)
+        changed.append("address")
+    if max_concurrent_backups is not None:
+        row.max_concurrent_backups = validate.positive(max_concurrent_backups, "max_concurrent_backups")
+        changed.append("max_concurrent_backups")
+    audit.record(scope, "host.update", "host", row.id, changed=changed)
+    return row
+
+
+def remove_host(scope: Scope, host: str) -> None:
+    """Remove a host that runs no live VM and has no job planned, queued or running on it.
+    Destroyed VMs that ran there forget it; their restore points can recreate them elsewhere."""
+    scope.actor.require_admin("remove hosts")
+    row = find_host(scope, host)
+    usage.refuse_if_used("host", row.name, usage.of_host(scope, row.id))
+    scope.session.execute(update(VirtualMachine).where(VirtualMachine.host_id == row.id).values(host_id=None))
+    scope.session.delete(row)
+    audit.record(scope, "host.remove", "host", row.id, name=row.name)
+
+
+def update_pool(
+    scope: Scope,
+    pool: str,
+    *,
+    name: str | None = None,
+    path: str | None = None,
+    max_concurrent_backups: int | None = None,
+    bandwidth_bytes_per_s: int | None = None,
+    unlimited_bandwidth: bool = False,
+) -> StoragePool:
+    """Change a pool's name, path, concurrency limit or bandwidth (``unlimited_bandwidth``
+    drops the limit); only what is given changes. The planner counts the new limits at its
+    next round; a new concurrency limit holds for the next job claimed."""
+    scope.actor.require_admin("update storage pools")
+    row = find_pool(scope, pool)
+    if unlimited_bandwidth and bandwidth_bytes_per_s is not None:
+        raise InvalidArgument("bandwidth: give a limit or no limit, not both", field="bandwidth_bytes_per_s")
+    changed = ["name"] if name is not None and _rename(scope, row, name, "storage pool") else []
+    if path is not None:
+        # Existing volumes keep their paths: the pool's path only names where new ones go.
+        row.path = validate.text(path, "path")
+        changed.append("path")
+    if max_concurrent_backups is not None:
+        row.max_concurrent_backups = validate.positive(max_concurrent_backups, "max_concurrent_backups")
+        changed.append("max_concurrent_backups")
+    if unlimited_bandwidth:
+        row.bandwidth_bytes_per_s = None
+        changed.append("bandwidth_bytes_per_s")
+    elif bandwidth_bytes_per_s is not None:
+        row.bandwidth_bytes_per_s = validate.positive(
+            bandwidth_bytes_per_s, "bandwidth_bytes_per_s", validate.MAX_BYTES
+        )
+        changed.append("bandwidth_bytes_per_s")
+    audit.record(scope, "pool.update", "storage_pool", row.id, changed=changed)
+    return row
+
+
+def remove_pool(scope: Scope, pool: str) -> None:
+    """Remove a pool that holds no volume (of a live or of a destroyed VM) and has no job
+    planned, queued or running on it."""
+    scope.actor.require_admin("remove storage pools")
+    row = find_pool(scope, pool)
+    usage.refuse_if_used("storage pool", row.name, usage.of_pool(scope, row.id))
+    scope.session.delete(row)
+    audit.record(scope, "pool.remove", "storage_pool", row.id, name=row.name)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,14 @@ class Account(IdMixin, CreatedMixin, Base):
 
     name: Mapped[str] = mapped_column(String(255), unique=True)
     role: Mapped[Role] = mapped_column(enum_column(Role), default=Role.USER)
+    # A disabled account keeps everything it owns, but none of its keys authenticates.
+    disabled_at: Mapped[datetime | None]
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="account", cascade="all, delete-orphan")
+
+    @property
+    def state(self) -> str:
+        return "disabled" if self.disabled_at else "enabled"
 
 
 class ApiKey(IdMixin, CreatedMixin, Base):
@@ -34,5 +40,13 @@ class ApiKey(IdMixin, CreatedMixin, Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     secret_sealed: Mapped[str | None] = mapped_column(Text)
     revoked_at: Mapped[datetime | None]
+    # Unlike a revoked key, a disabled one can be enabled again.
+    disabled_at: Mapped[datetime | None]
 
     account: Mapped[Account] = relationship(back_populates="keys")
+
+    @property
+    def state(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        return "disabled" if self.disabled_at else "active"
