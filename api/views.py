@@ -33,6 +33,7 @@ from orchestrator.usecases.backups import BackupRow
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
 
+
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 

@@ -38,6 +38,46 @@ def account_create(app: App, name: str, role: str, as_json: bool) -> None:
 @pass_app
 @handle_errors
 def account_list(app: App, as_json: bool) -> None:
-    """List the accounts (a user sees only its own)."""
+    """List the accounts and whether each is enabled (a user sees only its own)."""
     with app.scope() as s:
         emit([views.account(a) for a in accounts.list_accounts(s)], as_json)
+
+
+@account.command("disable")
+@click.argument("account_ref")
+@json_option
+@pass_app
+@handle_errors
+def account_disable(app: App, account_ref: str, as_json: bool) -> None:
+    """Disable an account (name or id) until `account enable` (admins).
+
+    None of its API keys authenticates from the next request on; what it owns stays, and
+    its schedules and SLA backups carry on. An admin cannot disable its own account."""
+    with app.scope() as s:
+        emit(views.account(accounts.set_account_enabled(s, account_ref, False)), as_json)
+
+
+@account.command("enable")
+@click.argument("account_ref")
+@json_option
+@pass_app
+@handle_errors
+def account_enable(app: App, account_ref: str, as_json: bool) -> None:
+    """Enable a disabled account (name or id) (admins): its keys that are active work again."""
+    with app.scope() as s:
+        emit(views.account(accounts.set_account_enabled(s, account_ref, True)), as_json)
+
+
+@account.command("delete")
+@click.argument("account_ref")
+@json_option
+@pass_app
+@handle_errors
+def account_delete(app: App, account_ref: str, as_json: bool) -> None:
+    """Delete an account (name or id) with its API keys and finished jobs (admins).
+
+    Refused while it owns VMs (destroyed ones included: they stay with their restore points),
+    restore points or jobs under way. An admin cannot delete its own account."""
+    with app.scope() as s:
+        row = accounts.delete_account(s, account_ref)
+        emit({"deleted": row.id, "name": row.name}, as_json)

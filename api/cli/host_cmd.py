@@ -69,6 +69,50 @@ def host_list(app: App, zone: str | None, as_json: bool) -> None:
         emit([views.host(h) for h in inventory.list_hosts(s, zone)], as_json)
 
 
+@host.command("update")
+@click.argument("host_ref")
+@click.option("--name", help="New name, unique in the host's zone.")
+@click.option("--address", help="The host's address, for reference only (workers use `host connect`).")
+@click.option(
+    "--max-concurrent-backups", type=int, help="Backups and restores that may run on the host at once."
+)
+@json_option
+@pass_app
+@handle_errors
+def host_update(
+    app: App,
+    host_ref: str,
+    name: str | None,
+    address: str | None,
+    max_concurrent_backups: int | None,
+    as_json: bool,
+) -> None:
+    """Change a host (name or id) (admins); what is not given keeps its value.
+
+    How workers reach it is changed with `backupctl host connect`. The planner counts a new
+    limit at its next round; workers keep to it from the next job they claim."""
+    with app.scope() as s:
+        row = inventory.update_host(
+            s, host_ref, name=name, address=address, max_concurrent_backups=max_concurrent_backups
+        )
+        emit(views.host(row), as_json)
+
+
+@host.command("remove")
+@click.argument("host_ref")
+@json_option
+@pass_app
+@handle_errors
+def host_remove(app: App, host_ref: str, as_json: bool) -> None:
+    """Remove a host (name or id) that nothing uses (admins).
+
+    Refused while it runs live VMs or has a job planned, queued or running on it. Destroyed
+    VMs that ran there forget it; their restore points can recreate them elsewhere."""
+    with app.scope() as s:
+        row = inventory.remove_host(s, host_ref)
+        emit({"removed": row.id, "name": row.name}, as_json)
+
+
 @host.command("connect")
 @click.argument("host_ref")
 @click.option("--ssh", "ssh_target", metavar="[USER@]ADDRESS[:PORT]", help="Reach the host over SSH.")

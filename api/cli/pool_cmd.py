@@ -72,3 +72,57 @@ def pool_list(app: App, zone: str | None, as_json: bool) -> None:
     """List the storage pools (admins)."""
     with app.scope() as s:
         emit([views.pool(p) for p in inventory.list_pools(s, zone)], as_json)
+
+
+@pool.command("update")
+@click.argument("pool_ref")
+@click.option("--name", help="New name, unique in the pool's zone.")
+@click.option("--path", help="New mount path for new volumes (existing volumes keep theirs).")
+@click.option(
+    "--max-concurrent-backups", type=int, help="Backups and restores that may run on the pool at once."
+)
+@click.option("--bandwidth", help="Sustained read bandwidth per second: bytes or K/M/G/T (binary), e.g. 500M")
+@click.option("--no-bandwidth-limit", is_flag=True, help="Drop the bandwidth limit.")
+@json_option
+@pass_app
+@handle_errors
+def pool_update(
+    app: App,
+    pool_ref: str,
+    name: str | None,
+    path: str | None,
+    max_concurrent_backups: int | None,
+    bandwidth: str | None,
+    no_bandwidth_limit: bool,
+    as_json: bool,
+) -> None:
+    """Change a storage pool (name or id) (admins); what is not given keeps its value.
+
+    The planner counts new limits at its next round; workers keep to a new concurrency limit
+    from the next job they claim."""
+    with app.scope() as s:
+        row = inventory.update_pool(
+            s,
+            pool_ref,
+            name=name,
+            path=path,
+            max_concurrent_backups=max_concurrent_backups,
+            bandwidth_bytes_per_s=size(bandwidth) if bandwidth else None,
+            unlimited_bandwidth=no_bandwidth_limit,
+        )
+        emit(views.pool(row), as_json)
+
+
+@pool.command("remove")
+@click.argument("pool_ref")
+@json_option
+@pass_app
+@handle_errors
+def pool_remove(app: App, pool_ref: str, as_json: bool) -> None:
+    """Remove a storage pool (name or id) that nothing uses (admins).
+
+    Refused while it holds volumes (those of destroyed VMs too: their restore points can
+    recreate them there) or has a job planned, queued or running on it."""
+    with app.scope() as s:
+        row = inventory.remove_pool(s, pool_ref)
+        emit({"removed": row.id, "name": row.name}, as_json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -34,13 +35,66 @@ def provider_add(
 
     The driver checks --config now, not at the first backup. Then list the back end's own
     policies with `backupctl provider offerings NAME` and import them as offerings."""
-    try:
-        config = json.loads(config_json) if config_json else {}
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"--config is not JSON: {exc}") from None
+    config = _config(config_json) or {}
     with app.scope() as s:
         row = backup_providers.add(s, name=name, driver=driver, zone=zone, config=config)
         emit(views.provider(row, s.driver(row)), as_json)
+
+
+def _config(config_json: str | None) -> dict[str, Any] | None:
+    try:
+        config = json.loads(config_json) if config_json is not None else None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--config is not JSON: {exc}") from None
+    if config is not None and not isinstance(config, dict):
+        raise click.BadParameter("--config must be a JSON object")
+    return config
+
+
+@provider.command("update")
+@click.argument("provider_ref")
+@click.option("--name", help="New name.")
+@click.option("--zone", help='Zone the provider serves (name or id); "" for every zone.')
+@click.option(
+    "--config",
+    "config_json",
+    help='The whole new driver configuration as a JSON object; a secret given as "********" '
+    "keeps its stored value.",
+)
+@json_option
+@pass_app
+@handle_errors
+def provider_update(
+    app: App,
+    provider_ref: str,
+    name: str | None,
+    zone: str | None,
+    config_json: str | None,
+    as_json: bool,
+) -> None:
+    """Change a provider (name or id) (admins); what is not given keeps its value.
+
+    --config replaces the configuration; the driver checks it now and a refused one changes
+    nothing. Secrets in it are stored sealed and shown as ********: pass ******** back to keep
+    one. Moving to a zone is refused while the provider has offerings in another."""
+    with app.scope() as s:
+        row = backup_providers.update(s, provider_ref, name=name, zone=zone, config=_config(config_json))
+        emit(views.provider(row, s.driver(row)), as_json)
+
+
+@provider.command("remove")
+@click.argument("provider_ref")
+@json_option
+@pass_app
+@handle_errors
+def provider_remove(app: App, provider_ref: str, as_json: bool) -> None:
+    """Remove a provider (name or id) that nothing uses (admins).
+
+    Refused while it has offerings (deleted ones included: they stay for their restore points)
+    or restore points. To stop using one that has them, `provider disable` it."""
+    with app.scope() as s:
+        row = backup_providers.remove(s, provider_ref)
+        emit({"removed": row.id, "name": row.name}, as_json)
 
 
 @provider.command("list")

@@ -66,7 +66,7 @@ def set_account_enabled(scope: Scope, name_or_id: str, enabled: bool) -> Account
     return account
 
 
-def delete_account(scope: Scope, name_or_id: str) -> None:
+def delete_account(scope: Scope, name_or_id: str) -> Account:
     """Delete an account and its keys; refused while it owns VMs or restore points or has
     work under way. Its finished jobs go with it."""
     scope.actor.require_admin("delete accounts")
@@ -78,6 +78,7 @@ def delete_account(scope: Scope, name_or_id: str) -> None:
     scope.session.execute(delete(Job).where(Job.account_id == account.id, Job.state.in_(FINAL_JOB_STATES)))
     scope.session.delete(account)
     audit.record(scope, "account.delete", "account", account.id, name=account.name)
+    return account
 
 
 def _named(name_or_id: str | BindParameter[str]) -> ColumnElement[bool]:
@@ -158,11 +159,12 @@ def set_key_enabled(scope: Scope, key_or_id: str, enabled: bool) -> ApiKey:
     return key
 
 
-def delete_key(scope: Scope, key_or_id: str) -> None:
+def delete_key(scope: Scope, key_or_id: str) -> ApiKey:
     """Delete a key: it stops working with the next request and is no longer listed."""
     key = _find_key(scope, key_or_id)
     scope.session.delete(key)
     audit.record(scope, "key.delete", "api_key", key.id)
+    return key
 
 
 @dataclass(frozen=True)

@@ -122,13 +122,14 @@ def _refuse_zone_change(scope: Scope, row: BackupProvider, zone_id: str | None) 
         )
 
 
-def remove(scope: Scope, provider: str) -> None:
+def remove(scope: Scope, provider: str) -> BackupProvider:
     """Remove a provider that nothing uses: no offering (deleted ones included) and no restore point."""
     scope.actor.require_admin("remove backup providers")
     row = find(scope, provider)
     usage.refuse_if_used("backup provider", row.name, usage.of_provider(scope, row.id))
     scope.session.delete(row)
     audit.record(scope, "provider.remove", "provider", row.id, name=row.name)
+    return row
 
 
 def list_providers(scope: Scope) -> list[BackupProvider]:

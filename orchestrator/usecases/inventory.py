@@ -160,7 +160,7 @@ def update_host(
     return row
 
 
-def remove_host(scope: Scope, host: str) -> None:
+def remove_host(scope: Scope, host: str) -> Host:
     """Remove a host that runs no live VM and has no job planned, queued or running on it.
     Destroyed VMs that ran there forget it; their restore points can recreate them elsewhere."""
     scope.actor.require_admin("remove hosts")
@@ -169,6 +169,7 @@ def remove_host(scope: Scope, host: str) -> None:
     scope.session.execute(update(VirtualMachine).where(VirtualMachine.host_id == row.id).values(host_id=None))
     scope.session.delete(row)
     audit.record(scope, "host.remove", "host", row.id, name=row.name)
+    return row
 
 
 def update_pool(
@@ -208,7 +209,7 @@ def update_pool(
     return row
 
 
-def remove_pool(scope: Scope, pool: str) -> None:
+def remove_pool(scope: Scope, pool: str) -> StoragePool:
     """Remove a pool that holds no volume (of a live or of a destroyed VM) and has no job
     planned, queued or running on it."""
     scope.actor.require_admin("remove storage pools")
@@ -216,6 +217,7 @@ def remove_pool(scope: Scope, pool: str) -> None:
     usage.refuse_if_used("storage pool", row.name, usage.of_pool(scope, row.id))
     scope.session.delete(row)
     audit.record(scope, "pool.remove", "storage_pool", row.id, name=row.name)
+    return row
 
 
 @dataclass(frozen=True)
