@@ -16,6 +16,7 @@ from flask_smorest import Api
 from werkzeug.routing import BaseConverter
 
 from api.rest import (
+    accounts,
     assignments,
     backups,
     errors,
@@ -31,6 +32,7 @@ from api.rest.blueprint import PREFIX
 from api.rest.schemas import Error
 
 BLUEPRINTS = (
+    accounts.blp,
     inventory.blp,
     providers.blp,
     offerings.blp,

@@ -70,6 +70,25 @@ def create_host(args: dict[str, Any]) -> dict[str, Any]:
         return views.host(inventory.create_host(scope, **args))
 
 
+@blp.route("/hosts/<id:host_id>", methods=["PATCH"])
+@blp.arguments(s.HostUpdate)
+@blp.response(200, s.Host)
+@blp.errors(400, 403, 404, 409)
+def update_host(args: dict[str, Any], host_id: str) -> dict[str, Any]:
+    """Change a host's name, address or concurrency limit (admin); what is not given keeps its value"""
+    with use_case() as scope:
+        return views.host(inventory.update_host(scope, host_id, **args))
+
+
+@blp.route("/hosts/<id:host_id>", methods=["DELETE"])
+@blp.response(204)
+@blp.errors(403, 404, 409)
+def remove_host(host_id: str) -> None:
+    """Remove a host (admin); refused while it runs live VMs or has jobs under way"""
+    with use_case() as scope:
+        inventory.remove_host(scope, host_id)
+
+
 @blp.route("/hosts/<id:host_id>/connection", methods=["PUT"])
 @blp.arguments(s.HostConnection)
 @blp.response(200, s.Host)
@@ -119,6 +138,27 @@ def create_pool(args: dict[str, Any]) -> dict[str, Any]:
     """Register a storage pool (admin)"""
     with use_case() as scope:
         return views.pool(inventory.create_pool(scope, **args))
+
+
+@blp.route("/pools/<id:pool_id>", methods=["PATCH"])
+@blp.arguments(s.PoolUpdate)
+@blp.response(200, s.Pool)
+@blp.errors(400, 403, 404, 409)
+def update_pool(args: dict[str, Any], pool_id: str) -> dict[str, Any]:
+    """Change a storage pool's name, path, concurrency or bandwidth limit (admin; a null
+    bandwidth drops the limit); what is not given keeps its value"""
+    unlimited = "bandwidth_bytes_per_s" in args and args["bandwidth_bytes_per_s"] is None
+    with use_case() as scope:
+        return views.pool(inventory.update_pool(scope, pool_id, unlimited_bandwidth=unlimited, **args))
+
+
+@blp.route("/pools/<id:pool_id>", methods=["DELETE"])
+@blp.response(204)
+@blp.errors(403, 404, 409)
+def remove_pool(pool_id: str) -> None:
+    """Remove a storage pool (admin); refused while it holds volumes or has jobs under way"""
+    with use_case() as scope:
+        inventory.remove_pool(scope, pool_id)
 
 
 @blp.route("/vms", methods=["GET"])

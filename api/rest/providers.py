@@ -57,12 +57,22 @@ def get_provider(provider: str) -> dict[str, Any]:
 @blp.route("/providers/<id:provider>", methods=["PATCH"])
 @blp.arguments(s.ProviderUpdate)
 @blp.response(200, s.Provider)
-@blp.errors(400, 403, 404)
+@blp.errors(400, 403, 404, 409)
 def update_provider(args: dict[str, Any], provider: str) -> dict[str, Any]:
-    """Enable or disable a backup provider (admin)"""
+    """Rename, move, reconfigure, enable or disable a backup provider (admin); what is not given
+    keeps its value. The driver checks a new configuration; secrets stay sealed and hidden"""
     with use_case() as scope:
-        row = backup_providers.set_enabled(scope, provider, args["enabled"])
+        row = backup_providers.update(scope, provider, **args)
         return views.provider(row, scope.driver(row))
+
+
+@blp.route("/providers/<id:provider>", methods=["DELETE"])
+@blp.response(204)
+@blp.errors(403, 404, 409)
+def remove_provider(provider: str) -> None:
+    """Remove a backup provider (admin); refused while it has offerings or restore points"""
+    with use_case() as scope:
+        backup_providers.remove(scope, provider)
 
 
 @blp.route("/providers/<id:provider>/offerings", methods=["GET"])

@@ -22,6 +22,7 @@ from orchestrator.domain.models import (
     IntervalType,
     JobKind,
     JobState,
+    Role,
     VMState,
     VolumeType,
 )
@@ -127,6 +128,37 @@ class Error(ma.Schema):
     field = fields.String(metadata={"description": "The request field at fault, when there is one."})
 
 
+# -- accounts and keys -------------------------------------------------------------------------
+
+
+class Account(ma.Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    role = one_of(Role, required=True)
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(["enabled", "disabled"]),
+        metadata={"description": "A disabled account's keys do not authenticate."},
+    )
+    created = timestamp(required=True, allow_none=True)
+
+
+class Enabled(Strict):
+    enabled = fields.Boolean(required=True)
+
+
+class ApiKeyQuery(PageQuery):
+    account = text(metadata={"description": "Only this account's keys (id or name); users see their own."})
+
+
+class ApiKey(ma.Schema):
+    id = fields.String(required=True)
+    account = fields.String(required=True)
+    account_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(["active", "disabled", "revoked"]))
+    created = timestamp(required=True, allow_none=True)
+
+
 # -- inventory ---------------------------------------------------------------------------------
 
 
@@ -170,6 +202,12 @@ class Host(ma.Schema):
     )
 
 
+class HostUpdate(Strict):
+    name = text(min_length=1)
+    address = text()
+    max_concurrent_backups = count(minimum=1)
+
+
 class HostConnection(Strict):
     connection = JsonObject(
         required=True,
@@ -192,6 +230,18 @@ class PoolCreate(Strict):
     path = text(max_length=TEXT_LENGTH, load_default="")
     max_concurrent_backups = count(minimum=1, load_default=4)
     bandwidth_bytes_per_s = count(minimum=1, maximum=INT64_MAX, load_default=None, allow_none=True)
+
+
+class PoolUpdate(Strict):
+    name = text(min_length=1)
+    path = text(max_length=TEXT_LENGTH, metadata={"description": "Where new volumes go; existing ones stay."})
+    max_concurrent_backups = count(minimum=1)
+    bandwidth_bytes_per_s = count(
+        minimum=1,
+        maximum=INT64_MAX,
+        allow_none=True,
+        metadata={"description": "Bytes per second; null: no limit."},
+    )
 
 
 class Pool(ma.Schema):
@@ -272,7 +322,16 @@ class ProviderCreate(Strict):
 
 
 class ProviderUpdate(Strict):
-    enabled = fields.Boolean(required=True)
+    name = text(min_length=1)
+    zone = text(metadata={"description": 'Zone id or name; "" serves every zone.'})
+    config = JsonObject(
+        keys=fields.String(validate=validate.Length(max=NAME_LENGTH)),
+        metadata={
+            "description": "The whole new configuration, checked by the driver; a secret given as "
+            "******** keeps its stored value."
+        },
+    )
+    enabled = fields.Boolean()
 
 
 class Provider(ma.Schema):
@@ -565,6 +624,8 @@ class JobLogEntry(ma.Schema):
     message = fields.String(required=True)
 
 
+AccountPage = page_of(Account, "AccountPage")
+ApiKeyPage = page_of(ApiKey, "ApiKeyPage")
 ZonePage = page_of(Zone, "ZonePage")
 HostPage = page_of(Host, "HostPage")
 PoolPage = page_of(Pool, "PoolPage")
