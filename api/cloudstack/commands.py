@@ -21,6 +21,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.engine.core import Scope
 from orchestrator.usecases import (
+    accounts,
     assignments,
     backup_providers,
     backups,
@@ -119,6 +120,59 @@ def list_volumes(call: Call) -> Listing:
     if volume_id := call.params.str("id"):
         rows = [v for v in rows if v.id == volume_id]
     return Listing("volume", [render.volume(v) for v in rows], len(rows))
+
+
+@command("deleteHost", admin=True)
+def delete_host(call: Call) -> dict[str, Any]:
+    inventory.remove_host(call.scope, call.params.required("id"))
+    return {"success": True}
+
+
+@command("deleteStoragePool", admin=True)
+def delete_pool(call: Call) -> dict[str, Any]:
+    inventory.remove_pool(call.scope, call.params.required("id"))
+    return {"success": True}
+
+
+# -- accounts ----------------------------------------------------------------------------------
+
+
+def _account_ref(p: Params) -> str:
+    """CloudStack names an account by ``id``, or by ``account`` (its name)."""
+    if ref := p.str("id") or p.str("account"):
+        return ref
+    raise InvalidArgument("Unable to execute API command due to missing parameter id", field="id")
+
+
+@command("listAccounts")
+def list_accounts(call: Call) -> Listing:
+    rows = accounts.list_accounts(call.scope)
+    if ref := call.params.str("id") or call.params.str("name"):
+        rows = [a for a in rows if ref in (a.id, a.name)]
+    return Listing("account", [render.account(a) for a in rows], len(rows))
+
+
+@command("enableAccount", admin=True)
+def enable_account(call: Call) -> dict[str, Any]:
+    return {
+        "account": render.account(accounts.set_account_enabled(call.scope, _account_ref(call.params), True))
+    }
+
+
+@command("disableAccount", admin=True)
+def disable_account(call: Call) -> dict[str, Any]:
+    # lock=true is CloudStack's "lock": the account's keys stop working and what it owns runs
+    # on. lock=false would also stop its VMs, which this service does not manage.
+    if not call.params.bool("lock"):
+        raise Unsupported("disableAccount: only lock=true is supported (the account's VMs are left running)")
+    row = accounts.set_account_enabled(call.scope, _account_ref(call.params), False)
+    return {"account": render.account(row)}
+
+
+@command("deleteAccount", admin=True)
+def delete_account(call: Call) -> dict[str, Any]:
+    accounts.delete_account(call.scope, call.params.required("id"))
+    return {"success": True}
 
 
 # -- providers and offerings ------------------------------------------------------------------

@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.models import (
+    Account,
     Backup,
     BackupOffering,
     BackupProvider,
     BackupSchedule,
     Job,
     JobState,
+    Role,
     VirtualMachine,
     Volume,
     Zone,
@@ -30,6 +32,18 @@ def ts(value: datetime | None) -> str | None:
 
 def zone(row: Zone) -> dict[str, Any]:
     return {"id": row.id, "name": row.name, "description": row.description, "allocationstate": "Enabled"}
+
+
+def account(row: Account) -> dict[str, Any]:
+    admin = row.role is Role.ADMIN
+    return {
+        "id": row.id,
+        "name": row.name,
+        "accounttype": 1 if admin else 0,
+        "roletype": "Admin" if admin else "User",
+        "state": "locked" if row.disabled_at else "enabled",
+        "created": ts(row.created_at),
+    }
 
 
 def provider(row: BackupProvider) -> dict[str, Any]:
