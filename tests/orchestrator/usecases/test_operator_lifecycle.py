@@ -18,7 +18,7 @@ from orchestrator.domain.errors import (
     PermissionDenied,
 )
 from orchestrator.domain.models import VirtualMachine
-from orchestrator.domain.secrets import REDACTED
+from orchestrator.domain.secrets import REDACTED, redact
 from orchestrator.usecases import accounts, backup_providers, backups, inventory
 from tests.conftest import add_provider
 
@@ -347,3 +347,20 @@ def test_an_account_owning_nothing_is_deleted_with_its_keys(world):
     with world.core.scope(world.admin) as s:
         assert "carol" not in [a.name for a in accounts.list_accounts(s)]
         assert carols.id not in [k.id for k in accounts.list_keys(s)]
+
+
+def test_a_nas_passphrase_is_sealed_yet_opens_the_repository(world, tmp_path):
+    # The real driver checks the passphrase when it is built: it must get it in clear.
+    config = {"repository": str(tmp_path / "repo"), "encryption": {"passphrase": "correct horse"}}
+    with world.core.scope(world.admin) as s:
+        row = backup_providers.add(s, name="nas1", driver="nas", config=config)
+        s.driver(row)
+        shown = redact(row.config)
+
+    assert "correct horse" not in _raw_config(world, row.id)
+    assert shown["encryption"] == {"passphrase": REDACTED}
+    with world.core.scope(world.admin) as s:
+        backup_providers.update(
+            s, "nas1", config={**config, "encryption": {"passphrase": REDACTED}, "threads": 2}
+        )
+    assert _driver_config(world, "nas1")["encryption"] == {"passphrase": "correct horse"}
