@@ -121,7 +121,7 @@ class Core:
     def __init__(self, settings: Settings, db: Database, runner: Runner, handlers: Handlers) -> None:
         self.settings = settings
         self.db = db
-        # The master key is read only when a sealed setting is first opened.
+        # Through the core's sealer, which reads the master key when the first driver is built.
         self.drivers = Drivers(settings.home / "providers", lambda config: self.sealer.unseal_config(config))
         self.handlers = handlers
         self.runner = runner
