@@ -32,9 +32,9 @@ from providers.nas.chunker import ImageReader, is_zero
 from providers.nas.iopool import IoPool, paced_timeout
 from providers.nas.manifest import ZERO, Manifest, VolumeManifest
 from providers.nas.snapshot import Capture
-from providers.nas.store import FileSystemSync, Repository
+from providers.nas.store import FileSystemSync, Repository, Staging
 
-NEW, KNOWN, DEDUP, EMPTY = "new", "known", "dedup", "zero"
+NEW, ADOPTED, KNOWN, DEDUP, EMPTY = "new", "adopted", "known", "dedup", "zero"
 
 
 class KnownChunks:
@@ -58,6 +58,8 @@ class Stats:
     read_bytes: int = 0
     stored_bytes: int = 0
     new_chunks: int = 0
+    # Staged by a crashed attempt, checked and taken over instead of written again.
+    adopted_chunks: int = 0
     known_chunks: int = 0
     dedup_chunks: int = 0
     zero_chunks: int = 0
@@ -68,6 +70,8 @@ class Stats:
         self.stored_bytes += stored
         if kind == NEW:
             self.new_chunks += 1
+        elif kind == ADOPTED:
+            self.adopted_chunks += 1
         elif kind == KNOWN:
             self.known_chunks += 1
         elif kind == DEDUP:
@@ -80,6 +84,7 @@ class Stats:
             "read_bytes": self.read_bytes,
             "stored_bytes": self.stored_bytes,
             "new_chunks": self.new_chunks,
+            "adopted_chunks": self.adopted_chunks,
             "known_chunks": self.known_chunks,
             "dedup_chunks": self.dedup_chunks,
             "zero_chunks": self.zero_chunks,
@@ -89,6 +94,7 @@ class Stats:
 
 def _store_chunk(
     repo: Repository,
+    staging: Staging,
     known: KnownChunks,
     staged: list[tuple[str, str]],
     reader: ImageReader,
@@ -104,10 +110,11 @@ def _store_chunk(
     chunk_id = repo.keys.chunk_id(data)
     if known.claim(chunk_id):
         return chunk_id, KNOWN, length, 0
-    stored, tmp = repo.stage_chunk(chunk_id, data)
-    if tmp is not None:
-        staged.append((tmp, chunk_id))
-    return chunk_id, NEW if stored else DEDUP, length, stored
+    new = repo.stage_chunk(chunk_id, data, staging)
+    if new is None:
+        return chunk_id, DEDUP, length, 0
+    staged.append((new.tmp, chunk_id))
+    return chunk_id, ADOPTED if new.adopted else NEW, length, new.size
 
 
 def publish(
@@ -140,6 +147,7 @@ def _spans(volumes: list[_Volume], chunk_size: int) -> Iterator[tuple[_Volume, i
 
 def back_up(
     repo: Repository,
+    staging: Staging,
     pool: IoPool,
     request: BackupRequest,
     capture: Capture,
@@ -173,7 +181,7 @@ def back_up(
     sync = pool.call("opening the repository's file system", repo.open_sync)
     try:
         for volume, offset, length in _spans(volumes, repo.chunk_size):
-            future = pool.submit(_store_chunk, repo, known, staged, volume.reader, offset, length)
+            future = pool.submit(_store_chunk, repo, staging, known, staged, volume.reader, offset, length)
             inflight.append((volume, offset, length, future))
             if len(inflight) >= window:
                 collect()

@@ -34,7 +34,7 @@ from providers.nas.locks import SHARED, RepositoryLock
 from providers.nas.manifest import Manifest, point_name
 from providers.nas.prune import GcReport, PrunePlan
 from providers.nas.snapshot import SnapshotSource, source_for
-from providers.nas.store import Repository
+from providers.nas.store import Repository, Staging
 from providers.nas.verify import CheckReport
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ class NasProvider(ProviderDriver):
             )
             lock.acquire_within(pool, self.cfg.io_timeout_s + self.cfg.lock_wait_s)
             try:
-                manifest = self._store_point(pool, repo, request, name, progress)
+                staging = Staging(lock.token, frozenset(lock.dead_tokens))
+                manifest = self._store_point(pool, repo, staging, request, name, progress)
                 pool.call("checking the repository lock", lock.check)
                 pool.call(f"committing restore point {name}", repo.write_manifest, name, manifest.to_dict())
             finally:
@@ -162,7 +163,13 @@ class NasProvider(ProviderDriver):
         return manifest.result()
 
     def _store_point(
-        self, pool: IoPool, repo: Repository, request: BackupRequest, name: str, progress: Progress
+        self,
+        pool: IoPool,
+        repo: Repository,
+        staging: Staging,
+        request: BackupRequest,
+        name: str,
+        progress: Progress,
     ) -> Manifest:
         """Freeze the VM's volumes, store their chunks; the manifest to commit."""
         parent = self._parent(pool, repo, request)
@@ -174,6 +181,7 @@ class NasProvider(ProviderDriver):
             try:
                 return backup.back_up(
                     repo,
+                    staging,
                     pool,
                     request,
                     capture,
