@@ -35,14 +35,16 @@ class BackupStatus(StrEnum):
     EXPUNGED = "Expunged"
 
 
-# Restore points that hold restorable data (Restoring is a BackedUp point being read).
+# Restore points that hold a restorable VM (Restoring is a BackedUp point being read): the
+# good points for the RPO, the planner, metrics and incremental parents. Not PartiallyFailed.
 USABLE_STATUSES = (BackupStatus.BACKED_UP, BackupStatus.RESTORING)
-# Restore points that still count: being made or made.
+# Restore points that still count: being made or made (a partial one holds data too).
 LIVE_STATUSES = (
     BackupStatus.ALLOCATED,
     BackupStatus.QUEUED,
     BackupStatus.BACKING_UP,
     BackupStatus.BACKED_UP,
+    BackupStatus.PARTIALLY_FAILED,
     BackupStatus.RESTORING,
 )
 
