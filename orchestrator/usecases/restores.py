@@ -36,7 +36,7 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import backup_providers, jobs, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
 from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
-from providers.base import Capability, VMRef
+from providers.base import Capability, FailedVolume, VMRef
 from providers.hypervisor import copied_details
 
 
@@ -45,9 +45,7 @@ def _usable_point(scope: Scope, backup_id: str, *, partial: bool = False) -> Bac
     point = lookup.backup(scope, backup_id)
     if point.status is BackupStatus.PARTIALLY_FAILED:
         if not partial:
-            lacks = ", ".join(
-                f"{v['name'] or v['id']} (device {v['device_id']})" for v in point.failed_volumes
-            )
+            lacks = ", ".join(FailedVolume(**v).label for v in point.failed_volumes)
             raise Conflict(
                 f"restore point {point.id} is PartiallyFailed: it lacks {lacks}, so it cannot be restored "
                 "as a whole virtual machine; restore the volumes it kept one by one"
