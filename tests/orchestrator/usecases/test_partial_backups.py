@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select
 
 from orchestrator.domain.errors import Conflict
-from orchestrator.domain.models import Backup, BackupProvider, BackupStatus, JobState
+from orchestrator.domain.models import Backup, BackupProvider, BackupStatus, Job, JobState
+from orchestrator.engine.execution import Outcome, execute
 from orchestrator.infra.telemetry import StateCollector
 from orchestrator.usecases import assignments, backups, jobs, pruning, restores
 from tests.conftest import add_provider, import_offering
@@ -122,3 +124,19 @@ def test_a_partial_point_being_read_cannot_be_deleted(world, flaky, deferred):
         backups.delete_backup(s, point_id)
     with world.core.db.session() as s:
         assert s.get(Backup, point_id).status is BackupStatus.PARTIALLY_FAILED
+
+
+def test_a_redelivered_job_of_a_partial_point_fails_again_without_a_second_backup(world, flaky):
+    _, _, error, point_id = _backup(world)
+    with world.core.db.session() as s:
+        job = s.scalars(select(Job).where(Job.subject_id == point_id)).one()
+        job.state, job.finished_at, job.max_attempts = JobState.QUEUED, None, 5
+        driver = world.core.drivers.for_row(s.get(BackupProvider, flaky))
+        job_id = job.id
+    taken = len(driver.restore_points())
+
+    assert execute(world.core, job_id) is Outcome.FAILED
+    with world.core.scope(world.admin) as s:
+        assert jobs.show(s, job_id).error == error
+    assert len(driver.restore_points()) == taken
+    assert _point(world, point_id).status is BackupStatus.PARTIALLY_FAILED
