@@ -198,6 +198,7 @@ def backup(row: Backup | BackupRow) -> dict[str, Any]:
         "date": _ts(row.created_at),
         "completed": _ts(row.completed_at),
         "volumes": row.vm_metadata.get("volumes", []),
+        "failed_volumes": row.failed_volumes,
         "error": row.error,
     }
 

@@ -152,11 +152,31 @@ class BackupRequest:
 
 
 @dataclass(frozen=True)
+class FailedVolume:
+    """A volume a backup could not capture, and why."""
+
+    id: str
+    name: str
+    device_id: int
+    error: str
+
+    @classmethod
+    def of(cls, volume: VolumeRef, error: str) -> FailedVolume:
+        return cls(volume.id, volume.name, volume.device_id, error)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name or self.id} (device {self.device_id})"
+
+
+@dataclass(frozen=True)
 class BackupResult:
     external_id: str
     backup_type: str
     size: int
     protected_size: int
+    # The volumes a partial restore point lacks (see ``take_backup``); empty when it is whole.
+    failed_volumes: tuple[FailedVolume, ...] = ()
 
 
 # done, total (bytes); providers call it as they go, the framework stores it on the job.
@@ -201,7 +221,13 @@ class ProviderDriver(ABC):
 
     @abstractmethod
     def take_backup(self, request: BackupRequest, progress: Progress) -> BackupResult:
-        """Capture every volume of the VM as one restore point and return it once durable."""
+        """Capture every volume of the VM as one restore point and return it once durable.
+
+        When a volume fails, either raise (all or nothing: the default) or, where the back end
+        can keep the volumes that succeeded as a restore point of their own, return that point
+        with the others in ``failed_volumes``; the framework records it ``PartiallyFailed``
+        (restorable volume by volume only) and fails the job. Raise when nothing succeeded,
+        and when a retry might capture every volume (a retryable error)."""
 
     @abstractmethod
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
@@ -209,14 +235,16 @@ class ProviderDriver(ABC):
 
     @abstractmethod
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef | None:
-        """Write every volume of the restore point back to the target VM's volume paths; return
+        """Write every volume of the restore point back to the target VM's volume paths (a
+        partial point's never: the framework refuses, a driver raises ProviderError); return
         the VM as the back end left it when that differs from ``target`` (a new hypervisor
         identity or new volume paths, the same volume ids), so the inventory follows it."""
 
     def restore_volume(
         self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
     ) -> VolumeRef:
-        """Restore one volume as a new volume for the target VM and return where it was written."""
+        """Restore one volume as a new volume for the target VM and return where it was written
+        (also one a partial restore point kept; one it lacks is a ProviderError)."""
         raise Unsupported(f"provider {self.name!r} ({self.driver}) cannot restore a single volume")
 
     def verify(self, point: RestorePointRef) -> None:

@@ -7,6 +7,7 @@ takes its capabilities and failures from its configuration:
      "offerings": [{"id": "gold-policy", "name": "Gold"}],      # default: gold/silver/bronze
      "fail": ["backup", "restore", "delete"],                   # operations that fail
      "fail_times": 1,                                           # fail only the first N calls
+     "fail_volumes": [1],        # device ids whose backup fails; the others are kept (partial)
      "duration_s": 0.0, "incremental_ratio": 0.1}
 """
 
@@ -27,6 +28,7 @@ from providers.base import (
     BackupRequest,
     BackupResult,
     Capability,
+    FailedVolume,
     Progress,
     ProviderDriver,
     ProviderOffering,
@@ -65,6 +67,9 @@ class DummyProvider(ProviderDriver):
         if bad := self._fail - set(OPERATIONS):
             raise fields.error("fail", f"unknown operations {sorted(bad)}; known: {OPERATIONS}")
         self._fail_times = fields.typed("fail_times", int, None)
+        self._fail_volumes = fields.typed("fail_volumes", list, [])
+        if not all(isinstance(d, int) for d in self._fail_volumes):
+            raise fields.error("fail_volumes", "a list of volume device ids")
         self._duration = float(fields.typed("duration_s", (int, float), 0.0))
         self._incremental_ratio = float(fields.typed("incremental_ratio", (int, float), 0.1))
         self._state_file = data_dir / "state.json"
@@ -139,7 +144,15 @@ class DummyProvider(ProviderDriver):
                     self._point_file(external_id).unlink(missing_ok=True)
 
     def take_backup(self, request: BackupRequest, progress: Progress) -> BackupResult:
-        protected = sum(v.size for v in request.vm.volumes)
+        failed = tuple(
+            FailedVolume.of(v, f"dummy provider {self.name!r} told to fail device {v.device_id}")
+            for v in request.vm.volumes
+            if v.device_id in self._fail_volumes
+        )
+        kept = [v for v in request.vm.volumes if v.device_id not in self._fail_volumes]
+        if not kept:
+            raise ProviderError(f"every volume failed: {failed[0].error}", retryable=False)
+        protected = sum(v.size for v in kept)
         incremental = request.parent is not None and self.supports(Capability.INCREMENTAL)
         size = int(protected * self._incremental_ratio) if incremental else protected
         self._simulate(size, progress)
@@ -154,10 +167,10 @@ class DummyProvider(ProviderDriver):
                 "type": "INCREMENTAL" if incremental else "FULL",
                 "parent": request.parent.external_id if incremental and request.parent else None,
                 "size": size,
-                "volumes": [v.id for v in request.vm.volumes],
+                "volumes": [v.id for v in kept],
             },
         )
-        return BackupResult(external_id, "INCREMENTAL" if incremental else "FULL", size, protected)
+        return BackupResult(external_id, "INCREMENTAL" if incremental else "FULL", size, protected, failed)
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         self._maybe_fail("delete")
@@ -184,7 +197,10 @@ class DummyProvider(ProviderDriver):
         self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
     ) -> VolumeRef:
         self.require(Capability.RESTORE_VOLUME, "restore a single volume")
-        self._known(point)
+        if volume.id not in self._known(point)["volumes"]:
+            raise ProviderError(
+                f"volume {volume.id} is not in restore point {point.external_id}", retryable=False
+            )
         self._simulate(volume.size, progress)
         self._maybe_fail("restore_volume")
         new_id = str(uuid.uuid4())

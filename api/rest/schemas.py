@@ -499,6 +499,13 @@ class BackupVolume(ma.Schema):
     pool_id = fields.String(required=True)
 
 
+class FailedVolume(ma.Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    device_id = fields.Integer(required=True)
+    error = fields.String(required=True)
+
+
 class Backup(ma.Schema):
     id = fields.String(required=True)
     vm_id = fields.String(required=True)
@@ -519,6 +526,11 @@ class Backup(ma.Schema):
     date = timestamp(required=True, allow_none=True)
     completed = timestamp(required=True, allow_none=True)
     volumes = fields.List(fields.Nested(BackupVolume), required=True)
+    failed_volumes = fields.List(
+        fields.Nested(FailedVolume),
+        required=True,
+        metadata={"description": "Of a PartiallyFailed point: the volumes it lacks, and why."},
+    )
     error = fields.String(required=True, allow_none=True)
 
 

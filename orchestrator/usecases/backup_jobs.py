@@ -1,10 +1,15 @@
 """What a worker does for backup and delete jobs: call the provider outside any
 transaction, then record the result on the restore point in the transaction that ends the
 job. Apart from ``backups`` (the use cases that ask for these jobs) because a landed backup
-prunes, and pruning deletes through ``backups``."""
+prunes, and pruning deletes through ``backups``.
+
+A backup whose provider kept only some volumes (``BackupResult.failed_volumes``) is recorded
+``PartiallyFailed`` with the failed volumes named, and its job then fails for good, naming
+them too: the VM has no new good restore point, and a retry could only answer the same."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select
@@ -25,7 +30,7 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import pruning
 from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF
 from orchestrator.usecases.refs import point_ref, vm_ref
-from providers.base import BackupRequest, Capability
+from providers.base import BackupRequest, BackupResult, Capability
 
 
 def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
@@ -39,6 +44,8 @@ def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
         if point.status is BackupStatus.BACKED_UP:
             # A re-delivered job whose work was already recorded: nothing to do twice.
             return lambda _s: _backup_result(point)
+        if point.status is BackupStatus.PARTIALLY_FAILED:
+            raise ProviderError(point.error or "partially failed", retryable=False)
         vm = session.get(VirtualMachine, point.vm_id, options=WITH_REF)
         if vm is None or vm.removed_at is not None:
             raise ProviderError(f"virtual machine {point.vm_name} was destroyed", retryable=False)
@@ -69,20 +76,46 @@ def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
         )
         parent_id = parent.id if parent else None
     result = driver.take_backup(request, progress)
+    if result.failed_volumes:
+        message = _partial_message(job.subject_id, result)
+        with core.db.session() as session:
+            _record(session, job, result, parent_id, BackupStatus.PARTIALLY_FAILED, message)
+        raise ProviderError(message, retryable=False)
 
     def finish(session: Session) -> dict[str, Any]:
-        done = session.get(Backup, job.subject_id)
-        assert done is not None
-        done.external_id = result.external_id
-        done.backup_type = BackupType(result.backup_type)
-        done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
-        done.size = result.size
-        done.protected_size = result.protected_size
-        done.status = BackupStatus.BACKED_UP
-        done.completed_at = utcnow()
-        return _backup_result(done)
+        return _backup_result(_record(session, job, result, parent_id, BackupStatus.BACKED_UP))
 
     return finish
+
+
+def _record(
+    session: Session,
+    job: Job,
+    result: BackupResult,
+    parent_id: str | None,
+    status: BackupStatus,
+    error: str | None = None,
+) -> Backup:
+    done = session.get(Backup, job.subject_id)
+    assert done is not None
+    done.external_id = result.external_id
+    done.backup_type = BackupType(result.backup_type)
+    done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
+    done.size = result.size
+    done.protected_size = result.protected_size
+    done.failed_volumes = [asdict(v) for v in result.failed_volumes]
+    done.status = status
+    done.error = error
+    done.completed_at = utcnow()
+    return done
+
+
+def _partial_message(point_id: str, result: BackupResult) -> str:
+    failed = "; ".join(f"volume {v.label}: {v.error}" for v in result.failed_volumes)
+    return (
+        f"partially failed: {failed}. The other volumes are kept in restore point "
+        f"{point_id} (PartiallyFailed: restorable volume by volume, not as a whole VM)"
+    )
 
 
 def _backup_result(point: Backup) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from orchestrator.domain.models import (
     BackupType,
     Job,
     JobKind,
+    JobState,
     VirtualMachine,
 )
 from orchestrator.domain.validate import parse_enum
@@ -62,6 +63,22 @@ def require_user_driven(scope: Scope, vm: VirtualMachine) -> None:
         raise PermissionDenied(
             f"offering {vm.backup_offering.name!r} does not allow user-driven backups or schedules"
         )
+
+
+def being_restored(session: Session, point_id: str) -> bool:
+    """A restore of the point is queued or running (a PartiallyFailed point's status, which a
+    volume restore leaves alone, does not say so)."""
+    return bool(
+        session.scalar(
+            select(Job.id)
+            .where(
+                Job.subject_id == point_id,
+                Job.kind.in_((JobKind.RESTORE_VM, JobKind.RESTORE_VOLUME)),
+                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+            )
+            .limit(1)
+        )
+    )
 
 
 def _in_flight(session: Session, vm_id: str) -> Backup | None:
@@ -158,6 +175,7 @@ class BackupRow(NamedTuple):
     created_at: datetime
     completed_at: datetime | None
     error: str | None
+    failed_volumes: list[Any]
     offering: OfferingName
     # Of the VM's metadata, lists show only its volumes.
     vm_metadata: dict[str, Any]
@@ -187,6 +205,7 @@ _LISTED = (
     Backup.created_at,
     Backup.completed_at,
     Backup.error,
+    Backup.failed_volumes,
     BackupOffering.name,
     Backup.vm_metadata["volumes"],
 )
@@ -306,6 +325,8 @@ def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
         raise NotFound.of("backup", backup_id)
     if point.status in (*IN_FLIGHT, BackupStatus.RESTORING):
         raise Conflict(f"restore point {point.id} is {point.status.value}; wait until it ends")
+    if point.status is BackupStatus.PARTIALLY_FAILED and being_restored(scope.session, point.id):
+        raise Conflict(f"a volume of restore point {point.id} is being restored; wait until it ends")
     driver = scope.driver(point.provider)
     targets = [point]
     dependents = descendants(scope.session, point)

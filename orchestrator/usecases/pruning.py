@@ -5,6 +5,10 @@ retention (``retention_count`` as keep-last, ``keep_daily/weekly/monthly``, coun
 offering's time zone) governs the VM's other points under that offering. Where the
 provider cannot delete a point others depend on, a point stays while anything kept needs
 it — whichever rule or origin keeps that dependant.
+
+Only ``BackedUp`` points count for a rule: a ``PartiallyFailed`` one never fills a place
+that a good point would. It expires once a newer good point of the same rule exists (that
+one holds every volume), unless a volume restore is reading it.
 """
 
 from __future__ import annotations
@@ -77,23 +81,31 @@ def _usable(stmt: Select[Backup]) -> Select[Backup]:
     return stmt.where(Backup.status == BackupStatus.BACKED_UP).order_by(Backup.created_at.desc())
 
 
+def _superseded(scope: Scope, points: list[Backup], stmt: Select[Backup]) -> list[Backup]:
+    """The rule's PartiallyFailed points older than its newest good one (``points[0]``)."""
+    if not points:
+        return []
+    partial = stmt.where(
+        Backup.status == BackupStatus.PARTIALLY_FAILED, Backup.created_at < points[0].created_at
+    )
+    return [p for p in scope.session.scalars(partial) if not backups.being_restored(scope.session, p.id)]
+
+
 def prune_schedule(scope: Scope, schedule: BackupSchedule, *, dry_run: bool = False) -> Decision:
     policy = RetentionPolicy(keep_last=schedule.max_backups or None)
-    points = _points(scope, policy, select(Backup).where(Backup.schedule_id == schedule.id))
-    doomed = _expire(scope, points, policy, schedule.timezone)
+    governed = select(Backup).where(Backup.schedule_id == schedule.id)
+    points = _points(scope, policy, governed)
+    doomed = _expire(scope, points, policy, schedule.timezone) + _superseded(scope, points, governed)
     return _decide(scope, schedule.vm_id, f"schedule {schedule.id}", doomed, dry_run)
 
 
 def prune_offering(scope: Scope, vm_id: str, offering: BackupOffering, *, dry_run: bool = False) -> Decision:
     policy = offering_policy(offering)
-    points = _points(
-        scope,
-        policy,
-        select(Backup).where(
-            Backup.vm_id == vm_id, Backup.offering_id == offering.id, Backup.schedule_id.is_(None)
-        ),
+    governed = select(Backup).where(
+        Backup.vm_id == vm_id, Backup.offering_id == offering.id, Backup.schedule_id.is_(None)
     )
-    doomed = _expire(scope, points, policy, offering.timezone)
+    points = _points(scope, policy, governed)
+    doomed = _expire(scope, points, policy, offering.timezone) + _superseded(scope, points, governed)
     return _decide(scope, vm_id, f"offering {offering.name}", doomed, dry_run)
 
 

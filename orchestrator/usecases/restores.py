@@ -1,5 +1,9 @@
 """Restores: a whole VM in place (recreated from the restore point if it was destroyed),
-or one volume attached to a VM of the same zone."""
+or one volume attached to a VM of the same zone.
+
+A ``PartiallyFailed`` restore point lacks some volumes: restoring it as a whole VM is
+refused (Conflict, naming them); each volume it kept restores on its own. Its status stays
+``PartiallyFailed`` while one is read (``Restoring`` would make it look whole)."""
 
 from __future__ import annotations
 
@@ -32,13 +36,21 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import backup_providers, jobs, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
 from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
-from providers.base import Capability, VMRef
+from providers.base import Capability, FailedVolume, VMRef
 from providers.hypervisor import copied_details
 
 
-def _usable_point(scope: Scope, backup_id: str) -> Backup:
+def _usable_point(scope: Scope, backup_id: str, *, partial: bool = False) -> Backup:
+    """The point, if it can be restored (its volumes one by one too if ``partial``)."""
     point = lookup.backup(scope, backup_id)
-    if point.status not in USABLE_STATUSES:
+    if point.status is BackupStatus.PARTIALLY_FAILED:
+        if not partial:
+            lacks = ", ".join(FailedVolume(**v).label for v in point.failed_volumes)
+            raise Conflict(
+                f"restore point {point.id} is PartiallyFailed: it lacks {lacks}, so it cannot be restored "
+                "as a whole virtual machine; restore the volumes it kept one by one"
+            )
+    elif point.status not in USABLE_STATUSES:
         raise Conflict(
             f"restore point {point.id} is {point.status.value}; only BackedUp points can be restored"
         )
@@ -118,10 +130,15 @@ def restore_to_new_vm(scope: Scope, backup_id: str, name: str, host: str | None 
 
 def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> Job:
     """Restore one volume of the restore point as a new data disk attached to ``vm_id``."""
-    point = _usable_point(scope, backup_id)
+    point = _usable_point(scope, backup_id, partial=True)
     scope.driver(point.provider).require(Capability.RESTORE_VOLUME, "restore a single volume")
     if VMRef.from_dict(point.vm_metadata).volume(volume_id) is None:
         raise NotFound(f"volume {volume_id} is not in restore point {point.id}")
+    failed = next((v for v in point.failed_volumes if v["id"] == volume_id), None)
+    if failed is not None:
+        raise Conflict(
+            f"volume {volume_id} failed in restore point {point.id} and was not kept: {failed['error']}"
+        )
     target = lookup.vm(scope, vm_id)
     if target.zone_id != point.zone_id:
         raise InvalidArgument(
@@ -147,6 +164,12 @@ def restore_volume(scope: Scope, backup_id: str, volume_id: str, vm_id: str) -> 
 
 def _begin(session: Session, job: Job) -> Backup:
     point = session.get(Backup, job.subject_id)
+    if (
+        point is not None
+        and point.status is BackupStatus.PARTIALLY_FAILED
+        and job.kind is JobKind.RESTORE_VOLUME
+    ):
+        return point
     if point is None or point.status not in USABLE_STATUSES:
         raise ProviderError(f"restore point {job.subject_id} is no longer restorable", retryable=False)
     point.status = BackupStatus.RESTORING

@@ -29,9 +29,11 @@ Repository format (version 1)
     chunk size, ``digest`` (the id function over the newline-joined chunk list) and
     ``chunks``: every chunk id in order, ``"0"`` for an all-zero chunk.
 
-``locks/<shared|exclusive>-<uuid>.lock``
+``locks/<shared|exclusive>-<token>.lock``
     Backups hold shared locks (naming their restore point), garbage collection the
-    exclusive one; a lock not touched for ``lock_stale_s`` is stale.
+    exclusive one; a lock not touched for ``lock_stale_s`` is stale. Each names its holder
+    (host, boot id, pid namespace, pid, process start time): a holder on the same machine
+    whose process is gone is dead at once.
 
 Crash safety: every file is written under ``.tmp-*`` in its final directory, made
 durable, and only then renamed, so a name never points at a partial file (a later backup
@@ -39,8 +41,11 @@ would deduplicate against it). A backup writes all its new chunks under temporar
 syncs the repository's file system once (``syncfs``), renames them to their ids, syncs
 again, and writes the manifest last (fsynced, renamed, directory fsynced). A restore
 point exists exactly when its manifest does. Chunks that a backup which died before
-that had already named are reused by its retry; its temporary files, and chunks nothing
-names, are freed by garbage collection once older than the grace period.
+that had already named are reused by its retry. Its staged chunks
+(``chunks/<2 hex>/.tmp-<chunk id>.<lock token>``) are taken over, once their content
+checks out, by a backup that finds its dead lock (the retry, on the same host); garbage
+collection removes every temporary file older than its own lock, and chunks nothing
+names once older than the grace period.
 """
 
 from providers.nas.driver import NasProvider

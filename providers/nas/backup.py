@@ -9,6 +9,10 @@ progress. At the end one ``syncfs`` makes the new chunks durable, they are renam
 their ids, and a second ``syncfs`` makes the names durable. Nothing is committed here:
 the driver writes the manifest after that.
 
+A volume whose source cannot be read (an I/O error; or, from the driver, an image that
+cannot be opened) is dropped and named in the manifest's ``failed_volumes``, and the
+others are kept: a partial restore point. When no volume is left, the backup fails.
+
 An incremental reads every byte again (there is no changed-block tracking on a plain
 file) but writes only chunks whose id is new: ids already in the parent's manifest are
 not even looked up, other ids cost one ``stat`` in the repository (dedup across VMs).
@@ -27,14 +31,18 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.domain.errors import ProviderError
-from providers.base import BackupRequest, Progress, VolumeRef
+from providers.base import BackupRequest, FailedVolume, Progress, VolumeRef
 from providers.nas.chunker import ImageReader, is_zero
 from providers.nas.iopool import IoPool, paced_timeout
 from providers.nas.manifest import ZERO, Manifest, VolumeManifest
 from providers.nas.snapshot import Capture
-from providers.nas.store import FileSystemSync, Repository
+from providers.nas.store import FileSystemSync, Repository, Staging
 
-NEW, KNOWN, DEDUP, EMPTY = "new", "known", "dedup", "zero"
+NEW, ADOPTED, KNOWN, DEDUP, EMPTY = "new", "adopted", "known", "dedup", "zero"
+
+
+class SourceUnreadable(Exception):
+    """Reading a source image failed (an error of that volume, not of the repository)."""
 
 
 class KnownChunks:
@@ -58,6 +66,8 @@ class Stats:
     read_bytes: int = 0
     stored_bytes: int = 0
     new_chunks: int = 0
+    # Staged by a crashed attempt, checked and taken over instead of written again.
+    adopted_chunks: int = 0
     known_chunks: int = 0
     dedup_chunks: int = 0
     zero_chunks: int = 0
@@ -68,6 +78,8 @@ class Stats:
         self.stored_bytes += stored
         if kind == NEW:
             self.new_chunks += 1
+        elif kind == ADOPTED:
+            self.adopted_chunks += 1
         elif kind == KNOWN:
             self.known_chunks += 1
         elif kind == DEDUP:
@@ -80,6 +92,7 @@ class Stats:
             "read_bytes": self.read_bytes,
             "stored_bytes": self.stored_bytes,
             "new_chunks": self.new_chunks,
+            "adopted_chunks": self.adopted_chunks,
             "known_chunks": self.known_chunks,
             "dedup_chunks": self.dedup_chunks,
             "zero_chunks": self.zero_chunks,
@@ -89,6 +102,7 @@ class Stats:
 
 def _store_chunk(
     repo: Repository,
+    staging: Staging,
     known: KnownChunks,
     staged: list[tuple[str, str]],
     reader: ImageReader,
@@ -96,7 +110,10 @@ def _store_chunk(
     length: int,
 ) -> tuple[str, str, int, int]:
     """(chunk id or ZERO, kind, bytes read, bytes stored) of one chunk of a source image."""
-    data = reader.read(offset, length)
+    try:
+        data = reader.read(offset, length)
+    except OSError as exc:
+        raise SourceUnreadable(str(exc)) from exc
     if data is None:
         return ZERO, EMPTY, 0, 0
     if is_zero(data):
@@ -104,10 +121,11 @@ def _store_chunk(
     chunk_id = repo.keys.chunk_id(data)
     if known.claim(chunk_id):
         return chunk_id, KNOWN, length, 0
-    stored, tmp = repo.stage_chunk(chunk_id, data)
-    if tmp is not None:
-        staged.append((tmp, chunk_id))
-    return chunk_id, NEW if stored else DEDUP, length, stored
+    new = repo.stage_chunk(chunk_id, data, staging)
+    if new is None:
+        return chunk_id, DEDUP, length, 0
+    staged.append((new.tmp, chunk_id))
+    return chunk_id, ADOPTED if new.adopted else NEW, length, new.size
 
 
 def publish(
@@ -130,6 +148,8 @@ class _Volume:
     ref: VolumeRef
     reader: ImageReader
     chunks: list[str] = field(default_factory=list)
+    # Why it cannot be read: set at the first error, its chunks are dropped.
+    failure: str | None = None
 
 
 def _spans(volumes: list[_Volume], chunk_size: int) -> Iterator[tuple[_Volume, int, int]]:
@@ -140,10 +160,12 @@ def _spans(volumes: list[_Volume], chunk_size: int) -> Iterator[tuple[_Volume, i
 
 def back_up(
     repo: Repository,
+    staging: Staging,
     pool: IoPool,
     request: BackupRequest,
     capture: Capture,
     readers: dict[str, ImageReader],
+    unreadable: dict[str, str],
     parent: Manifest | None,
     progress: Progress,
     *,
@@ -151,9 +173,11 @@ def back_up(
     window: int,
     created_at: datetime,
 ) -> Manifest:
-    """Store every chunk of every volume; returns the manifest to commit (not yet written)."""
+    """Store every chunk of every volume that ``readers`` has (the others are ``unreadable``:
+    volume id -> why); returns the manifest to commit (not yet written)."""
     known = KnownChunks(parent.chunk_ids() if parent else set())
-    volumes = [_Volume(v, readers[v.id]) for v in sorted(request.vm.volumes, key=lambda v: v.device_id)]
+    ordered = sorted(request.vm.volumes, key=lambda v: v.device_id)
+    volumes = [_Volume(v, readers[v.id]) for v in ordered if v.id in readers]
     total = sum(v.reader.size for v in volumes)
     stats = Stats()
     done = 0
@@ -164,16 +188,23 @@ def back_up(
     def collect() -> None:
         nonlocal done
         volume, offset, length, future = inflight.popleft()
-        chunk_id, kind, read, stored = pool.wait(future, f"backing up {volume.ref.name} at byte {offset}")
-        volume.chunks.append(chunk_id)
-        stats.count(kind, read, stored)
         done += length
+        try:
+            chunk_id, kind, read, stored = pool.wait(future, f"backing up {volume.ref.name} at byte {offset}")
+        except SourceUnreadable as exc:
+            volume.failure = volume.failure or f"cannot read {volume.ref.path} at byte {offset}: {exc}"
+        else:
+            volume.chunks.append(chunk_id)
+            stats.count(kind, read, stored)
         progress(done, total)
 
     sync = pool.call("opening the repository's file system", repo.open_sync)
     try:
         for volume, offset, length in _spans(volumes, repo.chunk_size):
-            future = pool.submit(_store_chunk, repo, known, staged, volume.reader, offset, length)
+            if volume.failure is not None:
+                done += length
+                continue
+            future = pool.submit(_store_chunk, repo, staging, known, staged, volume.reader, offset, length)
             inflight.append((volume, offset, length, future))
             if len(inflight) >= window:
                 collect()
@@ -185,6 +216,12 @@ def back_up(
             future.cancel()
         with contextlib.suppress(ProviderError):
             pool.call_detached("closing the repository's file system", sync.close)
+    failed = {v.ref.id: v.failure for v in volumes if v.failure is not None} | unreadable
+    kept = [v for v in volumes if v.failure is None]
+    if not kept:
+        raise ProviderError(
+            f"no volume of {request.vm.name} could be read: " + "; ".join(failed.values()), retryable=False
+        )
     return Manifest(
         id=name,
         restore_point_id=request.restore_point_id,
@@ -207,7 +244,8 @@ def back_up(
                 chunks=tuple(v.chunks),
                 digest=repo.keys.digest(v.chunks),
             )
-            for v in volumes
+            for v in kept
         ),
-        stats={**stats.to_dict(), "protected_bytes": total},
+        stats={**stats.to_dict(), "protected_bytes": sum(v.reader.size for v in kept)},
+        failed_volumes=tuple(FailedVolume.of(v, failed[v.id]) for v in ordered if v.id in failed),
     )

@@ -34,7 +34,7 @@ from providers.nas.locks import SHARED, RepositoryLock
 from providers.nas.manifest import Manifest, point_name
 from providers.nas.prune import GcReport, PrunePlan
 from providers.nas.snapshot import SnapshotSource, source_for
-from providers.nas.store import Repository
+from providers.nas.store import Repository, Staging
 from providers.nas.verify import CheckReport
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ class NasProvider(ProviderDriver):
             )
             lock.acquire_within(pool, self.cfg.io_timeout_s + self.cfg.lock_wait_s)
             try:
-                manifest = self._store_point(pool, repo, request, name, progress)
+                staging = Staging(lock.token, frozenset(lock.dead_tokens))
+                manifest = self._store_point(pool, repo, staging, request, name, progress)
                 pool.call("checking the repository lock", lock.check)
                 pool.call(f"committing restore point {name}", repo.write_manifest, name, manifest.to_dict())
             finally:
@@ -162,7 +163,13 @@ class NasProvider(ProviderDriver):
         return manifest.result()
 
     def _store_point(
-        self, pool: IoPool, repo: Repository, request: BackupRequest, name: str, progress: Progress
+        self,
+        pool: IoPool,
+        repo: Repository,
+        staging: Staging,
+        request: BackupRequest,
+        name: str,
+        progress: Progress,
     ) -> Manifest:
         """Freeze the VM's volumes, store their chunks; the manifest to commit."""
         parent = self._parent(pool, repo, request)
@@ -170,14 +177,16 @@ class NasProvider(ProviderDriver):
         limit = 3 * self.cfg.hook_timeout_s + self.cfg.io_timeout_s
         frozen = self.snapshot_source.capture(request.vm, name, quiesce=request.quiesce)
         with bounded(pool, frozen, limit, "freezing the VM's disks") as capture:
-            readers = self._open_readers(pool, request.vm, capture.images)
+            readers, unreadable = self._open_readers(pool, request.vm, capture.images)
             try:
                 return backup.back_up(
                     repo,
+                    staging,
                     pool,
                     request,
                     capture,
                     readers,
+                    unreadable,
                     parent,
                     progress,
                     name=name,
@@ -199,33 +208,47 @@ class NasProvider(ProviderDriver):
             return None
         return parent
 
-    def _open_readers(self, pool: IoPool, vm: VMRef, images: Mapping[str, Any]) -> dict[str, ImageReader]:
-        staging = self.cfg.staging_dir or self.data_dir / "staging"
-        io = self.cfg.io_timeout_s
+    def _open_readers(
+        self, pool: IoPool, vm: VMRef, images: Mapping[str, Any]
+    ) -> tuple[dict[str, ImageReader], dict[str, str]]:
+        """A reader of every volume's image, and why the images that cannot be opened
+        (for good: a retryable error, such as a timeout, fails the backup) cannot."""
         readers: dict[str, ImageReader] = {}
+        unreadable: dict[str, str] = {}
         try:
             for volume in vm.volumes:
-                image = images[volume.id]
-                # qemu-img info and map, each bounded by io.
-                opened = pool.call_within(
-                    3 * io, f"opening {image.path}", open_image, image.path, image.format, io
-                )
-                if isinstance(opened, NeedsConversion):
-                    limit = qemu.conversion_timeout(io, opened.size)
-                    opened = pool.call_within(
-                        limit + io,
-                        f"converting {image.path}",
-                        convert_image,
-                        image.path,
-                        image.format,
-                        staging,
-                        limit,
-                    )
-                readers[volume.id] = opened
+                try:
+                    readers[volume.id] = self._open_reader(pool, images[volume.id])
+                except ProviderError as exc:
+                    if exc.retryable:
+                        raise
+                    unreadable[volume.id] = exc.message
         except BaseException:
-            _close_all(pool, readers.values(), io)
+            _close_all(pool, readers.values(), self.cfg.io_timeout_s)
             raise
-        return readers
+        if not readers:
+            raise ProviderError(
+                f"no volume of {vm.name} could be read: " + "; ".join(unreadable.values()), retryable=False
+            )
+        return readers, unreadable
+
+    def _open_reader(self, pool: IoPool, image: Any) -> ImageReader:
+        staging = self.cfg.staging_dir or self.data_dir / "staging"
+        io = self.cfg.io_timeout_s
+        # qemu-img info and map, each bounded by io.
+        opened = pool.call_within(3 * io, f"opening {image.path}", open_image, image.path, image.format, io)
+        if isinstance(opened, NeedsConversion):
+            limit = qemu.conversion_timeout(io, opened.size)
+            opened = pool.call_within(
+                limit + io,
+                f"converting {image.path}",
+                convert_image,
+                image.path,
+                image.format,
+                staging,
+                limit,
+            )
+        return opened
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         """Deletes only the manifest: chunks are shared, garbage collection frees the unused."""
@@ -272,6 +295,13 @@ class NasProvider(ProviderDriver):
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
         with self._session() as (pool, repo):
             manifest = self._require_manifest(pool, repo, point)
+            if manifest.failed_volumes:
+                lacks = ", ".join(v.label for v in manifest.failed_volumes)
+                raise ProviderError(
+                    f"restore point {manifest.id} is partial (it lacks {lacks}): a whole-VM restore "
+                    "needs every volume; restore the volumes it kept one by one",
+                    retryable=False,
+                )
             pairs = [
                 (volume, Path(found.path), _format_of(found, volume.format))
                 for volume, found in restore.match_volumes(manifest, target)
@@ -286,6 +316,13 @@ class NasProvider(ProviderDriver):
             stored = next((v for v in manifest.volumes if v.id == volume.id), None) or next(
                 (v for v in manifest.volumes if v.device_id == volume.device_id), None
             )
+            failed = manifest.failed(volume.id)
+            if stored is None and failed is not None:
+                raise ProviderError(
+                    f"volume {failed.label} failed in restore point {manifest.id} and was not kept: "
+                    f"{failed.error}",
+                    retryable=False,
+                )
             if stored is None:
                 raise ProviderError(
                     f"volume {volume.id} is not in restore point {manifest.id}", retryable=False

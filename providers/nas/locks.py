@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.domain.errors import ProviderError
+from providers.nas.holder import Holder
 from providers.nas.iopool import IoPool, IoTimeout
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,10 @@ EXCLUSIVE = "exclusive"
 class LockInfo:
     path: Path
     kind: str
+    token: str
     mtime: float
     purpose: str
+    holder: Holder | None
 
 
 class RepositoryLock:
@@ -50,7 +52,11 @@ class RepositoryLock:
         self.purpose = purpose
         self.stale_after = stale_after
         self.wait = wait
-        self.path = locks_dir / f"{kind}-{uuid.uuid4().hex}.lock"
+        # Also names the temporary files written under this lock.
+        self.token = uuid.uuid4().hex
+        self.path = locks_dir / f"{kind}-{self.token}.lock"
+        # Tokens of the dead holders whose locks we removed.
+        self.dead_tokens: set[str] = set()
         self._stop = threading.Event()
         self._lost = False
         self._heartbeat: threading.Thread | None = None
@@ -92,8 +98,7 @@ class RepositoryLock:
         body = {
             "kind": self.kind,
             "purpose": self.purpose,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
+            **Holder.current().to_dict(),
             "created_at": time.time(),
         }
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -111,10 +116,13 @@ class RepositoryLock:
                 continue
             try:
                 mtime = entry.stat().st_mtime
-                purpose = json.loads(Path(entry.path).read_text()).get("purpose", "?")
+                body = json.loads(Path(entry.path).read_text())
             except (FileNotFoundError, ValueError):
                 continue  # released while we looked, or still being written
-            found.append(LockInfo(Path(entry.path), entry.name.split("-", 1)[0], mtime, purpose))
+            kind, _, token = entry.name.removesuffix(".lock").partition("-")
+            holder = Holder.from_dict(body) if isinstance(body, dict) else None
+            purpose = body.get("purpose", "?") if isinstance(body, dict) else "?"
+            found.append(LockInfo(Path(entry.path), kind, token, mtime, purpose, holder))
         return found
 
     def server_now(self) -> float:
@@ -125,16 +133,30 @@ class RepositoryLock:
         now = self.server_now()
         blocking = []
         for other in self.others():
+            if other.holder is not None and other.holder.is_dead():
+                log.warning(
+                    "removing %s lock %s (%s): its holder, pid %d on this host, is gone",
+                    other.kind,
+                    other.path.name,
+                    other.purpose,
+                    other.holder.pid,
+                )
+                self._break(other)
+                continue
             if self.kind == SHARED and other.kind != EXCLUSIVE:
                 continue
             if now - other.mtime > self.stale_after:
                 if self.kind == EXCLUSIVE:
                     log.warning("removing stale %s lock %s (%s)", other.kind, other.path.name, other.purpose)
-                    with contextlib.suppress(FileNotFoundError):
-                        other.path.unlink()
+                    self._break(other)
                 continue
             blocking.append(other)
         return blocking
+
+    def _break(self, other: LockInfo) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            other.path.unlink()
+        self.dead_tokens.add(other.token)
 
     # -- holding -----------------------------------------------------------------------------
     def _start_heartbeat(self) -> None:

@@ -3,19 +3,21 @@
 A manifest is the commit record of a restore point: it is written last, after every chunk
 it names is durable, and a restore point exists exactly when its manifest does. It names
 chunks, never other restore points, so deleting any restore point affects no other one.
+A partial restore point (some volumes failed, the others kept) lists the volumes it lacks
+in ``failed_volumes``; it is restored volume by volume only.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import blake3
 
-from providers.base import BackupResult, VMRef
+from providers.base import BackupResult, FailedVolume, VMRef
 
 FORMAT = 1
 ZERO = "0"  # stands for a chunk of zeros: stored nowhere, costs nothing
@@ -83,6 +85,7 @@ class Manifest:
     volumes: tuple[VolumeManifest, ...]
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: dict[str, Any] = field(default_factory=dict)
+    failed_volumes: tuple[FailedVolume, ...] = ()
 
     @property
     def protected_size(self) -> int:
@@ -97,7 +100,11 @@ class Manifest:
             backup_type=self.backup_type,
             size=int(self.stats.get("stored_bytes", 0)),
             protected_size=self.protected_size,
+            failed_volumes=self.failed_volumes,
         )
+
+    def failed(self, volume_id: str) -> FailedVolume | None:
+        return next((v for v in self.failed_volumes if v.id == volume_id), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +119,7 @@ class Manifest:
             "created_at": self.created_at.isoformat(),
             "volumes": [v.to_dict() for v in self.volumes],
             "stats": self.stats,
+            "failed_volumes": [asdict(v) for v in self.failed_volumes],
         }
 
     @classmethod
@@ -129,4 +137,5 @@ class Manifest:
             volumes=tuple(VolumeManifest.from_dict(v) for v in raw["volumes"]),
             created_at=datetime.fromisoformat(raw["created_at"]),
             stats=dict(raw.get("stats") or {}),
+            failed_volumes=tuple(FailedVolume(**v) for v in raw.get("failed_volumes", ())),
         )

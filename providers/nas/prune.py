@@ -11,7 +11,10 @@ Garbage collection then frees chunks that no manifest names. It holds the exclus
 repository lock (so it never runs while a backup holds its shared lock), reads *every*
 manifest first (and gives up if one is unreadable), and leaves alone any chunk younger
 than the grace period: the chunks a backup that crashed, or lost its lock, has just
-written, which its retry will reuse. Ages are measured on the file server's clock.
+written, which its retry will reuse. Temporary files (chunks staged, manifests half
+written) older than the exclusive lock have no live writer once it is held, so all of them
+go at once: a crashed backup's staged chunks do not wait out the grace period. Ages are
+measured on the file server's clock.
 """
 
 from __future__ import annotations
@@ -80,13 +83,13 @@ class GcReport:
 
 
 def _sweep_dir(
-    repo: Repository, prefix: str, referenced: set[str], cutoff: float, dry_run: bool
+    repo: Repository, prefix: str, referenced: set[str], cutoff: float, locked_at: float, dry_run: bool
 ) -> tuple[int, int, int, int, int]:
     """(stored, removed, removed bytes, kept in grace, tmp removed) for one chunk directory."""
     stored = removed = removed_bytes = in_grace = tmp_removed = 0
     for entry in list(repo.iter_chunk_dir(prefix)):
         if not isinstance(entry, StoredChunk):
-            if entry.stat().st_mtime < cutoff:
+            if entry.stat().st_mtime <= locked_at:
                 if not dry_run:
                     entry.unlink(missing_ok=True)
                 tmp_removed += 1
@@ -106,12 +109,12 @@ def _sweep_dir(
     return stored, removed, removed_bytes, in_grace, tmp_removed
 
 
-def _sweep_tmp(repo: Repository, cutoff: float, dry_run: bool) -> int:
+def _sweep_tmp(repo: Repository, locked_at: float, dry_run: bool) -> int:
     """Remove manifests half-written by crashed workers (never renamed into place)."""
     removed = 0
     with os.scandir(repo.points_dir) as entries:
         for entry in entries:
-            if entry.name.startswith(TMP_PREFIX) and entry.stat().st_mtime < cutoff:
+            if entry.name.startswith(TMP_PREFIX) and entry.stat().st_mtime <= locked_at:
                 if not dry_run:
                     os.unlink(entry.path)
                 removed += 1
@@ -137,7 +140,8 @@ def collect_garbage(
     )
     lock.acquire_within(pool, pool.timeout + lock_wait)
     try:
-        cutoff = pool.call("reading the server clock", lock.server_now) - grace_s
+        locked_at = pool.call("reading the server clock", lock.server_now)
+        cutoff = locked_at - grace_s
         manifests = load_all()
         unreadable = {p: m for p, m in manifests.items() if isinstance(m, str)}
         if unreadable:
@@ -152,7 +156,9 @@ def collect_garbage(
             assert isinstance(manifest, Manifest)
             referenced |= manifest.chunk_ids()
         report = GcReport(referenced_chunks=len(referenced), dry_run=dry_run)
-        futures = [pool.submit(_sweep_dir, repo, p, referenced, cutoff, dry_run) for p in CHUNK_DIRS]
+        futures = [
+            pool.submit(_sweep_dir, repo, p, referenced, cutoff, locked_at, dry_run) for p in CHUNK_DIRS
+        ]
         for prefix, future in zip(CHUNK_DIRS, futures, strict=True):
             stored, removed, removed_bytes, in_grace, tmp = pool.wait(future, f"sweeping chunks/{prefix}")
             report.stored_chunks += stored
@@ -160,7 +166,7 @@ def collect_garbage(
             report.removed_bytes += removed_bytes
             report.kept_in_grace += in_grace
             report.removed_tmp += tmp
-        report.removed_tmp += pool.call("sweeping points", _sweep_tmp, repo, cutoff, dry_run)
+        report.removed_tmp += pool.call("sweeping points", _sweep_tmp, repo, locked_at, dry_run)
         return report
     finally:
         with contextlib.suppress(ProviderError):  # if it cannot be removed, it goes stale

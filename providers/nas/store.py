@@ -5,7 +5,10 @@ hung mount fails the job instead of hanging the worker. Writes are crash-safe: a
 written under a temporary name in its final directory, made durable, then renamed into
 place, so a name that exists always holds a whole file. Chunks are made durable in one
 batch per backup: staged under temporary names (each one's write-back started at once),
-one ``syncfs``, then all renamed.
+one ``syncfs``, then all renamed. A staged chunk is named ``.tmp-<chunk id>.<token>``, the
+token of the writer's repository lock: a retry that finds its dead predecessor's lock
+knows the names of the chunks it left and takes them over (after checking their content)
+instead of writing them again; garbage collection removes the rest.
 """
 
 from __future__ import annotations
@@ -130,6 +133,25 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
 
 
 @dataclass(frozen=True)
+class Staging:
+    """Whose temporary chunk files a backup writes: its own lock's ``token``, and the tokens
+    of dead writers whose files it may take over."""
+
+    token: str
+    adoptable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A chunk staged under a temporary name, to ``publish`` once flushed."""
+
+    tmp: str
+    size: int
+    # Taken over from a dead writer: stored in the repository, but not written now.
+    adopted: bool
+
+
+@dataclass(frozen=True)
 class StoredChunk:
     id: str
     path: Path
@@ -222,15 +244,39 @@ class Repository:
                 payload, flags = packed, FLAG_ZSTD
         return self.keys.seal(payload, len(data), flags, b"chunk:" + chunk_id.encode())
 
-    def stage_chunk(self, chunk_id: str, data: bytes | bytearray) -> tuple[int, str | None]:
-        """Write the chunk under a temporary name unless the repository has it already;
-        (bytes written, the temporary file to ``publish`` once flushed) or (0, None)."""
+    def stage_chunk(self, chunk_id: str, data: bytes | bytearray, staging: Staging) -> Staged | None:
+        """Stage the chunk under a temporary name unless the repository has it already (None):
+        a dead writer's copy if one checks out, else a new one."""
         if self.has_chunk(chunk_id):
-            return 0, None
+            return None
+        tmp = self._tmp_file(chunk_id, staging.token)
+        for token in staging.adoptable:
+            size = self._adopt(chunk_id, self._tmp_file(chunk_id, token), tmp)
+            if size is not None:
+                return Staged(tmp, size, adopted=True)
         blob = self.encode_chunk(chunk_id, data)
-        tmp = f"{self._chunks_root}/{chunk_id[:2]}/{TMP_PREFIX}{uuid.uuid4().hex}"
         write_file(tmp, blob, fsync=False, writeback=self.fsync)
-        return len(blob), tmp
+        return Staged(tmp, len(blob), adopted=False)
+
+    def _tmp_file(self, chunk_id: str, token: str) -> str:
+        return f"{self._chunks_root}/{chunk_id[:2]}/{TMP_PREFIX}{chunk_id}.{token}"
+
+    def _adopt(self, chunk_id: str, theirs: str, ours: str) -> int | None:
+        """Take a dead writer's staged chunk over (the rename makes it ours alone, should two
+        retries want it); its size, or None if it is absent or not whole (then removed)."""
+        try:
+            os.rename(theirs, ours)
+        except FileNotFoundError:
+            return None
+        try:
+            with open(ours, "rb") as f:
+                blob = f.read()
+            self.decode_chunk(chunk_id, blob)
+        except Damaged:
+            # Cut short by the crash (or never flushed by a host that died).
+            os.unlink(ours)
+            return None
+        return len(blob)
 
     def open_sync(self) -> FileSystemSync:
         """The handle to ``flush`` staged chunks through; open it before staging them."""

@@ -258,3 +258,42 @@ def test_restore_to_a_new_vm_over_rest(server, world):
     names = {vm["name"] for vm in alice.ok("get", "/vms")["items"]}
     assert {"web1", "web1-copy"} <= names
     error_of(alice.post(f"/backups/{point['id']}/restore-new-vm", {}), 400, "invalid_argument")
+
+
+def test_a_partially_failed_backup_over_rest(server, world):
+    api = clients(server)
+    admin, alice = api["admin"], api["alice"]
+    admin.ok(
+        "post",
+        "/providers",
+        201,
+        body={"name": "halfway", "driver": "dummy", "config": {"fail_volumes": [1]}},
+    )
+    offering = admin.ok(
+        "post",
+        "/offerings",
+        201,
+        body={
+            "name": "half",
+            "zone": "zone1",
+            "provider": "halfway",
+            "external_id": "dummy-gold",
+            "rpo": "1d",
+        },
+    )
+    alice.ok("put", f"/vms/{world.alice_vm2}/offering", body={"offering_id": offering["id"]})
+
+    job = alice.wait(alice.ok("post", "/backups", 202, body={"vm_id": world.alice_vm2})["id"])
+
+    assert job["state"] == "failed"
+    assert "partially failed" in job["error"]
+    point = alice.ok("get", f"/backups/{job['subject_id']}")
+    assert point["status"] == "PartiallyFailed"
+    assert [(v["device_id"], v["name"]) for v in point["failed_volumes"]] == [(1, "DATA-db1-1")]
+    listed = alice.ok("get", f"/backups?vm_id={world.alice_vm2}&status=PartiallyFailed")["items"]
+    assert [p["id"] for p in listed] == [point["id"]]
+    error_of(alice.post(f"/backups/{point['id']}/restore", {}), 409, "conflict")
+    kept = next(v["id"] for v in point["volumes"] if v["device_id"] == 0)
+    body = {"volume_id": kept, "vm_id": world.alice_vm}
+    restored = alice.wait(alice.ok("post", f"/backups/{point['id']}/restore-volume", 202, body=body)["id"])
+    assert restored["state"] == "succeeded", restored

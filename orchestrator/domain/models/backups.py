@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orchestrator.domain.models.base import Base, IdMixin, enum_column, utcnow
@@ -25,6 +25,9 @@ class BackupStatus(StrEnum):
     QUEUED = "Queued"
     BACKING_UP = "BackingUp"
     BACKED_UP = "BackedUp"
+    # Some volumes were kept, the others (``Backup.failed_volumes``) failed: never a good
+    # point for the RPO, never restored as a whole VM; its kept volumes restore one by one.
+    PARTIALLY_FAILED = "PartiallyFailed"
     ERROR = "Error"
     FAILED = "Failed"
     RESTORING = "Restoring"
@@ -32,14 +35,16 @@ class BackupStatus(StrEnum):
     EXPUNGED = "Expunged"
 
 
-# Restore points that hold restorable data (Restoring is a BackedUp point being read).
+# Restore points that hold a restorable VM (Restoring is a BackedUp point being read): the
+# good points for the RPO, the planner, metrics and incremental parents. Not PartiallyFailed.
 USABLE_STATUSES = (BackupStatus.BACKED_UP, BackupStatus.RESTORING)
-# Restore points that still count: being made or made.
+# Restore points that still count: being made or made (a partial one holds data too).
 LIVE_STATUSES = (
     BackupStatus.ALLOCATED,
     BackupStatus.QUEUED,
     BackupStatus.BACKING_UP,
     BackupStatus.BACKED_UP,
+    BackupStatus.PARTIALLY_FAILED,
     BackupStatus.RESTORING,
 )
 
@@ -81,6 +86,8 @@ class Backup(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
     volumes: Mapped[list[Any]] = mapped_column(default=list)
+    # Of a PartiallyFailed point: {"id", "name", "device_id", "error"} of each volume it lacks.
+    failed_volumes: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
     error: Mapped[str | None] = mapped_column(Text)
 
     offering: Mapped[BackupOffering] = relationship()

@@ -131,3 +131,20 @@ def test_processes_starting_together_take_turns_at_the_upgrade(database_url):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def _status_check(engine) -> str:
+    checks = sa.inspect(engine).get_check_constraints("backups")
+    return next(c["sqltext"] for c in checks if c["name"] == "ck_backups_backupstatus")
+
+
+def test_the_status_check_admits_partially_failed_and_the_downgrade_takes_it_back(engine):
+    cfg = alembic_config(engine)
+    command.upgrade(cfg, "head")
+    assert "'PartiallyFailed'" in _status_check(engine)
+
+    command.downgrade(cfg, "0003")
+
+    assert "'PartiallyFailed'" not in _status_check(engine)
+    assert "'BackedUp'" in _status_check(engine)
+    assert "failed_volumes" not in {c["name"] for c in sa.inspect(engine).get_columns("backups")}

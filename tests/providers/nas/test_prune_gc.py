@@ -175,10 +175,10 @@ def test_gc_waits_for_a_running_backup_and_never_races_it(nas, disks, repo, monk
     entered, release = threading.Event(), threading.Event()
     real_put = Repository.stage_chunk
 
-    def slow_put(self, chunk_id, data):
+    def slow_put(self, chunk_id, data, staging):
         entered.set()
         release.wait(10)
-        return real_put(self, chunk_id, data)
+        return real_put(self, chunk_id, data, staging)
 
     monkeypatch.setattr(Repository, "stage_chunk", slow_put)
     outcome = {}
