@@ -143,7 +143,7 @@ def test_the_status_check_admits_partially_failed_and_the_downgrade_takes_it_bac
     command.upgrade(cfg, "head")
     assert "'PartiallyFailed'" in _status_check(engine)
 
-    command.downgrade(cfg, "0003")
+    command.downgrade(cfg, "0004")
 
     assert "'PartiallyFailed'" not in _status_check(engine)
     assert "'BackedUp'" in _status_check(engine)

@@ -1,6 +1,6 @@
 """accounts and API keys can be disabled
 
-Revision ID: 0004_account_and_key_disabling
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-03 16:10:00.000000
 
@@ -16,7 +16,7 @@ from alembic import op
 import orchestrator.domain.models.base
 
 
-revision = '0004_account_and_key_disabling'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None

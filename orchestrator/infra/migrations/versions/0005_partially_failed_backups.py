@@ -1,7 +1,7 @@
 """restore points that kept some volumes: PartiallyFailed and their failed volumes
 
-Revision ID: 0004_partially_failed_backups
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03 16:30:00.000000
 
 A backup of a multi-volume VM where some volumes failed may keep the others, as a restore
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0004_partially_failed_backups'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
