@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from orchestrator.domain.errors import InvalidArgument, Unavailable
 from orchestrator.infra.config import Settings
+from orchestrator.infra.private_files import PRIVATE_FILE_MODE, touch_private
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -43,7 +45,9 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # SQLite makes its -wal and -shm files with the database file's mode, so
+                # a file made 0600 here keeps all three (and the secrets in them) private.
+                touch_private(Path(path))
             except OSError as exc:
                 raise InvalidArgument(
                     f"cannot make the folder of the SQLite database {path}: {exc.strerror} "
@@ -103,7 +107,8 @@ def _migration_turn(engine: Engine) -> Iterator[None]:
             finally:
                 conn.execute(select(func.pg_advisory_unlock(key)))
     elif database and database != ":memory:":
-        with open(f"{database}.migrate-lock", "a") as handle:
+        lock = os.open(f"{database}.migrate-lock", os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+        with os.fdopen(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # freed when the handle closes
             yield
     else:
