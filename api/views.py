@@ -27,6 +27,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
+from orchestrator.infra.sealing import is_sealed
 from orchestrator.planner.model import Plan, PlannedJob
 from orchestrator.usecases.backups import BackupRow
 from providers import hypervisor
@@ -34,6 +35,7 @@ from providers.base import ProviderDriver, ProviderOffering
 
 _SECRET_KEY = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 REDACTED = "********"
+SEALED = "sealed"
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -41,8 +43,15 @@ def _ts(value: datetime | None) -> str | None:
 
 
 def redact(config: Any) -> Any:
+    """A provider configuration as shown: a sealed secret as ``sealed``, and, should a driver
+    not declare a secret, any setting whose name looks like one as ``********``."""
+    if is_sealed(config):
+        return SEALED
     if isinstance(config, dict):
-        return {k: REDACTED if _SECRET_KEY.search(k) else redact(v) for k, v in config.items()}
+        return {
+            k: REDACTED if _SECRET_KEY.search(k) and not is_sealed(v) else redact(v)
+            for k, v in config.items()
+        }
     if isinstance(config, list):
         return [redact(v) for v in config]
     return config

@@ -171,6 +171,9 @@ class ProviderDriver(ABC):
     """
 
     driver: ClassVar[str]
+    # The settings that hold secrets (passwords, passphrases, tokens), dotted when nested: the
+    # framework stores them sealed, never shows them, and hands them to the driver in clear.
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
         self.name = name

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -22,6 +22,28 @@ from orchestrator.domain.errors import InvalidArgument
 
 # What a shell would read as redirection, pipes, lists or subshells.
 SHELL_OPERATOR_CHARS = frozenset("();<>|&")
+
+
+def with_settings(
+    config: Mapping[str, Any], names: Iterable[str], change: Callable[[str, Any], Any]
+) -> dict[str, Any]:
+    """A copy of ``config`` in which each setting of ``names`` that is present (dotted for a
+    nested one: ``encryption.passphrase``) holds ``change(name, value)``; ``config`` is left
+    as it was."""
+    out = dict(config)
+    for name in names:
+        head, _, rest = name.partition(".")
+        if head not in out:
+            continue
+        if not rest:
+            out[head] = change(name, out[head])
+        elif isinstance(out[head], Mapping):
+            out[head] = with_settings(out[head], [rest], _prefixed(head, change))
+    return out
+
+
+def _prefixed(head: str, change: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: change(f"{head}.{name}", value)
 
 
 @dataclass(frozen=True)

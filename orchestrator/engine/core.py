@@ -29,6 +29,7 @@ from orchestrator.infra.db import Database
 from orchestrator.infra.sealing import Sealer
 from providers import registry
 from providers.base import ProviderDriver
+from providers.config import with_settings
 
 T = TypeVar("T")
 
@@ -40,17 +41,21 @@ ProgressFn = Callable[[int, int], None]
 
 
 class Drivers:
-    """Driver instances per provider row, each with a private data directory."""
+    """Driver instances per provider row, each with a private data directory. The row keeps
+    its secret settings sealed; a driver is given them in clear (``unseal(name, value)``)."""
 
-    def __init__(self, data_root: Path) -> None:
+    def __init__(self, data_root: Path, unseal: Callable[[str, Any], Any]) -> None:
         self.data_root = data_root
+        self.unseal = unseal
         self._cache: dict[tuple[str, str], ProviderDriver] = {}
 
     def for_row(self, row: BackupProvider) -> ProviderDriver:
         key = (row.id, repr(sorted(row.config.items())))
         driver = self._cache.get(key)
         if driver is None:
-            driver = registry.create(row.driver, row.name, row.config, self.data_root / row.id)
+            secrets = registry.driver_class(row.driver).secret_settings
+            config = with_settings(row.config, secrets, self.unseal)
+            driver = registry.create(row.driver, row.name, config, self.data_root / row.id)
             self._cache[key] = driver
         return driver
 
@@ -119,7 +124,9 @@ class Core:
     def __init__(self, settings: Settings, db: Database, runner: Runner, handlers: Handlers) -> None:
         self.settings = settings
         self.db = db
-        self.drivers = Drivers(settings.home / "providers")
+        self.drivers = Drivers(
+            settings.home / "providers", lambda name, value: self.sealer.unseal_setting(name, value)
+        )
         self.handlers = handlers
         self.runner = runner
         self.runner.bind(self)
@@ -127,6 +134,10 @@ class Core:
     @cached_property
     def sealer(self) -> Sealer:
         return Sealer(self.settings.home)
+
+    def _unseal_setting(self, name: str, value: Any) -> Any:
+        # The master key is read when a sealed setting is first opened, not at start.
+        return self.sealer.unseal_setting(name, value)
 
     @contextmanager
     def scope(self, actor: Actor | Callable[[Session], Actor]) -> Iterator[Scope]:

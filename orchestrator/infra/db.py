@@ -67,12 +67,15 @@ def make_engine(url: str) -> Engine:
         ) from None
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, home: Path | None = None) -> Config:
+    """What Alembic runs with: the engine, and the data directory whose master key a
+    migration that seals secrets reads (None: ``BACKUP_HOME``, as the settings read it)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser treats % as interpolation; URLs may contain %-escapes.
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     cfg.attributes["engine"] = engine
+    cfg.attributes["home"] = home
     return cfg
 
 
@@ -82,7 +85,7 @@ def is_current(engine: Engine) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == head
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, home: Path | None = None) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already).
 
     Processes starting together (gunicorn's workers, several workers on one host) take
@@ -91,7 +94,7 @@ def migrate(engine: Engine) -> None:
     for a long migration's writes and may give up."""
     with _migration_turn(engine):
         if not is_current(engine):
-            command.upgrade(alembic_config(engine), "head")
+            command.upgrade(alembic_config(engine, home), "head")
 
 
 @contextmanager
@@ -118,18 +121,18 @@ def _migration_turn(engine: Engine) -> Iterator[None]:
 class Database:
     """One engine and its session factory, migrated on first use."""
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True, home: Path | None = None) -> None:
         self.engine = make_engine(url)
         if auto_migrate:
             try:
-                migrate(self.engine)
+                migrate(self.engine, home)
             except OperationalError as exc:
                 raise unavailable(self.engine, exc) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(settings.database_url)
+        return cls(settings.database_url, home=settings.home)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,4 +1,5 @@
-"""Encrypts API secrets at rest with a master key the operator controls.
+"""Encrypts secrets at rest with a master key the operator controls: API secrets, and the
+settings of provider configurations that their drivers declare secret.
 
 The key comes from ``BACKUP_SECRET_KEY`` (a Fernet key) or, on the embedded default,
 from ``$BACKUP_HOME/master.key``, created on first use with mode 0600. Losing it means
@@ -8,8 +9,10 @@ issuing new API keys; it is never stored in the database.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -45,6 +48,15 @@ def _load_key(home: Path) -> Fernet:
         ) from None
 
 
+# A sealed setting of a provider configuration is stored as ``{"$sealed": token}``: a shape
+# no driver reads as a value of its own, so it can be recognised (and never shown) anywhere.
+SEALED_MARK = "$sealed"
+
+
+def is_sealed(value: object) -> bool:
+    return isinstance(value, Mapping) and set(value) == {SEALED_MARK}
+
+
 # Signed requests unseal their key's secret on every call. A sealed text always opens to
 # the same secret, so remembering the answer changes nothing a caller can observe: whether
 # the key is still live is read from its row each time, and a new secret is a new text.
@@ -58,6 +70,25 @@ class Sealer:
 
     def seal(self, secret: str) -> str:
         return self._fernet.encrypt(secret.encode()).decode()
+
+    def seal_setting(self, _name: str, value: Any) -> Any:
+        """A secret setting as it is stored: sealed when it is text (anything else is left for
+        the driver to refuse), unchanged when sealed already."""
+        return {SEALED_MARK: self.seal(value)} if isinstance(value, str) else value
+
+    def unseal_setting(self, name: str, value: Any) -> Any:
+        """What ``seal_setting`` stored, in clear; InvalidArgument naming the setting when
+        another master key sealed it."""
+        if not is_sealed(value):
+            return value
+        try:
+            return self._unseal(value[SEALED_MARK])
+        except AuthenticationFailed:
+            raise InvalidArgument(
+                f"{name}: sealed with another master key; set BACKUP_SECRET_KEY to the key it was "
+                "sealed with, or add the provider again",
+                field="BACKUP_SECRET_KEY",
+            ) from None
 
     def _unseal(self, sealed: str) -> str:
         try:

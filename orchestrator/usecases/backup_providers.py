@@ -15,6 +15,7 @@ from orchestrator.usecases import audit
 from orchestrator.usecases.inventory import find_zone
 from providers import registry
 from providers.base import Capability, ProviderDriver, ProviderOffering
+from providers.config import with_settings
 
 
 def find(scope: Scope, value: str) -> BackupProvider:
@@ -42,14 +43,16 @@ def add(
         raise Conflict(f"backup provider {name!r} already exists", field="name")
     if config is not None and not isinstance(config, Mapping):
         raise InvalidArgument("config: must be an object", field="config")
+    secrets = registry.driver_class(driver).secret_settings  # unknown driver: refused here
     row = BackupProvider(
         name=name,
         driver=driver,
         zone_id=find_zone(scope, zone).id if zone else None,
-        config=dict(config or {}),
+        # Stored sealed: a database dump or backup must not open the back end's data. The
+        # master key is read only when there is a secret to seal.
+        config=with_settings(config or {}, secrets, lambda k, v: scope.core.sealer.seal_setting(k, v)),
         enabled=enabled,
     )
-    registry.driver_class(driver)  # unknown driver: clear error before anything is stored
     scope.session.add(row)
     scope.session.flush()
     instance = scope.driver(row)  # the driver validates its configuration now, not at the first backup

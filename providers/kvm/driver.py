@@ -84,6 +84,7 @@ class KvmProvider(ProviderDriver):
     """KVM VMs on libvirt hosts into a NAS repository, all disks of a VM at one instant."""
 
     driver = "kvm"
+    secret_settings = NasProvider.secret_settings  # its repository is a NAS repository
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
         super().__init__(name, config, data_dir)

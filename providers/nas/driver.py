@@ -55,6 +55,7 @@ class NasProvider(ProviderDriver):
     """KVM disk images (raw, qcow2) into a deduplicating repository on a shared directory."""
 
     driver = "nas"
+    secret_settings = ("encryption.passphrase",)
 
     def __init__(
         self,
