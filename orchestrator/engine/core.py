@@ -124,9 +124,7 @@ class Core:
     def __init__(self, settings: Settings, db: Database, runner: Runner, handlers: Handlers) -> None:
         self.settings = settings
         self.db = db
-        self.drivers = Drivers(
-            settings.home / "providers", lambda name, value: self.sealer.unseal_setting(name, value)
-        )
+        self.drivers = Drivers(settings.home / "providers", self._unseal_setting)
         self.handlers = handlers
         self.runner = runner
         self.runner.bind(self)

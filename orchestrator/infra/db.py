@@ -42,7 +42,7 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; InvalidArgument (naming the setting, never echoing the URL,
     which may hold a password) when it cannot be one."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = url.split("///", 1)[1] if "///" in url else ""  # sqlite:// alone is in memory
         if path and path != ":memory:":
             try:
                 # SQLite makes its -wal and -shm files with the database file's mode, so
@@ -50,7 +50,7 @@ def make_engine(url: str) -> Engine:
                 touch_private(Path(path))
             except OSError as exc:
                 raise InvalidArgument(
-                    f"cannot make the folder of the SQLite database {path}: {exc.strerror} "
+                    f"cannot make the SQLite database {path} or its folder: {exc.strerror} "
                     "(set BACKUP_HOME to a writable folder, or BACKUP_DATABASE_URL)",
                     field="BACKUP_DATABASE_URL",
                 ) from None
