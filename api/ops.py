@@ -1,12 +1,12 @@
 """Operations endpoints: ``/healthz`` for load balancers and ``/metrics`` for Prometheus.
 
-``/metrics`` shows VM ids and offering names; set ``BACKUP_METRICS_TOKEN`` to require
-``Authorization: Bearer <token>`` where the scrape network is not trusted."""
+``/metrics`` names offerings, hosts, pools and queues (never a tenant's VM) and counts the
+fleet; set ``BACKUP_METRICS_TOKEN`` to require ``Authorization: Bearer <token>`` where the
+scrape network is not trusted."""
 
 from __future__ import annotations
 
 import hmac
-import os
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, request
@@ -34,7 +34,7 @@ def healthz() -> tuple[dict[str, Any], int]:
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    token = os.environ.get("BACKUP_METRICS_TOKEN")
+    token = _core().settings.metrics_token
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(given.encode(), token.encode()):

@@ -313,7 +313,14 @@ def served(
     try:
         keys = fill(url, home, layout, state)
         port = free_port()
-        env = {**os.environ, "BACKUP_HOME": str(home), "BACKUP_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "BACKUP_HOME": str(home),
+            "BACKUP_DATABASE_URL": url,
+            "PYTHONPATH": str(ROOT),
+            # The URLs are signed once, before the rounds, to time the server, not the signing.
+            "BACKUP_SIGNATURE_MAX_LIFETIME_SECONDS": "3600",
+        }
         server = subprocess.Popen(  # noqa: S603 - our own interpreter and gunicorn
             [
                 sys.executable,

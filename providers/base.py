@@ -202,6 +202,11 @@ class ProviderDriver(ABC):
     def capabilities(self) -> frozenset[Capability]:
         """What this instance can do; the framework hides and refuses everything else."""
 
+    def data_folders(self) -> Mapping[str, str]:
+        """The folders on the workers where this back end keeps its data, by the setting that
+        names each; the framework refuses one inside a storage pool."""
+        return {}
+
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
 

@@ -112,8 +112,9 @@ class Fields:
     @overload
     def absolute_path(self, key: str, *, required: None = None, why: str = "") -> Path | None: ...
     def absolute_path(self, key: str, *, required: str | None = None, why: str = "") -> Path | None:
-        """The setting as an absolute Path (``why`` says why it must be), None when absent or null
-        unless ``required`` (then ``is required<required>``)."""
+        """The setting as an absolute Path (``why`` says why it must be), normalised (no ``.``,
+        ``..`` or doubled slash left), None when absent or null unless ``required`` (then
+        ``is required<required>``)."""
         if required is not None:
             self.required(key, required)
         value = self.raw.get(key)
@@ -124,6 +125,15 @@ class Fields:
         path = Path(value)
         if not path.is_absolute():
             raise self.error(key, f"must be an absolute path{why}, got {str(value)!r}")
+        # normpath keeps a leading "//" (POSIX leaves its meaning open); one slash means the root.
+        return Path("/" + os.path.normpath(path).lstrip("/"))
+
+    def folder(self, key: str, *, required: str, why: str = "") -> Path:
+        """The setting as an absolute, normalised Path of a folder that holds data of its own:
+        never the root directory, which holds every other folder."""
+        path = self.absolute_path(key, required=required, why=why)
+        if path == Path("/"):
+            raise self.error(key, "must not be the root directory /")
         return path
 
     def command(self, key: str) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ def db() -> None:
 @handle_errors
 def upgrade(app: App, as_json: bool) -> None:
     """Migrate the schema to this version's newest revision (a no-op when it is there)."""
-    database = Database(app.settings.database_url)
+    database = Database.from_settings(app.settings)
     with database.engine.connect() as conn:
         revision = MigrationContext.configure(conn).get_current_revision()
     emit(

@@ -10,7 +10,7 @@ import click
 
 from api.cli.app import App, pass_app
 from api.cli.output import handle_errors
-from api.cli.processes import serve_metrics, setup_logging
+from api.cli.processes import metrics_options, serve_metrics, setup_logging
 from orchestrator.engine.dispatcher import run_dispatcher
 from orchestrator.usecases import rounds
 
@@ -20,14 +20,19 @@ from orchestrator.usecases import rounds
 @click.option(
     "--deliver-every", type=float, default=1.0, show_default=True, help="Delivery and reconciling period."
 )
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics on this port.")
+@metrics_options
 @click.option(
     "--loglevel", default="info", show_default=True, help="Log level: debug, info, warning or error."
 )
 @pass_app
 @handle_errors
 def dispatcher(
-    app: App, tick_seconds: float, deliver_every: float, metrics_port: int | None, loglevel: str
+    app: App,
+    tick_seconds: float,
+    deliver_every: float,
+    metrics_port: int | None,
+    metrics_address: str,
+    loglevel: str,
 ) -> None:
     """Release planned and scheduled jobs, re-plan, and re-deliver lost ones.
 
@@ -35,7 +40,7 @@ def dispatcher(
     within a round when the leader dies."""
     setup_logging(loglevel)
     if metrics_port is not None:
-        serve_metrics(metrics_port, None)
+        serve_metrics(metrics_port, None, metrics_address)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

@@ -22,7 +22,8 @@ def pool() -> None:
 @click.option(
     "--path",
     default="",
-    help="Mount path on the hosts: default directory of new volumes; `vm import` finds disks' pools by it.",
+    help="Absolute mount path on the hosts (not /): default directory of new volumes, which must lie "
+    "inside it; `vm import` finds disks' pools by it.",
 )
 @click.option(
     "--max-concurrent-backups",

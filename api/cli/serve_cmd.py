@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
+from pathlib import Path
 
 import click
 import waitress
@@ -14,9 +17,28 @@ from orchestrator.bootstrap import build_core
 from orchestrator.engine.dispatcher import run_dispatcher
 from orchestrator.engine.local_runners import ThreadRunner
 from orchestrator.infra.config import Settings
+from orchestrator.infra.private_files import write_private
 from orchestrator.usecases import accounts, rounds
 
 log = logging.getLogger(__name__)
+
+
+ADMIN_KEY_FILE = "admin-api-key.json"
+
+
+def announce_admin_key(issued: accounts.IssuedKey, home: Path, *, on_terminal: bool) -> Path:
+    """Keep the first admin key in a file only its owner can read, and say where.
+
+    A service manager sends stdout to logs that others read and keep; the secret goes on
+    stdout only when a person is watching it (a terminal)."""
+    path = write_private(
+        home / ADMIN_KEY_FILE,
+        json.dumps({"apikey": issued.apikey, "secretkey": issued.secretkey}, indent=2).encode() + b"\n",
+    )
+    click.echo(f"first start: admin API key {issued.apikey}, its secret written to {path} (mode 0600)")
+    if on_terminal:
+        click.echo(f"              secret key  {issued.secretkey}  (shown only now)")
+    return path
 
 
 @click.command("serve")
@@ -42,8 +64,7 @@ def serve(host: str, port: int, threads: int, job_workers: int, tick_seconds: fl
         f"data: {core.settings.home}  database: {core.db.engine.url.render_as_string(hide_password=True)}"
     )
     if issued:
-        click.echo(f"first start: admin API key {issued.apikey}")
-        click.echo(f"              secret key  {issued.secretkey}  (shown only now)")
+        announce_admin_key(issued, core.settings.home, on_terminal=sys.stdout.isatty())
     stop = threading.Event()
     ticker = threading.Thread(
         target=run_dispatcher,

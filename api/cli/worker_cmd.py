@@ -12,7 +12,7 @@ import click
 
 from api.cli.app import App, pass_app
 from api.cli.output import handle_errors
-from api.cli.processes import serve_metrics, setup_logging
+from api.cli.processes import metrics_options, serve_metrics, setup_logging
 from orchestrator.bootstrap import build_core
 from orchestrator.infra.db import persist
 from workers import queues as routing
@@ -33,7 +33,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--queues", multiple=True, help="Further queues by name, e.g. ingest.")
 @click.option("--all", "all_queues", is_flag=True, help="Every queue, following new pools and hosts.")
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True, help="Jobs run at once.")
-@click.option("--metrics-port", type=int, help="Serve Prometheus metrics of this worker on this port.")
+@metrics_options
 @click.option(
     "--loglevel", default="info", show_default=True, help="Log level: debug, info, warning or error."
 )
@@ -47,6 +47,7 @@ def worker(
     all_queues: bool,
     concurrency: int,
     metrics_port: int | None,
+    metrics_address: str,
     loglevel: str,
 ) -> None:
     """Run jobs from the Celery queues (distributed mode; needs BACKUP_BROKER_URL).
@@ -75,7 +76,7 @@ def worker(
         )
     core.db.engine.dispose()  # the pool processes fork from here: share no connection
     if metrics_port is not None:
-        serve_metrics(metrics_port, None)
+        serve_metrics(metrics_port, None, metrics_address)
     click.echo(f"worker {socket.gethostname()}: queues {', '.join(chosen)}; concurrency {concurrency}")
     celery.worker_main(
         [

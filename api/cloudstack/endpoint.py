@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from api.auth import verify_signed
+from api.auth import SigningRules, verify_signed
 from api.cloudstack.commands import COMMANDS, Call, Listing, check_available
 from api.cloudstack.params import Params
 from orchestrator.domain import errors
@@ -72,7 +72,8 @@ def dispatch() -> Response:
             raise errors.InvalidArgument("only response=json is supported")
         cmd = COMMANDS.get(name.lower())
         # One transaction: the key is checked where the command then runs.
-        with core.scope(lambda session: verify_signed(session, core.sealer, raw)) as scope:
+        rules = SigningRules.of(core.settings)
+        with core.scope(lambda session: verify_signed(session, core.sealer, raw, rules)) as scope:
             if cmd is None:
                 raise errors.Unsupported(
                     f"The given command {name} does not exist or it is not available for the user"

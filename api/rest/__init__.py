@@ -69,7 +69,8 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
             "Base64(HMAC-SHA1(secret, s)) where s is every query parameter but `signature`, sorted "
             "by name, as `name=value` (value URL-encoded, space as %20) joined by `&`, lower-cased. "
             "The query must carry `signatureversion=3` and `expires` (%Y-%m-%dT%H:%M:%S%z, in the "
-            "future). The signature covers the query string only, not the JSON body."
+            "future and no further ahead than the server's maximum lifetime, 10 minutes by default). "
+            "The signature covers the query string only, not the JSON body."
         ),
     },
 }

@@ -227,7 +227,11 @@ class VMImport(Strict):
 class PoolCreate(Strict):
     zone = ident("Zone id or name.", required=True)
     name = text(required=True, min_length=1)
-    path = text(max_length=TEXT_LENGTH, load_default="")
+    path = text(
+        max_length=TEXT_LENGTH,
+        load_default="",
+        metadata={"description": "Absolute mount path on the hosts (not /); volumes lie inside it."},
+    )
     max_concurrent_backups = count(minimum=1, load_default=4)
     bandwidth_bytes_per_s = count(minimum=1, maximum=INT64_MAX, load_default=None, allow_none=True)
 
@@ -257,7 +261,10 @@ class VolumeSpec(Strict):
     pool = ident("Storage pool id or name, in the VM's zone.", required=True)
     size = count(minimum=1, maximum=INT64_MAX, required=True, metadata={"description": "Bytes."})
     type = one_of(VolumeType, metadata={"description": "Default: ROOT for the first volume."})
-    path = text(max_length=TEXT_LENGTH)
+    path = text(
+        max_length=TEXT_LENGTH,
+        metadata={"description": "Absolute image path, inside the pool's path when it has one."},
+    )
     format = fields.String(validate=validate.OneOf(["raw", "qcow2", "vmdk"]))
     name = text()
 

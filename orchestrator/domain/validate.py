@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import unicodedata
 from enum import Enum
 from typing import TypeVar
@@ -71,4 +72,42 @@ def name(value: str, field: str = "name", max_length: int = 255) -> str:
         raise InvalidArgument(f"{field}: must not be empty", field=field)
     if found := _controls(out):
         raise InvalidArgument(f"{field}: contains the control character {found[0]!r}", field=field)
+    return out
+
+
+def absolute_path(value: str | None, field: str = "path") -> str:
+    """A path that workers on any machine read alike: absolute, and normalised so that no
+    ``.``, ``..`` or doubled slash is left (``/srv/a/../b`` is ``/srv/b``); '' stays ''.
+    Symbolic links are not followed: the path names where the operator said, not what a
+    link on some worker points at."""
+    out = text(value, field)
+    if not out:
+        return ""
+    if not out.startswith("/"):
+        # Workers on other machines resolve it: a relative path means nothing there.
+        raise InvalidArgument(f"{field}: {out!r} is not an absolute path", field=field)
+    # normpath keeps a leading "//" (POSIX leaves its meaning open); one slash means the root.
+    return "/" + posixpath.normpath(out).lstrip("/")
+
+
+def is_under(path: str, folder: str) -> bool:
+    """Whether normalised ``path`` lies strictly inside normalised ``folder``."""
+    return path != folder and path.startswith(folder.rstrip("/") + "/")
+
+
+def folder_path(value: str | None, field: str = "path") -> str:
+    """An absolute, normalised folder that holds data of its own (a storage pool, a backup
+    repository): never the root, which would hold every other one."""
+    out = absolute_path(value, field)
+    if out == "/":
+        raise InvalidArgument(f"{field}: must not be the root directory /", field=field)
+    return out
+
+
+def path_in_folder(value: str | None, folder: str, field: str, what: str) -> str:
+    """An absolute, normalised path that lies inside ``folder`` (``what`` names the folder
+    in the error) when ``folder`` is given."""
+    out = absolute_path(value, field)
+    if out and folder and not is_under(out, folder):
+        raise InvalidArgument(f"{field}: {out!r} is not inside {what} {folder}", field=field)
     return out

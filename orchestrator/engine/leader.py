@@ -16,6 +16,7 @@ from typing import IO
 from sqlalchemy import Connection, func, select, text
 
 from orchestrator.engine.core import Core
+from orchestrator.infra.private_files import touch_private
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class LeaderLock:
         if self._file is not None:
             return True
         path = Path(self.core.settings.home) / f"{self.name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        touch_private(path)
         handle = path.open("ab")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from orchestrator.domain.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,14 @@ class Settings:
     rediscover_seconds: float = 3600.0
     # Celery broker for the distributed mode; None runs jobs in process.
     broker_url: str | None = None
+    # A signed request must carry signatureversion=3 and an ``expires`` time: without them a
+    # captured URL can be replayed for ever. Off only for clients that cannot send them.
+    signature_v3_required: bool = True
+    # How far ahead ``expires`` may lie. cs and CloudMonkey sign for 600 s by default, so a
+    # longer-lived URL is one somebody made to keep.
+    signature_max_lifetime_seconds: float = 600.0
+    # The API's /metrics answers only ``Authorization: Bearer <token>`` when this is set.
+    metrics_token: str | None = None
 
     @property
     def is_embedded(self) -> bool:
@@ -52,4 +63,19 @@ class Settings:
             db_retry_seconds=float(env.get("BACKUP_DB_RETRY_SECONDS", 120.0)),
             rediscover_seconds=float(env.get("BACKUP_REDISCOVER_SECONDS", 3600.0)),
             broker_url=env.get("BACKUP_BROKER_URL") or None,
+            signature_v3_required=_flag(env, "BACKUP_SIGNATURE_V3_REQUIRED", True),
+            signature_max_lifetime_seconds=float(env.get("BACKUP_SIGNATURE_MAX_LIFETIME_SECONDS", 600.0)),
+            metrics_token=env.get("BACKUP_METRICS_TOKEN") or None,
         )
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE + _FALSE:
+        return value in _TRUE
+    raise InvalidArgument(f"{name} must be one of {', '.join(_TRUE + _FALSE)}, got {value!r}", field=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from orchestrator.domain.errors import InvalidArgument, Unavailable
 from orchestrator.infra.config import Settings
+from orchestrator.infra.private_files import PRIVATE_FILE_MODE, touch_private
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -40,13 +42,15 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; InvalidArgument (naming the setting, never echoing the URL,
     which may hold a password) when it cannot be one."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = url.split("///", 1)[1] if "///" in url else ""  # sqlite:// alone is in memory
         if path and path != ":memory:":
             try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # SQLite makes its -wal and -shm files with the database file's mode, so
+                # a file made 0600 here keeps all three (and the secrets in them) private.
+                touch_private(Path(path))
             except OSError as exc:
                 raise InvalidArgument(
-                    f"cannot make the folder of the SQLite database {path}: {exc.strerror} "
+                    f"cannot make the SQLite database {path} or its folder: {exc.strerror} "
                     "(set BACKUP_HOME to a writable folder, or BACKUP_DATABASE_URL)",
                     field="BACKUP_DATABASE_URL",
                 ) from None
@@ -63,12 +67,15 @@ def make_engine(url: str) -> Engine:
         ) from None
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, home: Path | None = None) -> Config:
+    """What Alembic runs with: the engine, and the data directory whose master key a
+    migration that seals secrets reads (None: ``BACKUP_HOME``, as the settings read it)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser treats % as interpolation; URLs may contain %-escapes.
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     cfg.attributes["engine"] = engine
+    cfg.attributes["home"] = home
     return cfg
 
 
@@ -78,7 +85,7 @@ def is_current(engine: Engine) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == head
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, home: Path | None = None) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already).
 
     Processes starting together (gunicorn's workers, several workers on one host) take
@@ -87,7 +94,7 @@ def migrate(engine: Engine) -> None:
     for a long migration's writes and may give up."""
     with _migration_turn(engine):
         if not is_current(engine):
-            command.upgrade(alembic_config(engine), "head")
+            command.upgrade(alembic_config(engine, home), "head")
 
 
 @contextmanager
@@ -103,7 +110,8 @@ def _migration_turn(engine: Engine) -> Iterator[None]:
             finally:
                 conn.execute(select(func.pg_advisory_unlock(key)))
     elif database and database != ":memory:":
-        with open(f"{database}.migrate-lock", "a") as handle:
+        lock = os.open(f"{database}.migrate-lock", os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+        with os.fdopen(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)  # freed when the handle closes
             yield
     else:
@@ -113,18 +121,18 @@ def _migration_turn(engine: Engine) -> Iterator[None]:
 class Database:
     """One engine and its session factory, migrated on first use."""
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True, home: Path | None = None) -> None:
         self.engine = make_engine(url)
         if auto_migrate:
             try:
-                migrate(self.engine)
+                migrate(self.engine, home)
             except OperationalError as exc:
                 raise unavailable(self.engine, exc) from exc
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(settings.database_url)
+        return cls(settings.database_url, home=settings.home)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from orchestrator.domain.errors import AuthenticationFailed, InvalidArgument
 from orchestrator.domain.secrets import map_secrets
+from orchestrator.infra.private_files import private_dir
 
 # How a sealed secret setting is stored in a configuration: {"$sealed": "<Fernet token>"}.
 SEALED = "$sealed"
@@ -32,7 +33,7 @@ def _load_key(home: Path) -> Fernet:
         path = home / "master.key"
         try:
             if not path.exists():
-                home.mkdir(parents=True, exist_ok=True)
+                private_dir(home)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as f:
                     f.write(Fernet.generate_key())

@@ -9,6 +9,7 @@ never by every worker: N workers would report the same rows N times.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from orchestrator.domain.models import (
     Job,
     JobState,
     VirtualMachine,
+    Volume,
+    VolumeType,
     utcnow,
 )
 from orchestrator.infra.db import Database
@@ -80,7 +83,7 @@ STATE_METRICS = (
     "queue_depth",
     "queue_oldest_job_age_seconds",
     "restore_points",
-    "last_success_timestamp_seconds",
+    "oldest_last_success_timestamp_seconds",
     "rpo_vms",
     "jobs_past_deadline",
 )
@@ -150,10 +153,13 @@ class StateCollector(Collector):
             yield late
 
     def _rpo(self, session: Session, now: datetime) -> Iterator[Metric]:
-        last = GaugeMetricFamily(
-            f"{PREFIX}_last_success_timestamp_seconds",
-            "When the newest usable restore point of a VM was taken.",
-            labels=["vm", "offering"],
+        # Per offering, host and pool (of the ROOT volume, as backups are queued), never per
+        # VM: a VM id is a tenant's, and a series per VM grows with the fleet.
+        oldest = GaugeMetricFamily(
+            f"{PREFIX}_oldest_last_success_timestamp_seconds",
+            "Of the VMs of an offering on a host and pool, when the one backed up longest ago "
+            "took its newest usable restore point.",
+            labels=["offering", "host", "pool"],
         )
         rpo = GaugeMetricFamily(
             f"{PREFIX}_rpo_vms",
@@ -166,22 +172,39 @@ class StateCollector(Collector):
             .group_by(Backup.vm_id)
             .subquery()
         )
+        root = (
+            select(Volume.vm_id, func.min(Volume.pool_id).label("pool_id"))
+            .where(Volume.type == VolumeType.ROOT, Volume.removed_at.is_(None))
+            .group_by(Volume.vm_id)
+            .subquery()
+        )
         counts: dict[tuple[str, str], int] = {}
-        for vm_id, offering, rpo_seconds, at in session.execute(
-            select(VirtualMachine.id, BackupOffering.name, BackupOffering.rpo_seconds, newest.c.at)
+        first: dict[tuple[str, str, str], float] = {}
+        for offering, host, pool, rpo_seconds, at in session.execute(
+            select(
+                BackupOffering.name,
+                VirtualMachine.host_id,
+                root.c.pool_id,
+                BackupOffering.rpo_seconds,
+                newest.c.at,
+            )
             .join(BackupOffering, BackupOffering.id == VirtualMachine.backup_offering_id)
             .outerjoin(newest, newest.c.vm_id == VirtualMachine.id)
+            .outerjoin(root, root.c.vm_id == VirtualMachine.id)
             .where(VirtualMachine.removed_at.is_(None))
         ):
             if at is None:
                 state = "never"
             else:
-                last.add_metric([vm_id, offering], _as_utc(at).timestamp())
+                key = (offering, host or "", pool or "")
+                first[key] = min(first.get(key, math.inf), _as_utc(at).timestamp())
                 state = "within" if _age(now, at) <= rpo_seconds else "beyond"
             counts[offering, state] = counts.get((offering, state), 0) + 1
+        for labels, at_s in sorted(first.items()):
+            oldest.add_metric(list(labels), at_s)
         for (offering, state), n in sorted(counts.items()):
             rpo.add_metric([offering, state], n)
-        yield last
+        yield oldest
         yield rpo
 
 

@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from orchestrator.domain import secrets, validate
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound
-from orchestrator.domain.models import BackupOffering, BackupProvider
+from orchestrator.domain.models import BackupOffering, BackupProvider, StoragePool
 from orchestrator.engine.core import Scope
 from orchestrator.usecases import audit, usage
 from orchestrator.usecases.inventory import find_zone
 from providers import registry
-from providers.base import Capability, ProviderOffering
+from providers.base import Capability, ProviderDriver, ProviderOffering
 
 
 def find(scope: Scope, value: str) -> BackupProvider:
@@ -52,9 +52,26 @@ def add(
     registry.driver_class(driver)  # unknown driver: clear error before anything is stored
     scope.session.add(row)
     scope.session.flush()
-    scope.driver(row)  # the driver validates its configuration now, not at the first backup
+    _outside_pools(scope, row, scope.driver(row))  # the driver checks its configuration now
     audit.record(scope, "provider.add", "provider", row.id, name=name, driver=driver)
     return row
+
+
+def _outside_pools(scope: Scope, row: BackupProvider, driver: ProviderDriver) -> None:
+    """Refuse back-end data inside a storage pool of the zones the provider serves: restore
+    points would sit among the images they protect, and a restore or a pool's cleanup could
+    overwrite them."""
+    pools = select(StoragePool).where(StoragePool.path != "")
+    if row.zone_id:
+        pools = pools.where(StoragePool.zone_id == row.zone_id)
+    for pool in scope.session.scalars(pools):
+        for setting, folder in driver.data_folders().items():
+            if folder == pool.path.rstrip("/") or validate.is_under(folder, pool.path):
+                raise InvalidArgument(
+                    f"config.{setting}: {folder} is inside storage pool {pool.name!r} ({pool.path}); "
+                    "keep backups apart from the images they protect",
+                    field=f"config.{setting}",
+                )
 
 
 def _refuse_taken(scope: Scope, name: str) -> None:
@@ -101,7 +118,7 @@ def update(
         row.enabled = enabled
         changed.append("enabled")
     scope.session.flush()
-    scope.driver(row)  # a configuration the driver rejects is never stored
+    _outside_pools(scope, row, scope.driver(row))  # a configuration refused is never stored
     audit.record(scope, "provider.update", "provider", row.id, changed=changed)
     return row
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import select
@@ -350,8 +349,8 @@ def _volumes(session: Session, host: Host, vm: DiscoveredVM) -> list[dict[str, A
 def _pool_of(disk: DiscoveredDisk, pools: list[StoragePool], vm_name: str) -> StoragePool:
     if not disk["path"]:
         raise InvalidArgument(f"disk {disk['target']} of {vm_name} is not a file or device path")
-    path = PurePosixPath(disk["path"])
-    holding = [p for p in pools if p.path and path.is_relative_to(PurePosixPath(p.path))]
+    path = validate.absolute_path(disk["path"], f"disk {disk['target']} of {vm_name}")
+    holding = [p for p in pools if p.path and validate.is_under(path, p.path)]
     if not holding:
         known = ", ".join(f"{p.name}={p.path}" for p in pools if p.path) or "none"
         raise InvalidArgument(

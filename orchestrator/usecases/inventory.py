@@ -114,7 +114,7 @@ def create_pool(
     row = StoragePool(
         zone_id=z.id,
         name=name,
-        path=validate.text(path, "path"),
+        path=validate.folder_path(path, "path"),
         max_concurrent_backups=validate.positive(max_concurrent_backups, "max_concurrent_backups"),
         bandwidth_bytes_per_s=bandwidth_bytes_per_s,
     )
@@ -297,10 +297,9 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
     p = find_pool(scope, spec.pool, vm.zone_id)
     if spec.format not in VOLUME_FORMATS:
         raise InvalidArgument(f"volume format {spec.format!r} is not one of {VOLUME_FORMATS}", field="format")
-    path = validate.text(spec.path, "path")
-    if path and not path.startswith("/"):
-        # Workers on other machines resolve the image: a relative path means nothing there.
-        raise InvalidArgument(f"volume path {path!r} is not absolute", field="path")
+    # Backups read and restores write this path: outside its pool it could be any file of
+    # the host (/etc/shadow), read into a tenant's restore point or overwritten by a restore.
+    path = validate.path_in_folder(spec.path, p.path, "path", f"storage pool {p.name!r} at")
     # Through the relationship, so vm.volumes is right without a reload.
     volume = Volume(
         vm=vm,

@@ -120,6 +120,9 @@ class KvmProvider(ProviderDriver):
         caps = NAS_CAPABILITIES | {Capability.MULTI_VOLUME_CONSISTENT}
         return caps | {Capability.QUIESCE} if self.quiesce else caps
 
+    def data_folders(self) -> Mapping[str, str]:
+        return self.nas.data_folders()
+
     def list_offerings(self, zone_id: str | None) -> list[ProviderOffering]:
         return self.nas.list_offerings(zone_id)
 

@@ -164,7 +164,7 @@ def parse_config(raw: Mapping[str, Any]) -> NasConfig:
             f"config: unknown keys {sorted(unknown)}; known: {sorted(KNOWN_KEYS)}", field="config"
         )
     config = Fields(raw, "config.")
-    repository = config.absolute_path(
+    repository = config.folder(
         "repository", required=": the directory (an NFS/SMB mount) that holds the repository"
     )
     chunk_size = config.integer("chunk_size", DEFAULT_CHUNK_SIZE, 64 * KiB, 64 * MiB)

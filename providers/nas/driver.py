@@ -77,6 +77,9 @@ class NasProvider(ProviderDriver):
     def capabilities(self) -> frozenset[Capability]:
         return CAPABILITIES
 
+    def data_folders(self) -> Mapping[str, str]:
+        return {"repository": str(self.cfg.repository)}
+
     def list_offerings(self, zone_id: str | None) -> list[ProviderOffering]:
         return list(self.cfg.offerings)
 

@@ -82,14 +82,17 @@ def error_of(response: requests.Response, status: int, code: str) -> dict[str, A
     return body
 
 
+def expiring(minutes: int = 5) -> dict[str, str]:
+    """What makes a signed request version 3, expiring in ``minutes``."""
+    return {
+        "signatureversion": "3",
+        "expires": (datetime.now(UTC) + timedelta(minutes=minutes)).strftime(EXPIRES_FORMAT),
+    }
+
+
 def signed(server: Any, who: str, secret: str | None = None, **params: str) -> dict[str, str]:
     """Query parameters of a CloudStack-style signed request (version 3, expiring)."""
     keys = server.keys[who]
-    out = {
-        "apikey": keys.apikey,
-        "signatureversion": "3",
-        "expires": (datetime.now(UTC) + timedelta(minutes=5)).strftime(EXPIRES_FORMAT),
-        **params,
-    }
+    out = {"apikey": keys.apikey, **expiring(), **params}
     out["signature"] = sign(out, secret or keys.secretkey)
     return out

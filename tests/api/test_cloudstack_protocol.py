@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import requests
 
 from api.auth import EXPIRES_FORMAT, sign
 from orchestrator.usecases import backup_providers
+from tests.api.rest_helpers import expiring
 
 
 def call(server, who: str | None, secret: str | None = None, method: str = "get", **params):
-    params = {"response": "json", **params}
+    """A request signed as cs and CloudMonkey sign it (version 3, expiring); a parameter
+    given as None is left out."""
+    params = {"response": "json", "signatureVersion": "3", "expires": future(), **params}
+    params = {k: v for k, v in params.items() if v is not None}
     if who:
         keys = server.keys[who]
         params["apiKey"] = keys.apikey
@@ -47,7 +52,7 @@ def test_wrong_secret_is_401(server, world):
 
 def test_tampered_parameter_breaks_the_signature(server, world):
     keys = server.keys["alice"]
-    params = {"response": "json", "command": "listBackups", "apiKey": keys.apikey}
+    params = {"response": "json", "command": "listBackups", "apiKey": keys.apikey, **expiring()}
     params["signature"] = sign(params, keys.secretkey)
     params["virtualmachineid"] = world.bob_vm  # added after signing
     response = requests.get(server.endpoint, params=params, timeout=10)
@@ -56,16 +61,40 @@ def test_tampered_parameter_breaks_the_signature(server, world):
 
 def test_expired_request_is_401_and_a_future_one_passes(server, world):
     past = (datetime.now(UTC) - timedelta(minutes=1)).strftime(EXPIRES_FORMAT)
-    expired = call(server, "alice", command="listZones", signatureVersion="3", expires=past)
+    expired = call(server, "alice", command="listZones", expires=past)
     assert expired.status_code == 401
     assert "expired" in expired.json()["listzonesresponse"]["errortext"]
-    fresh = call(server, "alice", command="listZones", signatureVersion="3", expires=future())
+    fresh = call(server, "alice", command="listZones", expires=future())
     assert fresh.status_code == 200
 
 
 def test_version_3_without_expires_is_401(server, world):
-    response = call(server, "alice", command="listZones", signatureVersion="3")
+    response = call(server, "alice", command="listZones", expires=None)
     assert response.status_code == 401
+
+
+def test_a_request_without_version_3_is_401_as_it_would_never_expire(server, world):
+    response = call(server, "alice", command="listZones", signatureVersion=None, expires=None)
+    assert response.status_code == 401
+    assert "signatureversion=3" in response.json()["listzonesresponse"]["errortext"]
+
+
+def test_old_clients_can_be_allowed_to_sign_without_version_3(server, world, monkeypatch):
+    lenient = replace(world.core.settings, signature_v3_required=False)
+    monkeypatch.setattr(world.core, "settings", lenient)
+    response = call(server, "alice", command="listZones", signatureVersion=None, expires=None)
+    assert response.status_code == 200
+
+
+def test_expires_further_ahead_than_the_maximum_lifetime_is_401(server, world, monkeypatch):
+    a_day = call(server, "alice", command="listZones", expires=future(minutes=24 * 60))
+    assert a_day.status_code == 401
+    assert "too far ahead" in a_day.json()["listzonesresponse"]["errortext"]
+    assert call(server, "alice", command="listZones", expires=future(minutes=10)).status_code == 200
+    longer = replace(world.core.settings, signature_max_lifetime_seconds=2 * 3600)
+    monkeypatch.setattr(world.core, "settings", longer)
+    assert call(server, "alice", command="listZones", expires=future(minutes=90)).status_code == 200
+    assert call(server, "alice", command="listZones", expires=future(minutes=24 * 60)).status_code == 401
 
 
 def test_values_with_spaces_and_symbols_sign_like_cloudstack(server, world):
@@ -101,7 +130,7 @@ def test_missing_command_is_431(server, world):
 
 def test_xml_responses_are_refused_clearly(server, world):
     keys = server.keys["alice"]
-    params = {"response": "xml", "command": "listZones", "apiKey": keys.apikey}
+    params = {"response": "xml", "command": "listZones", "apiKey": keys.apikey, **expiring()}
     params["signature"] = sign(params, keys.secretkey)
     response = requests.get(server.endpoint, params=params, timeout=10)
     assert response.status_code == 431

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.infra.config import Settings
 from tests.api.rest_helpers import clients
 
 
@@ -33,12 +36,20 @@ def test_metrics_show_queues_restore_points_and_rpo(server, world):
         if name == "backup_orchestrator_job_attempts_total" and ("outcome", "succeeded") in labels
     ]
     assert sum(attempts) >= 1
+    assert world.alice_vm not in answer.text  # VM ids are the tenants': no series names one
 
 
-def test_metrics_can_require_a_token(server, monkeypatch):
-    monkeypatch.setenv("BACKUP_METRICS_TOKEN", "s3cret")
+def test_metrics_can_require_a_token(server, world, monkeypatch):
+    monkeypatch.setattr(world.core, "settings", replace(world.core.settings, metrics_token="s3cret"))
     refused = requests.get(server.url + "/metrics", timeout=10)
     assert refused.status_code == 401
     assert refused.json()["error"] == "unauthorized"
+    wrong = requests.get(server.url + "/metrics", headers={"Authorization": "Bearer guess"}, timeout=10)
+    assert wrong.status_code == 401
     allowed = requests.get(server.url + "/metrics", headers={"Authorization": "Bearer s3cret"}, timeout=10)
     assert allowed.status_code == 200
+
+
+def test_the_token_setting_is_read_from_the_environment():
+    assert Settings.from_env({"BACKUP_METRICS_TOKEN": "s3cret"}).metrics_token == "s3cret"
+    assert Settings.from_env({}).metrics_token is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from api.auth import sign
-from tests.api.rest_helpers import clients, error_of
+from tests.api.rest_helpers import clients, error_of, expiring
 
 
 def test_an_rpo_too_large_to_store_is_refused(server, world):
@@ -24,6 +24,7 @@ def test_a_provider_configuration_of_the_wrong_type_is_refused(server, world):
 def test_nul_in_a_cloudstack_parameter_is_431(server, world):
     keys = server.keys["alice"]
     params = {"response": "json", "command": "listBackups", "keyword": "a\x00b", "apiKey": keys.apikey}
+    params |= expiring()
     params["signature"] = sign(params, keys.secretkey)
     response = requests.get(server.endpoint, params=params, timeout=10)
     assert response.status_code == 431
@@ -33,6 +34,7 @@ def test_nul_in_a_cloudstack_parameter_is_431(server, world):
 def test_a_huge_page_number_is_refused_not_a_database_error(server, world):
     keys = server.keys["alice"]
     params = {"response": "json", "command": "listBackups", "page": str(10**19), "apiKey": keys.apikey}
+    params |= expiring()
     params["signature"] = sign(params, keys.secretkey)
     response = requests.get(server.endpoint, params=params, timeout=10)
     assert response.status_code == 431

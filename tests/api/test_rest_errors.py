@@ -100,6 +100,7 @@ def test_authentication_failures_are_401(server, world):
     url = f"{server.url}{PREFIX}/vms"
     keys = server.keys["alice"]
     past = (datetime.now(UTC) - timedelta(minutes=1)).strftime(EXPIRES_FORMAT)
+    next_year = (datetime.now(UTC) + timedelta(days=365)).strftime(EXPIRES_FORMAT)
     tampered = signed(server, "alice")
     tampered["keyword"] = "added-after-signing"
     unversioned = signed(server, "alice")
@@ -114,6 +115,7 @@ def test_authentication_failures_are_401(server, world):
         "expired": {"params": signed(server, "alice", expires=past)},
         "unversioned": {"params": unversioned},
         "garbled expiry": {"params": signed(server, "alice", expires="tomorrow")},
+        "valid for a year": {"params": signed(server, "alice", expires=next_year)},
         "NUL in the key": {"headers": {"X-Api-Key": "a\x00b", "X-Api-Secret": "guess"}},
         "NUL in a signed key": {"params": {**signed(server, "alice"), "apikey": "a\x00b"}},
     }

@@ -11,7 +11,16 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
 from orchestrator.bootstrap import build_core
-from orchestrator.domain.models import Backup, BackupStatus, Host, Job, JobState, StoragePool, utcnow
+from orchestrator.domain.models import (
+    Backup,
+    BackupStatus,
+    Host,
+    Job,
+    JobState,
+    StoragePool,
+    VirtualMachine,
+    utcnow,
+)
 from orchestrator.engine.core import Core
 from orchestrator.engine.delivery import deliver_due, reclaim_expired
 from orchestrator.engine.execution import (
@@ -307,7 +316,20 @@ def test_state_metrics_count_restore_points_rpo_and_queues(world: World, queued:
     assert got["backup_orchestrator_rpo_vms", (("offering", "gold"), ("state", "never"))] == 1
     assert got["backup_orchestrator_queue_depth", (("queue", queue),)] == 1
     assert got["backup_orchestrator_jobs", (("kind", "backup"), ("queue", queue), ("state", "queued"))] == 1
-    assert (
-        "backup_orchestrator_last_success_timestamp_seconds",
-        (("offering", "gold"), ("vm", world.alice_vm)),
-    ) in got
+    with world.core.scope(world.admin) as s:
+        host_id = s.get(VirtualMachine, world.alice_vm, "vm").host_id
+    oldest = ("offering", "gold"), ("host", host_id), ("pool", world.pool_id)
+    assert ("backup_orchestrator_oldest_last_success_timestamp_seconds", tuple(sorted(oldest))) in got
+
+
+def test_state_metrics_name_no_vm_of_a_tenant(world: World) -> None:
+    for vm in (world.alice_vm, world.bob_vm):
+        backup_job(world.core, world, vm)
+
+    got = samples(world.core)
+
+    assert got
+    vms = {world.alice_vm, world.alice_vm2, world.bob_vm}
+    for name, labels in got:
+        assert "vm" not in dict(labels), name
+        assert not vms & {value for _, value in labels}, name
