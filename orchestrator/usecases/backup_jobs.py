@@ -5,6 +5,7 @@ prunes, and pruning deletes through ``backups``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -25,10 +26,41 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import pruning
 from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF
 from orchestrator.usecases.refs import point_ref, vm_ref
-from providers.base import BackupRequest, Capability
+from providers.base import BackupRequest, Capability, ProviderDriver
+
+
+@dataclass(frozen=True)
+class _Planned:
+    driver: ProviderDriver
+    request: BackupRequest
+    parent_id: str | None
 
 
 def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    planned = core.durably(lambda: _plan_backup(core, job))
+    if not isinstance(planned, _Planned):
+        return planned  # recorded already
+    result = planned.driver.take_backup(planned.request, progress)
+    parent_id = planned.parent_id
+
+    def finish(session: Session) -> dict[str, Any]:
+        done = session.get(Backup, job.subject_id)
+        assert done is not None
+        done.external_id = result.external_id
+        done.backup_type = BackupType(result.backup_type)
+        done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
+        done.size = result.size
+        done.protected_size = result.protected_size
+        done.status = BackupStatus.BACKED_UP
+        done.completed_at = utcnow()
+        return _backup_result(done)
+
+    return finish
+
+
+def _plan_backup(core: Core, job: Job) -> _Planned | Finish:
+    """The request to the provider (the restore point marked as backing up), or the step
+    that records a restore point already backed up."""
     with core.db.session() as session:
         # Everything the request needs in three queries: this runs once per job on every worker.
         point = session.get(
@@ -66,23 +98,22 @@ def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
             offering_external_id=point.offering.external_id,
             parent=point_ref(parent) if parent else None,
             quiesce=driver.supports(Capability.QUIESCE),
+            attempt=job.attempts,
         )
-        parent_id = parent.id if parent else None
-    result = driver.take_backup(request, progress)
+        return _Planned(driver, request, parent.id if parent else None)
 
-    def finish(session: Session) -> dict[str, Any]:
-        done = session.get(Backup, job.subject_id)
-        assert done is not None
-        done.external_id = result.external_id
-        done.backup_type = BackupType(result.backup_type)
-        done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
-        done.size = result.size
-        done.protected_size = result.protected_size
-        done.status = BackupStatus.BACKED_UP
-        done.completed_at = utcnow()
-        return _backup_result(done)
 
-    return finish
+def _abandon_backup(core: Core, job: Job) -> None:
+    """Ask the back end to remove what this attempt wrote: it lost the job to another."""
+
+    def provider() -> ProviderDriver | None:
+        with core.db.session() as session:
+            point = session.get(Backup, job.subject_id, options=[joinedload(Backup.provider)])
+            return core.drivers.for_row(point.provider) if point is not None else None
+
+    driver = core.durably(provider)
+    if driver is not None:
+        driver.abandon_backup(job.subject_id, job.attempts)
 
 
 def _backup_result(point: Backup) -> dict[str, Any]:
@@ -136,5 +167,7 @@ def _fail_delete(session: Session, job: Job, message: str, final: bool) -> None:
             point.error = f"delete failed: {message}"
 
 
-BACKUP_HANDLER = JobHandler(run=_run_backup, on_failure=_fail_backup, after=_after_backup)
+BACKUP_HANDLER = JobHandler(
+    run=_run_backup, on_failure=_fail_backup, after=_after_backup, abandon=_abandon_backup
+)
 DELETE_HANDLER = JobHandler(run=_run_delete, on_failure=_fail_delete)
