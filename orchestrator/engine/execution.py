@@ -162,14 +162,16 @@ class ProgressWriter:
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self.total = 0
-        # A job shorter than the interval writes no progress at all: its end records it.
+        # Reports within the interval of the last write are skipped, but never the last one.
         self._last = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
         self.lease.check()
         self.total = total
         now = time.monotonic()
-        if now - self._last < self.interval:
+        # The last report is always written: a driver reports it just before it commits,
+        # so a worker that lost its lease learns it there at the latest.
+        if now - self._last < self.interval and done < total:
             return
         self._last = now
         self.lease.store_progress(done, total)
