@@ -210,4 +210,5 @@ def back_up(
             for v in volumes
         ),
         stats={**stats.to_dict(), "protected_bytes": total},
+        attempt=request.attempt,
     )

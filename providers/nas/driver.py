@@ -22,6 +22,7 @@ from providers.base import (
     ProviderDriver,
     ProviderOffering,
     RestorePointRef,
+    StoredPoint,
     VMRef,
     VolumeRef,
 )
@@ -47,6 +48,7 @@ CAPABILITIES = frozenset(
         Capability.RESTORE_TO_NEW_VM,
         Capability.VERIFY,
         Capability.MULTI_VOLUME_CONSISTENT,
+        Capability.LIST_RESTORE_POINTS,
     }
 )
 
@@ -138,6 +140,9 @@ class NasProvider(ProviderDriver):
             raise ProviderError(f"VM {vm.name} has no volumes to back up", retryable=False)
         name = point_name(request.restore_point_id)
         with self._session(create=True) as (pool, repo):
+            # Before looking for a finished point: an older attempt then commits nothing,
+            # and the point this one finds (or writes) stays.
+            pool.call(f"recording the writer of {name}", repo.start_writing, name, request.attempt)
             done = self._manifest(pool, repo, name)
             if done is not None:
                 # A re-delivered job: the restore point is already durable.
@@ -154,7 +159,7 @@ class NasProvider(ProviderDriver):
             try:
                 manifest = self._store_point(pool, repo, request, name, progress)
                 pool.call("checking the repository lock", lock.check)
-                pool.call(f"committing restore point {name}", repo.write_manifest, name, manifest.to_dict())
+                pool.call(f"committing restore point {name}", _commit, repo, name, manifest)
             finally:
                 with contextlib.suppress(ProviderError):
                     pool.call_detached("unlocking the repository", lock.release)
@@ -226,6 +231,28 @@ class NasProvider(ProviderDriver):
             _close_all(pool, readers.values(), io)
             raise
         return readers
+
+    def abandon_backup(self, restore_point_id: str, attempt: int) -> None:
+        """The attempt's chunks are left to garbage collection like any unreferenced chunk;
+        its manifest goes unless a newer attempt wrote over it or took it over."""
+        name = point_name(restore_point_id)
+        with self._session() as (pool, repo):
+            if pool.call(f"reading the writer of {name}", repo.newest_writer, name) > attempt:
+                return
+            manifest = self._manifest(pool, repo, name)
+            if manifest is not None and manifest.attempt == attempt:
+                pool.call(f"deleting restore point {name}", repo.delete_manifest, name)
+
+    def list_restore_points(self) -> list[StoredPoint]:
+        with self._session() as (pool, repo):
+            found = self._load_all(pool, repo)
+        listed = []
+        for name, manifest in found.items():
+            if isinstance(manifest, str):
+                log.warning("restore point %s is unreadable, not listed: %s", name, manifest)
+                continue
+            listed.append(StoredPoint(name, manifest.restore_point_id, manifest.vm.id))
+        return listed
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         """Deletes only the manifest: chunks are shared, garbage collection frees the unused."""
@@ -358,6 +385,18 @@ class NasProvider(ProviderDriver):
                 lock_wait=self.cfg.lock_wait_s,
                 dry_run=dry_run,
             )
+
+
+def _commit(repo: Repository, name: str, manifest: Manifest) -> None:
+    """Write the manifest unless a newer attempt of the restore point started meanwhile."""
+    newest = repo.newest_writer(name)
+    if newest > manifest.attempt:
+        raise ProviderError(
+            f"attempt {manifest.attempt} of restore point {name} was superseded by attempt {newest}: "
+            "not committed",
+            retryable=False,
+        )
+    repo.write_manifest(name, manifest.to_dict())
 
 
 def _close_all(pool: IoPool, readers: Iterable[ImageReader], timeout: float) -> None:

@@ -83,6 +83,8 @@ class Manifest:
     volumes: tuple[VolumeManifest, ...]
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: dict[str, Any] = field(default_factory=dict)
+    # The job attempt that wrote it (manifests written before attempts were kept say 1).
+    attempt: int = 1
 
     @property
     def protected_size(self) -> int:
@@ -112,6 +114,7 @@ class Manifest:
             "created_at": self.created_at.isoformat(),
             "volumes": [v.to_dict() for v in self.volumes],
             "stats": self.stats,
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -129,4 +132,5 @@ class Manifest:
             volumes=tuple(VolumeManifest.from_dict(v) for v in raw["volumes"]),
             created_at=datetime.fromisoformat(raw["created_at"]),
             stats=dict(raw.get("stats") or {}),
+            attempt=int(raw.get("attempt", 1)),
         )
