@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.domain.models import BackupStatus, JobState
 from orchestrator.infra.config import Settings
-from orchestrator.usecases import jobs
+from orchestrator.usecases import jobs, reconciliation
 from tests.conftest import World
 from tests.distributed.conftest import Processes, wait_for
 from tests.distributed.test_reliability import job, points_of, provider_points
@@ -60,3 +60,5 @@ def test_a_paused_worker_leaves_no_second_copy(world: World, processes: Processe
     assert point.status is BackupStatus.BACKED_UP
     assert any("attempt 1" in m and "lost its lease" in m for m in log_of(world, job_id))
     assert job(world.core, job_id).state is JobState.SUCCEEDED
+    with world.core.scope(world.admin) as s:
+        assert reconciliation.reconcile(s, "slow").untracked == []
