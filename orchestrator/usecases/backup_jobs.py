@@ -26,7 +26,7 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import pruning
 from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF
 from orchestrator.usecases.refs import point_ref, vm_ref
-from providers.base import BackupRequest, Capability, ProviderDriver
+from providers.base import BackupRequest, Capability, ProviderDriver, RestorePointRef
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,14 @@ def _after_backup(scope: Scope, job: Job) -> None:
 def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
     params = DeleteBackups.of(job)
     ids = params.ids
-    with core.db.session() as session:
-        points = [session.get(Backup, i) for i in ids]
-        refs = [(p.id, point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
-    for done, (_pid, ref, driver) in enumerate(refs, start=1):
+
+    def targets() -> list[tuple[RestorePointRef, ProviderDriver]]:
+        with core.db.session() as session:
+            points = [session.get(Backup, i) for i in ids]
+            return [(point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
+
+    refs = core.durably(targets)
+    for done, (ref, driver) in enumerate(refs, start=1):
         driver.delete_backup(ref, forced=params.forced)
         progress(done, len(refs))
 
