@@ -237,11 +237,20 @@ class NasProvider(ProviderDriver):
         its manifest goes unless a newer attempt wrote over it or took it over."""
         name = point_name(restore_point_id)
         with self._session() as (pool, repo):
-            if pool.call(f"reading the writer of {name}", repo.newest_writer, name) > attempt:
+
+            def newest() -> int:
+                return pool.call(f"reading the writer of {name}", repo.newest_writer, name)
+
+            if newest() > attempt:
                 return
             manifest = self._manifest(pool, repo, name)
-            if manifest is not None and manifest.attempt == attempt:
-                pool.call(f"deleting restore point {name}", repo.delete_manifest, name)
+            if manifest is None or manifest.attempt != attempt:
+                return
+            pool.call(f"deleting restore point {name}", repo.delete_manifest, name)
+            if newest() > attempt:
+                # A newer attempt started meanwhile and may have found the point done and
+                # taken it over: it must stay.
+                pool.call(f"restoring restore point {name}", repo.write_manifest, name, manifest.to_dict())
 
     def list_restore_points(self) -> list[StoredPoint]:
         with self._session() as (pool, repo):

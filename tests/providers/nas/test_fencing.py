@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.domain.errors import ProviderError
 from providers.base import BackupRequest, StoredPoint
+from providers.nas.store import Repository
 from tests.providers.nas.conftest import ignore, make_raw, vm_of, volume
 
 
@@ -48,4 +49,20 @@ def test_abandon_keeps_a_point_a_newer_attempt_took_over(nas, disks):
     again = provider.take_backup(request(vm, 2), ignore)  # finds it done and records it
     provider.abandon_backup("rp-1", 1)
     assert again == first
+    assert len(provider.list_restore_points()) == 1
+
+
+def test_abandon_puts_back_a_point_a_newer_attempt_took_over_meanwhile(nas, disks, monkeypatch):
+    vm = vm_of(volume(make_raw(disks / "root.raw")))
+    provider = nas()
+    provider.take_backup(request(vm, 1), ignore)
+    delete = Repository.delete_manifest
+
+    def newer_attempt_starts_meanwhile(repo: Repository, point_id: str) -> bool:
+        gone = delete(repo, point_id)
+        repo.start_writing(point_id, 2)  # and may read the manifest before it was deleted
+        return gone
+
+    monkeypatch.setattr(Repository, "delete_manifest", newer_attempt_starts_meanwhile)
+    provider.abandon_backup("rp-1", 1)
     assert len(provider.list_restore_points()) == 1
