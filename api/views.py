@@ -30,6 +30,7 @@ from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
 from orchestrator.planner.model import Plan, PlannedJob
 from orchestrator.usecases.backups import BackupRow
+from orchestrator.usecases.reconciliation import Reconciled
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
 
@@ -131,10 +132,29 @@ def provider(row: BackupProvider, driver: ProviderDriver | None = None) -> dict[
         "zone_id": row.zone_id,
         "enabled": row.enabled,
         "config": redact(row.config),
+        "untracked_copies": row.untracked_copies,
+        "reconciled_at": _ts(row.reconciled_at),
     }
     if driver is not None:
         out["capabilities"] = sorted(c.value for c in driver.capabilities)
     return out
+
+
+def reconciled(result: Reconciled) -> dict[str, Any]:
+    return {
+        "provider": provider(result.provider),
+        "listed": result.listed,
+        "in_flight": result.in_flight,
+        "untracked": [
+            {
+                "external_id": u.copy.external_id,
+                "restore_point_id": u.copy.restore_point_id,
+                "vm_id": u.copy.vm_id,
+                "why": u.why,
+            }
+            for u in result.untracked
+        ],
+    }
 
 
 def provider_offering(item: ProviderOffering) -> dict[str, Any]:

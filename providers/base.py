@@ -32,6 +32,9 @@ class Capability(StrEnum):
     QUIESCE = "quiesce"
     MULTI_VOLUME_CONSISTENT = "multi_volume_consistent"
     VERIFY = "verify"
+    # List the restore points the back end holds, so copies the framework does not track
+    # (a stale writer's, a lost record) can be counted.
+    LIST_RESTORE_POINTS = "list_restore_points"
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,19 @@ class BackupRequest:
     # The newest good restore point of the same offering, for providers that chain increments.
     parent: RestorePointRef | None = None
     quiesce: bool = False
+    # The job's attempt that asks, a fencing token: a later attempt of the same restore
+    # point has a higher one. A back end that can keeps the highest it saw and refuses to
+    # commit for a lower one (a writer paused or cut off while another took over).
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A restore point as the back end lists it, with the framework's id it was made for."""
+
+    external_id: str
+    restore_point_id: str
+    vm_id: str
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,15 @@ class ProviderDriver(ABC):
     @abstractmethod
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         """Remove the restore point's data at the back end; idempotent for an unknown point."""
+
+    def abandon_backup(self, restore_point_id: str, attempt: int) -> None:  # noqa: B027
+        """Remove what the given attempt of a backup wrote, partial or committed, and nothing
+        a later attempt wrote or took over: the attempt lost its job to another worker.
+        A no-op where the back end cannot tell attempts apart."""
+
+    def list_restore_points(self) -> list[StoredPoint]:
+        """Every restore point the back end holds (LIST_RESTORE_POINTS)."""
+        raise Unsupported(f"provider {self.name!r} ({self.driver}) cannot list its restore points")
 
     @abstractmethod
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef | None:

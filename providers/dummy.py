@@ -9,6 +9,10 @@ takes its capabilities and failures from its configuration:
      "fail_times": 1,                                           # fail only the first N calls
      "fail_volumes": [1],        # device ids whose backup fails; the others are kept (partial)
      "duration_s": 0.0, "incremental_ratio": 0.1}
+
+Like a real back end it refuses a stale writer: each restore point remembers the newest
+attempt that started writing it, and an older attempt's backup is never committed (it
+writes under a name of its own until then).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from providers.base import (
     ProviderDriver,
     ProviderOffering,
     RestorePointRef,
+    StoredPoint,
     VMRef,
     VolumeRef,
     parse_capabilities,
@@ -81,11 +86,17 @@ class DummyProvider(ProviderDriver):
 
     # -- state ---------------------------------------------------------------------------
     @contextmanager
-    def _state(self) -> Iterator[dict[str, Any]]:
-        """Read-modify-write of the state file under an exclusive lock (many workers share it)."""
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock over the back end's files (many workers share them)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.data_dir / "state.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @contextmanager
+    def _state(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write of the state file under the lock."""
+        with self._locked():
             state: dict[str, Any] = {"calls": {}, "restores": []}
             if self._state_file.exists():
                 state = json.loads(self._state_file.read_text())
@@ -104,6 +115,44 @@ class DummyProvider(ProviderDriver):
         tmp = self._points_dir / f".{external_id}.tmp"
         tmp.write_text(json.dumps(data, sort_keys=True))
         os.replace(tmp, self._point_file(external_id))
+
+    # The newest attempt that started writing a restore point, and what an attempt writes
+    # before it commits: files of their own, so a backup still costs the same whatever is
+    # stored.
+    def _writer_file(self, restore_point_id: str) -> Path:
+        return self._points_dir / f".{restore_point_id}.writer"
+
+    def _partial_file(self, restore_point_id: str, attempt: int) -> Path:
+        return self._points_dir / f".{restore_point_id}.{attempt}.partial"
+
+    def _newest_writer(self, restore_point_id: str) -> int:
+        try:
+            return int(self._writer_file(restore_point_id).read_text())
+        except FileNotFoundError:
+            return 0
+
+    def _start_writing(self, request: BackupRequest) -> Path:
+        """Record the attempt as the restore point's newest writer; its partial file."""
+        rp, attempt = request.restore_point_id, request.attempt
+        with self._locked():
+            self._points_dir.mkdir(parents=True, exist_ok=True)
+            if self._newest_writer(rp) < attempt:
+                self._writer_file(rp).write_text(str(attempt))
+            partial = self._partial_file(rp, attempt)
+            partial.write_text(json.dumps({"attempt": attempt}))
+        return partial
+
+    def _commit(self, request: BackupRequest, external_id: str, data: dict[str, Any]) -> None:
+        """Store the point unless a newer attempt of its restore point started meanwhile."""
+        with self._locked():
+            newest = self._newest_writer(request.restore_point_id)
+            if newest > request.attempt:
+                raise ProviderError(
+                    f"attempt {request.attempt} of restore point {request.restore_point_id} was "
+                    f"superseded by attempt {newest}: not committed",
+                    retryable=False,
+                )
+            self._save_point(external_id, data)
 
     def restore_points(self) -> dict[str, Any]:
         if not self._points_dir.is_dir():
@@ -155,22 +204,41 @@ class DummyProvider(ProviderDriver):
         protected = sum(v.size for v in kept)
         incremental = request.parent is not None and self.supports(Capability.INCREMENTAL)
         size = int(protected * self._incremental_ratio) if incremental else protected
-        self._simulate(size, progress)
-        self._maybe_fail("backup")
-        external_id = f"dummy-{uuid.uuid4()}"
-        self._save_point(
-            external_id,
-            {
+        partial = self._start_writing(request)
+        try:
+            self._simulate(size, progress)
+            self._maybe_fail("backup")
+            external_id = f"dummy-{uuid.uuid4()}"
+            data = {
                 "restore_point_id": request.restore_point_id,
+                "attempt": request.attempt,
                 "vm_id": request.vm.id,
                 "offering": request.offering_external_id,
                 "type": "INCREMENTAL" if incremental else "FULL",
                 "parent": request.parent.external_id if incremental and request.parent else None,
                 "size": size,
                 "volumes": [v.id for v in kept],
-            },
-        )
+            }
+            self._commit(request, external_id, data)
+        finally:
+            partial.unlink(missing_ok=True)
         return BackupResult(external_id, "INCREMENTAL" if incremental else "FULL", size, protected, failed)
+
+    def abandon_backup(self, restore_point_id: str, attempt: int) -> None:
+        """Every backup of the restore point is a new copy here (none is taken over by a
+        later attempt), so what this attempt committed is its own to remove."""
+        with self._locked():
+            self._partial_file(restore_point_id, attempt).unlink(missing_ok=True)
+            for external_id, data in self.restore_points().items():
+                if (data["restore_point_id"], data.get("attempt")) == (restore_point_id, attempt):
+                    self._point_file(external_id).unlink(missing_ok=True)
+
+    def list_restore_points(self) -> list[StoredPoint]:
+        self.require(Capability.LIST_RESTORE_POINTS, "list its restore points")
+        return [
+            StoredPoint(external_id, data["restore_point_id"], data["vm_id"])
+            for external_id, data in self.restore_points().items()
+        ]
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         self._maybe_fail("delete")

@@ -67,10 +67,15 @@ class CeleryRunner:
         stmt = update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED)
         if only_if_waiting:
             stmt = stmt.where(Job.not_before > utcnow())
-        with self.core.db.session() as session:
-            row = session.execute(
-                stmt.values(dispatched_at=Job.not_before).returning(Job.queue, Job.kind, Job.not_before)
-            ).first()
+        core = self.core
+
+        def mark_sent() -> Any:
+            with core.db.session() as session:
+                return session.execute(
+                    stmt.values(dispatched_at=Job.not_before).returning(Job.queue, Job.kind, Job.not_before)
+                ).first()
+
+        row = core.durably(mark_sent)
         if row is not None:
             with self.app.producer_or_acquire() as producer:
                 self._send(producer, job_id, row.queue, row.kind, eta=row.not_before)

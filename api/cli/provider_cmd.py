@@ -10,7 +10,7 @@ import click
 from api import views
 from api.cli.app import App, pass_app
 from api.cli.output import emit, handle_errors, json_option
-from orchestrator.usecases import backup_providers
+from orchestrator.usecases import backup_providers, reconciliation
 
 
 @click.group()
@@ -119,6 +119,32 @@ def provider_offerings(app: App, provider_ref: str, zone: str | None, as_json: b
     with app.scope() as s:
         items = backup_providers.list_offerings(s, provider_ref, zone)
         emit([views.provider_offering(o) for o in items], as_json)
+
+
+@provider.command("reconcile")
+@click.argument("provider_ref")
+@json_option
+@pass_app
+@handle_errors
+def provider_reconcile(app: App, provider_ref: str, as_json: bool) -> None:
+    """Count the copies the back end holds that no restore point records (admins).
+
+    Lists the back end's restore points (drivers that can list them), shows each untracked
+    copy and why, and stores the count on the provider (`provider list`, the
+    untracked_copies metric). Deletes nothing: a copy of a backup still running, or of a
+    restore point a restored database forgot, looks untracked too."""
+    with app.scope() as s:
+        result = reconciliation.reconcile(s, provider_ref)
+        view = views.reconciled(result)
+        if as_json:
+            emit(view, True)
+            return
+        click.echo(
+            f"{result.provider.name}: {result.listed} copies at the back end, "
+            f"{len(result.untracked)} untracked, {result.in_flight} of backups still running"
+        )
+        if view["untracked"]:
+            emit(view["untracked"], False, ["external_id", "restore_point_id", "vm_id", "why"])
 
 
 @provider.command("enable")

@@ -9,7 +9,7 @@ from api.rest import schemas as s
 from api.rest.auth import use_case
 from api.rest.blueprint import rest_blueprint
 from api.rest.pages import named_like, of_list
-from orchestrator.usecases import backup_providers
+from orchestrator.usecases import backup_providers, reconciliation
 
 blp = rest_blueprint(
     "providers",
@@ -73,6 +73,18 @@ def remove_provider(provider: str) -> None:
     """Remove a backup provider (admin); refused while it has offerings or restore points"""
     with use_case() as scope:
         backup_providers.remove(scope, provider)
+
+
+@blp.route("/providers/<id:provider>/reconcile", methods=["POST"])
+@blp.response(200, s.Reconcile)
+@blp.errors(403, 404, 422)
+def reconcile_provider(provider: str) -> dict[str, Any]:
+    """Count the copies the provider's back end holds that no restore point records (admin)
+
+    Lists the back end's restore points (providers with the list_restore_points capability),
+    stores the count on the provider and exports it as a metric; deletes nothing."""
+    with use_case() as scope:
+        return views.reconciled(reconciliation.reconcile(scope, provider))
 
 
 @blp.route("/providers/<id:provider>/offerings", methods=["GET"])

@@ -349,6 +349,31 @@ class Provider(ma.Schema):
     enabled = fields.Boolean(required=True)
     config = fields.Dict(required=True, metadata={"description": "Secrets are shown as ********."})
     capabilities = fields.List(fields.String(), metadata={"description": "What the driver can do."})
+    untracked_copies = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Copies its back end held that no restore point records, at its last "
+            "reconcile (null: never reconciled)."
+        },
+    )
+    reconciled_at = timestamp(required=True, allow_none=True)
+
+
+class UntrackedCopy(ma.Schema):
+    external_id = fields.String(required=True)
+    restore_point_id = fields.String(required=True)
+    vm_id = fields.String(required=True)
+    why = fields.String(required=True)
+
+
+class Reconcile(ma.Schema):
+    provider = fields.Nested(Provider, required=True)
+    listed = fields.Integer(required=True, metadata={"description": "Copies the back end holds."})
+    in_flight = fields.Integer(
+        required=True, metadata={"description": "Copies of restore points still being backed up."}
+    )
+    untracked = fields.List(fields.Nested(UntrackedCopy), required=True)
 
 
 class ProviderOfferingQuery(PageQuery):

@@ -25,7 +25,7 @@ from orchestrator.domain.errors import NotFound
 from orchestrator.domain.models import BackupProvider, Job, JobKind
 from orchestrator.engine.runner import Queued, Runner
 from orchestrator.infra.config import Settings
-from orchestrator.infra.db import Database
+from orchestrator.infra.db import Database, persist
 from orchestrator.infra.sealing import Sealer
 from providers import registry
 from providers.base import ProviderDriver
@@ -100,6 +100,10 @@ class JobHandler:
     # Follow-up work (e.g. pruning) as the job's owner, in the transaction that records
     # success but behind a savepoint: its failure does not undo the job.
     after: Callable[[Scope, Job], None] | None = None
+    # Removes at the back end what a run that lost its lease wrote (partial or complete),
+    # so a worker presumed dead leaves no second copy beside the new attempt's;
+    # ``job.attempts`` is that run's attempt.
+    abandon: Callable[[Core, Job], None] | None = None
 
 
 class Handlers:
@@ -126,6 +130,12 @@ class Core:
         self.handlers = handlers
         self.runner = runner
         self.runner.bind(self)
+
+    def durably(self, step: Callable[[], T]) -> T:
+        """Run a database step (its own transaction) again while the database cannot be
+        reached, for up to ``settings.db_retry_seconds``: a worker's writes wait out a
+        database restart instead of failing the job. The step must be safe to repeat."""
+        return persist(step, for_seconds=self.settings.db_retry_seconds)
 
     @cached_property
     def sealer(self) -> Sealer:

@@ -10,6 +10,14 @@ one UPDATE takes the job only while fewer than the limit run on its host and poo
 PostgreSQL behind an advisory lock per host and pool, since READ COMMITTED would let two
 claims count the same free slot). While a job runs, its worker renews the lease; a worker
 that dies stops renewing, and the reconciler hands the job to another.
+
+Each claim is fenced by its attempt number: every later write of the worker (lease,
+progress, outcome) names the attempt it belongs to, so a worker that was presumed dead
+(paused, cut off) and wakes up after the job went to another finds its writes refused,
+stops at its next progress report and asks the handler to remove what it wrote. The
+attempt also reaches the provider, whose back end can refuse a stale writer itself.
+Every write is retried while the database cannot be reached (``Core.durably``): a
+database restart delays a job, never aborts it.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -46,7 +53,6 @@ from orchestrator.domain.models import Host, Job, JobKind, JobState, StoragePool
 from orchestrator.engine import joblog
 from orchestrator.engine.core import Core, Finish, JobHandler
 from orchestrator.infra import telemetry
-from orchestrator.infra.db import persist
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +76,8 @@ class Cancelled(Exception):
 
 
 class LeaseLost(Exception):
-    """The reconciler gave the job to another worker (this one was presumed dead)."""
+    """The reconciler gave the job to another worker (this one was presumed dead): the
+    attempt must stop and write nothing more."""
 
 
 class Lease:
@@ -79,10 +86,11 @@ class Lease:
     The renewal runs on its own thread so a provider call that reports no progress for
     minutes still keeps its job."""
 
-    def __init__(self, core: Core, job_id: str, worker_id: str) -> None:
+    def __init__(self, core: Core, job_id: str, worker_id: str, attempt: int) -> None:
         self.core = core
         self.job_id = job_id
         self.worker_id = worker_id
+        self.attempt = attempt
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -112,50 +120,61 @@ class Lease:
                 log.warning("could not renew the lease of job %s: %s", self.job_id, exc)
 
     def renew(self) -> None:
+        until = utcnow() + timedelta(seconds=self.core.settings.lease_seconds)
+        self._update(lease_expires_at=until)
+
+    def store_progress(self, done: int, total: int) -> None:
+        self.core.durably(lambda: self._update(progress_done=done, progress_total=total))
+        self.check()
+
+    def _update(self, **values: Any) -> None:
+        """Write on the job row only while this attempt holds it; notes a lost lease or a
+        cancel request."""
         with self.core.db.session() as session:
-            renewed = session.execute(
+            row = session.execute(
                 update(Job)
-                .where(Job.id == self.job_id, Job.state == JobState.RUNNING, Job.leased_by == self.worker_id)
-                .values(lease_expires_at=utcnow() + timedelta(seconds=self.core.settings.lease_seconds))
+                .where(*held_by(self.job_id, self.worker_id, self.attempt))
+                .values(**values)
                 .returning(Job.cancel_requested_at)
             ).first()
-        if renewed is None:
+        if row is None:
             self.lost.set()
-        elif renewed.cancel_requested_at is not None:
+        elif row.cancel_requested_at is not None:
             self.cancelled.set()
+
+
+def held_by(job_id: str, worker_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    """The job is running under this worker's claim of this attempt (the fencing token)."""
+    return (
+        Job.id == job_id,
+        Job.state == JobState.RUNNING,
+        Job.leased_by == worker_id,
+        Job.attempts == attempt,
+    )
 
 
 class ProgressWriter:
     """Stores bytes done/total on the job row, at most a few times per second; the place
-    where a running job learns it was cancelled."""
+    where a running job learns it was cancelled or lost its lease."""
 
     interval = 0.5
 
-    def __init__(self, core: Core, job_id: str, lease: Lease) -> None:
-        self.core = core
-        self.job_id = job_id
+    def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self.total = 0
-        # A job shorter than the interval writes no progress at all: its end records it.
+        # Reports within the interval of the last write are skipped, but never the last one.
         self._last = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
         self.lease.check()
         self.total = total
         now = time.monotonic()
-        if now - self._last < self.interval:
+        # The last report is always written: a driver reports it just before it commits,
+        # so a worker that lost its lease learns it there at the latest.
+        if now - self._last < self.interval and done < total:
             return
         self._last = now
-        with self.core.db.session() as session:
-            cancel = session.execute(
-                update(Job)
-                .where(Job.id == self.job_id, Job.state == JobState.RUNNING)
-                .values(progress_done=done, progress_total=total)
-                .returning(Job.cancel_requested_at)
-            ).scalar()
-        if cancel is not None:
-            self.lease.cancelled.set()
-            self.lease.check()
+        self.lease.store_progress(done, total)
 
 
 _OTHER = aliased(Job, name="other_jobs")
@@ -269,17 +288,25 @@ def _full(session: Session, job: Job) -> str | None:
     return None
 
 
-def _still_ours(session: Session, job_id: str, worker_id: str) -> Job | None:
-    job = session.get(Job, job_id, with_for_update=True)
-    if job is None or job.state is not JobState.RUNNING or job.leased_by != worker_id:
-        return None
-    return job
+def _still_ours(session: Session, job_id: str, worker_id: str, attempt: int) -> Job | None:
+    return session.scalars(select(Job).where(*held_by(job_id, worker_id, attempt)).with_for_update()).first()
+
+
+def _succeeded_already(session: Session, job_id: str, worker_id: str, attempt: int) -> bool:
+    """This attempt's success is on the row already: its commit went through but the answer
+    was lost, and the write is being repeated (only the attempt's holder records success)."""
+    job = session.get(Job, job_id)
+    return job is not None and (job.state, job.attempts, job.leased_by) == (
+        JobState.SUCCEEDED,
+        attempt,
+        worker_id,
+    )
 
 
 def execute(core: Core, job_id: str, worker_id: str = "inline") -> Outcome:
     """Run the job if it is due and ours to run; how the attempt ended."""
     started = time.monotonic()
-    claimed = persist(lambda: claim(core, job_id, worker_id), for_seconds=core.settings.db_retry_seconds)
+    claimed = core.durably(lambda: claim(core, job_id, worker_id))
     if claimed is None:
         return Outcome.SKIPPED
     if isinstance(claimed, Deferred):
@@ -288,34 +315,53 @@ def execute(core: Core, job_id: str, worker_id: str = "inline") -> Outcome:
         return Outcome.DEFERRED
     job = claimed
     handler = core.handlers[job.kind]
-    with Lease(core, job.id, worker_id) as lease:
-        progress = ProgressWriter(core, job.id, lease)
+    with Lease(core, job.id, worker_id, job.attempts) as lease:
+        progress = ProgressWriter(lease)
         outcome = _attempt(core, job, worker_id, handler, progress)
+    if outcome is Outcome.SKIPPED:
+        _abandon(core, job, worker_id, handler)
     _observe(job, outcome, time.monotonic() - started, progress.total)
     return outcome
 
 
 def _attempt(core: Core, job: Job, worker_id: str, handler: JobHandler, progress: ProgressWriter) -> Outcome:
-    def durably(step: Callable[[], Outcome]) -> Outcome:
-        return persist(step, for_seconds=core.settings.db_retry_seconds)
-
+    """How the claimed attempt ended; SKIPPED when it lost its lease on the way."""
     try:
         finish = handler.run(core, job, progress)
         if progress.lease.lost.is_set():
             return Outcome.SKIPPED
-        return durably(lambda: _record_success(core, job, worker_id, handler, finish, progress.total))
+        return core.durably(lambda: _record_success(core, job, worker_id, handler, finish, progress.total))
     except LeaseLost:
-        log.warning("job %s was handed to another worker while this one ran it", job.id)
         return Outcome.SKIPPED
     except Cancelled:
-        return durably(lambda: _record_end(core, job.id, worker_id, handler, "cancelled", cancelled=True))
+        return core.durably(lambda: _record_end(core, job, worker_id, handler, "cancelled", cancelled=True))
     except Exception as exc:
         if isinstance(exc, DomainError):
             message, retryable = exc.message, isinstance(exc, ProviderError) and exc.retryable
         else:
             log.exception("job %s (%s) failed unexpectedly", job.id, job.kind.value)
             message, retryable = f"internal error: {type(exc).__name__}: {exc}", True
-        return durably(lambda: _record_end(core, job.id, worker_id, handler, message, retryable=retryable))
+        return core.durably(lambda: _record_end(core, job, worker_id, handler, message, retryable=retryable))
+
+
+def _abandon(core: Core, job: Job, worker_id: str, handler: JobHandler) -> None:
+    """The attempt lost its lease (the job was handed to another worker): remove what it
+    wrote at the back end, so the job's one result is the current attempt's."""
+    log.warning("job %s attempt %d was handed to another worker while this one ran it", job.id, job.attempts)
+    note = f"attempt {job.attempts} on {worker_id} lost its lease and stopped"
+    try:
+        if handler.abandon is not None:
+            handler.abandon(core, job)
+            note += "; what it wrote was removed"
+    except Exception as exc:
+        log.exception("job %s: attempt %d could not remove what it wrote", job.id, job.attempts)
+        note += f"; what it wrote could not be removed ({exc}), a reconcile will count it"
+    core.durably(lambda: _log(core, job.id, note, "warning"))
+
+
+def _log(core: Core, job_id: str, message: str, level: str) -> None:
+    with core.db.session() as session:
+        joblog.add(session, job_id, message, level)
 
 
 def _record_success(
@@ -323,8 +369,10 @@ def _record_success(
 ) -> Outcome:
     with core.scope(acting_as(claimed.account_id)) as scope:
         session = scope.session
-        job = _still_ours(session, claimed.id, worker_id)
+        job = _still_ours(session, claimed.id, worker_id, claimed.attempts)
         if job is None:
+            if _succeeded_already(session, claimed.id, worker_id, claimed.attempts):
+                return Outcome.SUCCEEDED
             return Outcome.SKIPPED
         job.result = finish(session)
         job.state = JobState.SUCCEEDED
@@ -345,7 +393,7 @@ def _record_success(
 
 def _record_end(
     core: Core,
-    job_id: str,
+    claimed: Job,
     worker_id: str,
     handler: JobHandler,
     message: str,
@@ -354,7 +402,7 @@ def _record_end(
     cancelled: bool = False,
 ) -> Outcome:
     with core.db.session() as session:
-        job = _still_ours(session, job_id, worker_id)
+        job = _still_ours(session, claimed.id, worker_id, claimed.attempts)
         if job is None:
             return Outcome.SKIPPED
         job.lease_expires_at = None

@@ -25,6 +25,7 @@ from orchestrator.domain.models import (
     USABLE_STATUSES,
     Backup,
     BackupOffering,
+    BackupProvider,
     Job,
     JobState,
     VirtualMachine,
@@ -86,6 +87,7 @@ STATE_METRICS = (
     "oldest_last_success_timestamp_seconds",
     "rpo_vms",
     "jobs_past_deadline",
+    "untracked_copies",
 )
 
 
@@ -151,6 +153,19 @@ class StateCollector(Collector):
             ):
                 late.add_metric([name], n)
             yield late
+
+            untracked = GaugeMetricFamily(
+                f"{PREFIX}_untracked_copies",
+                "Copies a provider's back end holds that no restore point records, at its last reconcile.",
+                labels=["provider"],
+            )
+            for name, copies in session.execute(
+                select(BackupProvider.name, BackupProvider.untracked_copies).where(
+                    BackupProvider.untracked_copies.is_not(None)
+                )
+            ):
+                untracked.add_metric([name], copies or 0)
+            yield untracked
 
     def _rpo(self, session: Session, now: datetime) -> Iterator[Metric]:
         # Per offering, host and pool (of the ROOT volume, as backups are queued), never per

@@ -9,7 +9,7 @@ them too: the VM has no new good restore point, and a retry could only answer th
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -30,10 +30,41 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import pruning
 from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF
 from orchestrator.usecases.refs import point_ref, vm_ref
-from providers.base import BackupRequest, BackupResult, Capability
+from providers.base import BackupRequest, BackupResult, Capability, ProviderDriver, RestorePointRef
+
+
+@dataclass(frozen=True)
+class _Planned:
+    driver: ProviderDriver
+    request: BackupRequest
+    parent_id: str | None
 
 
 def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    planned = core.durably(lambda: _plan_backup(core, job))
+    if not isinstance(planned, _Planned):
+        return planned  # recorded already
+    result = planned.driver.take_backup(planned.request, progress)
+    parent_id = planned.parent_id
+    if result.failed_volumes:
+        message = _partial_message(job.subject_id, result)
+
+        def record_partial() -> None:
+            with core.db.session() as session:
+                _record(session, job, result, parent_id, BackupStatus.PARTIALLY_FAILED, message)
+
+        core.durably(record_partial)
+        raise ProviderError(message, retryable=False)
+
+    def finish(session: Session) -> dict[str, Any]:
+        return _backup_result(_record(session, job, result, parent_id, BackupStatus.BACKED_UP))
+
+    return finish
+
+
+def _plan_backup(core: Core, job: Job) -> _Planned | Finish:
+    """The request to the provider (the restore point marked as backing up), or the step
+    that records a restore point already backed up."""
     with core.db.session() as session:
         # Everything the request needs in three queries: this runs once per job on every worker.
         point = session.get(
@@ -73,19 +104,22 @@ def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
             offering_external_id=point.offering.external_id,
             parent=point_ref(parent) if parent else None,
             quiesce=driver.supports(Capability.QUIESCE),
+            attempt=job.attempts,
         )
-        parent_id = parent.id if parent else None
-    result = driver.take_backup(request, progress)
-    if result.failed_volumes:
-        message = _partial_message(job.subject_id, result)
+        return _Planned(driver, request, parent.id if parent else None)
+
+
+def _abandon_backup(core: Core, job: Job) -> None:
+    """Ask the back end to remove what this attempt wrote: it lost the job to another."""
+
+    def provider() -> ProviderDriver | None:
         with core.db.session() as session:
-            _record(session, job, result, parent_id, BackupStatus.PARTIALLY_FAILED, message)
-        raise ProviderError(message, retryable=False)
+            point = session.get(Backup, job.subject_id, options=[joinedload(Backup.provider)])
+            return core.drivers.for_row(point.provider) if point is not None else None
 
-    def finish(session: Session) -> dict[str, Any]:
-        return _backup_result(_record(session, job, result, parent_id, BackupStatus.BACKED_UP))
-
-    return finish
+    driver = core.durably(provider)
+    if driver is not None:
+        driver.abandon_backup(job.subject_id, job.attempts)
 
 
 def _record(
@@ -142,10 +176,14 @@ def _after_backup(scope: Scope, job: Job) -> None:
 def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
     params = DeleteBackups.of(job)
     ids = params.ids
-    with core.db.session() as session:
-        points = [session.get(Backup, i) for i in ids]
-        refs = [(p.id, point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
-    for done, (_pid, ref, driver) in enumerate(refs, start=1):
+
+    def targets() -> list[tuple[RestorePointRef, ProviderDriver]]:
+        with core.db.session() as session:
+            points = [session.get(Backup, i) for i in ids]
+            return [(point_ref(p), core.drivers.for_row(p.provider)) for p in points if p is not None]
+
+    refs = core.durably(targets)
+    for done, (ref, driver) in enumerate(refs, start=1):
         driver.delete_backup(ref, forced=params.forced)
         progress(done, len(refs))
 
@@ -169,5 +207,7 @@ def _fail_delete(session: Session, job: Job, message: str, final: bool) -> None:
             point.error = f"delete failed: {message}"
 
 
-BACKUP_HANDLER = JobHandler(run=_run_backup, on_failure=_fail_backup, after=_after_backup)
+BACKUP_HANDLER = JobHandler(
+    run=_run_backup, on_failure=_fail_backup, after=_after_backup, abandon=_abandon_backup
+)
 DELETE_HANDLER = JobHandler(run=_run_delete, on_failure=_fail_delete)

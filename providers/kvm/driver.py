@@ -43,6 +43,7 @@ from providers.base import (
     ProviderDriver,
     ProviderOffering,
     RestorePointRef,
+    StoredPoint,
     VMRef,
     VolumeRef,
 )
@@ -182,6 +183,12 @@ class KvmProvider(ProviderDriver):
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         self.nas.delete_backup(point, forced=forced)
+
+    def abandon_backup(self, restore_point_id: str, attempt: int) -> None:
+        self.nas.abandon_backup(restore_point_id, attempt)
+
+    def list_restore_points(self) -> list[StoredPoint]:
+        return self.nas.list_restore_points()
 
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef | None:
         if target.id != point.vm.id:

@@ -25,9 +25,16 @@ Repository format (version 1)
 ``points/<restore point id>.manifest``
     One envelope (associated data ``manifest:<id>``) holding zstd-compressed JSON: the
     restore point's ids, the VM's metadata, type, parent, how the disks were frozen
-    (``consistency``), stats, and per volume its id, device id, name, format, guest size,
-    chunk size, ``digest`` (the id function over the newline-joined chunk list) and
-    ``chunks``: every chunk id in order, ``"0"`` for an all-zero chunk.
+    (``consistency``), stats, the job ``attempt`` that wrote it (1 when absent), and per
+    volume its id, device id, name, format, guest size, chunk size, ``digest`` (the id
+    function over the newline-joined chunk list) and ``chunks``: every chunk id in order,
+    ``"0"`` for an all-zero chunk.
+
+``writers/<restore point id>``
+    The newest job attempt that started writing the restore point, as plain text. A backup
+    records its attempt there first and commits its manifest only while no newer attempt
+    is recorded: a worker paused past its lease, woken after the job went to another,
+    commits nothing.
 
 ``locks/<shared|exclusive>-<token>.lock``
     Backups hold shared locks (naming their restore point), garbage collection the

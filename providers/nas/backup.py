@@ -248,4 +248,5 @@ def back_up(
         ),
         stats={**stats.to_dict(), "protected_bytes": sum(v.reader.size for v in kept)},
         failed_volumes=tuple(FailedVolume.of(v, failed[v.id]) for v in ordered if v.id in failed),
+        attempt=request.attempt,
     )

@@ -22,6 +22,7 @@ from providers.base import (
     ProviderDriver,
     ProviderOffering,
     RestorePointRef,
+    StoredPoint,
     VMRef,
     VolumeRef,
 )
@@ -47,6 +48,7 @@ CAPABILITIES = frozenset(
         Capability.RESTORE_TO_NEW_VM,
         Capability.VERIFY,
         Capability.MULTI_VOLUME_CONSISTENT,
+        Capability.LIST_RESTORE_POINTS,
     }
 )
 
@@ -141,6 +143,9 @@ class NasProvider(ProviderDriver):
             raise ProviderError(f"VM {vm.name} has no volumes to back up", retryable=False)
         name = point_name(request.restore_point_id)
         with self._session(create=True) as (pool, repo):
+            # Before looking for a finished point: an older attempt then commits nothing,
+            # and the point this one finds (or writes) stays.
+            pool.call(f"recording the writer of {name}", repo.start_writing, name, request.attempt)
             done = self._manifest(pool, repo, name)
             if done is not None:
                 # A re-delivered job: the restore point is already durable.
@@ -158,7 +163,7 @@ class NasProvider(ProviderDriver):
                 staging = Staging(lock.token, frozenset(lock.dead_tokens))
                 manifest = self._store_point(pool, repo, staging, request, name, progress)
                 pool.call("checking the repository lock", lock.check)
-                pool.call(f"committing restore point {name}", repo.write_manifest, name, manifest.to_dict())
+                pool.call(f"committing restore point {name}", _commit, repo, name, manifest)
             finally:
                 with contextlib.suppress(ProviderError):
                     pool.call_detached("unlocking the repository", lock.release)
@@ -252,6 +257,37 @@ class NasProvider(ProviderDriver):
                 limit,
             )
         return opened
+
+    def abandon_backup(self, restore_point_id: str, attempt: int) -> None:
+        """The attempt's chunks are left to garbage collection like any unreferenced chunk;
+        its manifest goes unless a newer attempt wrote over it or took it over."""
+        name = point_name(restore_point_id)
+        with self._session() as (pool, repo):
+
+            def newest() -> int:
+                return pool.call(f"reading the writer of {name}", repo.newest_writer, name)
+
+            if newest() > attempt:
+                return
+            manifest = self._manifest(pool, repo, name)
+            if manifest is None or manifest.attempt != attempt:
+                return
+            pool.call(f"deleting restore point {name}", repo.delete_manifest, name)
+            if newest() > attempt:
+                # A newer attempt started meanwhile and may have found the point done and
+                # taken it over: it must stay.
+                pool.call(f"restoring restore point {name}", repo.write_manifest, name, manifest.to_dict())
+
+    def list_restore_points(self) -> list[StoredPoint]:
+        with self._session() as (pool, repo):
+            found = self._load_all(pool, repo)
+        listed = []
+        for name, manifest in found.items():
+            if isinstance(manifest, str):
+                log.warning("restore point %s is unreadable, not listed: %s", name, manifest)
+                continue
+            listed.append(StoredPoint(name, manifest.restore_point_id, manifest.vm.id))
+        return listed
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
         """Deletes only the manifest: chunks are shared, garbage collection frees the unused."""
@@ -398,6 +434,18 @@ class NasProvider(ProviderDriver):
                 lock_wait=self.cfg.lock_wait_s,
                 dry_run=dry_run,
             )
+
+
+def _commit(repo: Repository, name: str, manifest: Manifest) -> None:
+    """Write the manifest unless a newer attempt of the restore point started meanwhile."""
+    newest = repo.newest_writer(name)
+    if newest > manifest.attempt:
+        raise ProviderError(
+            f"attempt {manifest.attempt} of restore point {name} was superseded by attempt {newest}: "
+            "not committed",
+            retryable=False,
+        )
+    repo.write_manifest(name, manifest.to_dict())
 
 
 def _close_all(pool: IoPool, readers: Iterable[ImageReader], timeout: float) -> None:

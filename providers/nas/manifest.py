@@ -86,6 +86,8 @@ class Manifest:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     stats: dict[str, Any] = field(default_factory=dict)
     failed_volumes: tuple[FailedVolume, ...] = ()
+    # The job attempt that wrote it (manifests written before attempts were kept say 1).
+    attempt: int = 1
 
     @property
     def protected_size(self) -> int:
@@ -120,6 +122,7 @@ class Manifest:
             "volumes": [v.to_dict() for v in self.volumes],
             "stats": self.stats,
             "failed_volumes": [asdict(v) for v in self.failed_volumes],
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -138,4 +141,5 @@ class Manifest:
             created_at=datetime.fromisoformat(raw["created_at"]),
             stats=dict(raw.get("stats") or {}),
             failed_volumes=tuple(FailedVolume(**v) for v in raw.get("failed_volumes", ())),
+            attempt=int(raw.get("attempt", 1)),
         )

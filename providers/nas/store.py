@@ -182,6 +182,7 @@ class Repository:
         self._chunks_root = str(self.chunks_dir)
         self.points_dir = root / "points"
         self.locks_dir = root / "locks"
+        self.writers_dir = root / "writers"
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -357,6 +358,22 @@ class Repository:
             for name in os.listdir(self.points_dir)
             if name.endswith(".manifest") and not name.startswith(TMP_PREFIX)
         )
+
+    # -- writers ---------------------------------------------------------------------------
+    # The newest attempt that started writing each restore point (a fencing token, plain
+    # text: it holds no data), so an older attempt that wakes up late commits nothing.
+    # Read, compare and write without a lock: only attempts of one job race here, and the
+    # older one started long before the newer, when the job was handed over.
+    def newest_writer(self, point_id: str) -> int:
+        try:
+            return int((self.writers_dir / point_id).read_text())
+        except FileNotFoundError:
+            return 0
+
+    def start_writing(self, point_id: str, attempt: int) -> None:
+        if self.newest_writer(point_id) < attempt:
+            self.writers_dir.mkdir(exist_ok=True)
+            write_atomic(self.writers_dir / point_id, str(attempt).encode(), fsync=self.fsync)
 
     def delete_manifest(self, point_id: str) -> bool:
         try:

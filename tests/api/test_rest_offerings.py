@@ -140,3 +140,17 @@ def test_plan_and_capacity_over_rest_for_operators_only(server, world):
     assert isinstance(report["feasible"], bool)
     error_of(api["alice"].get("/plan"), 403, "permission_denied")
     error_of(api["admin"].get("/plan", params={"hours": 0}), 400, "invalid_argument")
+
+
+def test_reconcile_counts_what_the_back_end_holds_untracked(server, world):
+    admin, alice = clients(server)["admin"], clients(server)["alice"]
+    assert admin.ok("get", "/providers/dummy")["untracked_copies"] is None  # never reconciled
+    result = admin.ok("post", "/providers/dummy/reconcile")
+    assert (result["listed"], result["untracked"], result["in_flight"]) == (0, [], 0)
+    assert result["provider"]["untracked_copies"] == 0
+    assert admin.ok("get", "/providers/dummy")["reconciled_at"] is not None
+    error_of(alice.post("/providers/dummy/reconcile", {}), 403, "permission_denied")
+    admin.ok(
+        "post", "/providers", 201, body={"name": "blind", "driver": "dummy", "config": {"capabilities": []}}
+    )
+    error_of(admin.post("/providers/blind/reconcile", {}), 422, "unsupported")

@@ -320,3 +320,14 @@ def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_
     replanned = data(run("job", "list", "--state", "planned", "--json"))
     assert len(replanned) == 1
     assert replanned[0]["id"] != planned[0]["id"]
+
+
+def test_provider_reconcile_counts_untracked_copies(run, cloud):
+    run("backup", "create", "web-01", as_="alice")
+    result = data(run("provider", "reconcile", "dummy", "--json"))
+    assert (result["listed"], result["untracked"], result["in_flight"]) == (1, [], 0)
+    assert result["provider"]["untracked_copies"] == 0
+    assert "1 copies at the back end, 0 untracked" in run("provider", "reconcile", "dummy").stdout
+    assert data(run("provider", "list", "--json"))[0]["untracked_copies"] == 0
+    refused = run("provider", "reconcile", "dummy", "--json", as_="alice", ok=False)
+    assert data(refused)["error"] == "permission_denied"

@@ -155,6 +155,48 @@ def test_failing_one_operation_leaves_the_others_working(tmp_path):
 # -- delete ----------------------------------------------------------------------------------
 
 
+def request(attempt: int) -> BackupRequest:
+    return BackupRequest("rp-1", VM, "dummy-gold", attempt=attempt)
+
+
+def test_a_superseded_attempt_is_not_committed(tmp_path):
+    p = provider(tmp_path)
+    newer = p.take_backup(request(2), ignore)
+    with pytest.raises(ProviderError, match="superseded by attempt 2"):
+        p.take_backup(request(1), ignore)  # a paused worker of attempt 1 wakes up
+    assert [s.external_id for s in p.list_restore_points()] == [newer.external_id]
+    assert not list(tmp_path.glob("points/*.partial"))
+
+
+def test_an_attempt_overtaken_while_it_runs_is_not_committed(tmp_path):
+    p = provider(tmp_path)
+    overtaken: list[str] = []
+
+    def newer_attempt_starts(done: int, total: int) -> None:
+        if not overtaken:
+            overtaken.append(p.take_backup(request(2), ignore).external_id)
+
+    with pytest.raises(ProviderError, match="superseded"):
+        p.take_backup(request(1), newer_attempt_starts)
+    assert [s.external_id for s in p.list_restore_points()] == overtaken
+
+
+def test_abandon_removes_only_what_that_attempt_wrote(tmp_path):
+    p = provider(tmp_path)
+    first = p.take_backup(request(1), ignore)  # committed, then its worker lost the job
+    second = p.take_backup(request(2), ignore)
+    p.abandon_backup("rp-1", 1)
+    p.abandon_backup("rp-1", 1)  # idempotent
+    assert [s.external_id for s in p.list_restore_points()] == [second.external_id]
+    assert first.external_id != second.external_id
+
+
+def test_list_restore_points_needs_its_capability(tmp_path):
+    p = provider(tmp_path, capabilities=["incremental"])
+    with pytest.raises(Unsupported, match="list its restore points"):
+        p.list_restore_points()
+
+
 def test_delete_backup_removes_the_point_and_is_idempotent(tmp_path):
     p = provider(tmp_path)
     keep, gone = backup(p), backup(p)

@@ -23,6 +23,9 @@ class BackupProvider(IdMixin, CreatedMixin, Base):
     zone_id: Mapped[str | None] = mapped_column(ForeignKey("zones.id"), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
+    # The last reconcile with the back end: copies it holds that no restore point records.
+    untracked_copies: Mapped[int | None]
+    reconciled_at: Mapped[datetime | None]
 
     zone: Mapped[Zone | None] = relationship()
 

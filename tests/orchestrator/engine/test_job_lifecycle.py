@@ -270,7 +270,7 @@ def test_cancel_of_a_running_job_is_a_request(world: World, queued: Core) -> Non
     assert asked.cancel_requested_at is not None
     assert again.cancel_requested_at == asked.cancel_requested_at
     # The worker's next lease renewal notices it.
-    lease = Lease(queued, job_id, "w1")
+    lease = Lease(queued, job_id, "w1", 1)
     lease.renew()
     assert lease.cancelled.is_set()
 

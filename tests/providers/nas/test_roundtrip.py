@@ -36,6 +36,7 @@ def test_capabilities_and_offerings(nas):
         Capability.RESTORE_TO_NEW_VM,
         Capability.VERIFY,
         Capability.MULTI_VOLUME_CONSISTENT,
+        Capability.LIST_RESTORE_POINTS,
     }
     assert {o.external_id for o in provider.list_offerings(None)} >= {"nas-daily", "nas-hourly"}
     custom = nas(offerings=[{"id": "gold", "name": "Gold"}])
