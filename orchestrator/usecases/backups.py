@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from orchestrator.domain import validate
 from orchestrator.domain.errors import (
     Conflict,
     InvalidArgument,
@@ -35,7 +36,6 @@ from orchestrator.domain.models import (
     JobKind,
     VirtualMachine,
 )
-from orchestrator.domain.validate import parse_enum
 from orchestrator.engine import routing
 from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, PageQuery, paginate_rows
@@ -260,10 +260,10 @@ def list_backups(
     if offering_id:
         params["offering_id"] = offering_id
     if status:
-        params["status"] = parse_enum(BackupStatus, status, "status")
+        params["status"] = validate.parse_enum(BackupStatus, status, "status")
     elif not include_removed:
         params["live"] = None  # a fixed condition: nothing to bind
-    if keyword:
+    if keyword := validate.keyword(keyword):
         params["keyword"] = _like_literal(keyword)
     found = paginate_rows(scope.session, _listing(tuple(params)), params, BackupRow.of, page, pagesize)
     if not found.items and "account" in params:

@@ -294,7 +294,7 @@ def list_vms(
         stmt = stmt.where(VirtualMachine.zone_id == find_zone(scope, zone).id)
     if offering_id:
         stmt = stmt.where(VirtualMachine.backup_offering_id == offering_id)
-    if keyword:
+    if keyword := validate.keyword(keyword):
         stmt = stmt.where(VirtualMachine.name.contains(keyword, autoescape=True))
     return paginate(scope.session, stmt, page, pagesize)
 

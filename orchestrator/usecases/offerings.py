@@ -110,7 +110,7 @@ def list_offerings(
     stmt = select(BackupOffering).where(BackupOffering.removed_at.is_(None)).order_by(BackupOffering.name)
     if zone:
         stmt = stmt.where(BackupOffering.zone_id == find_zone(scope, zone).id)
-    if keyword:
+    if keyword := validate.keyword(keyword):
         stmt = stmt.where(BackupOffering.name.contains(keyword, autoescape=True))
     return paginate(scope.session, stmt, page, pagesize)
 
