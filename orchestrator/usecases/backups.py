@@ -328,7 +328,7 @@ def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
 
 def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced: bool = False) -> Job:
     """One job deleting ``targets`` newest first, so no chain is left with an incremental
-    whose parent is gone at any moment."""
+    whose parent is gone at any moment. A point already being deleted is a Conflict."""
     ids = [p.id for p in sorted(targets, key=lambda p: p.created_at, reverse=True)]
     return jobs.on_restore_point(
         scope,
@@ -336,6 +336,9 @@ def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced
         subject,
         action="backup.delete",
         params=DeleteBackups(ids=ids, forced=forced),
+        exclusive=jobs.Exclusive(
+            f"delete_backup:{subject.id}", f"restore point {subject.id} is already being deleted"
+        ),
         forced=forced,
         ids=ids,
     )

@@ -1,0 +1,104 @@
+"""At most one queued or running job deletes a restore point or restores a VM, also when
+many requests arrive at once: the database's partial unique index decides the race."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator.domain.errors import Conflict
+from orchestrator.domain.models import Job, JobKind, JobState
+from orchestrator.engine.core import Core, Scope
+from orchestrator.usecases import backups, jobs, restores
+
+CALLERS = 12
+
+
+@pytest.fixture
+def points(world) -> list[str]:
+    """Two restore points of alice's web1, made and finished."""
+    made = []
+    for _ in range(2):
+        with world.core.scope(world.alice) as s:
+            job_id = backups.create_backup(s, world.alice_vm).id
+        with world.core.scope(world.admin) as s:
+            job = jobs.show(s, job_id)
+            assert job.state is JobState.SUCCEEDED, job.error
+            made.append(job.subject_id)
+    return made
+
+
+def _at_once(core: Core, actor, calls: list[Callable[[Scope], Job]]) -> tuple[list[str], list[Conflict]]:
+    """Run every call in its own scope on its own thread, all released together."""
+    start = threading.Barrier(len(calls))
+
+    def one(call: Callable[[Scope], Job]) -> str | Conflict:
+        start.wait()
+        try:
+            with core.scope(actor) as s:
+                return call(s).id
+        except Conflict as exc:
+            return exc
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        outcomes = list(pool.map(one, calls))
+    return [o for o in outcomes if isinstance(o, str)], [o for o in outcomes if isinstance(o, Conflict)]
+
+
+def _active(core: Core, kind: JobKind) -> list[Job]:
+    with core.db.session() as session:
+        return list(
+            session.scalars(
+                select(Job).where(Job.kind == kind, Job.state.in_((JobState.QUEUED, JobState.RUNNING)))
+            )
+        )
+
+
+def test_parallel_deletes_of_one_point_queue_one_job(world, deferred, points):
+    made, refused = _at_once(deferred, world.alice, [lambda s: backups.delete_backup(s, points[0])] * CALLERS)
+
+    assert len(made) == 1
+    assert len(refused) == CALLERS - 1
+    assert all(f"already being deleted (job {made[0]})" in c.message for c in refused)
+    assert [j.id for j in _active(deferred, JobKind.DELETE_BACKUP)] == made
+
+
+def test_parallel_restores_of_one_vm_queue_one_job_whichever_point(world, deferred, points):
+    calls = [lambda s, p=points[i % 2]: restores.restore_vm(s, p) for i in range(CALLERS)]
+    made, refused = _at_once(deferred, world.alice, calls)
+
+    assert len(made) == 1
+    assert len(refused) == CALLERS - 1
+    assert all("restore of virtual machine web1 is already in progress" in c.message for c in refused)
+    assert [j.id for j in _active(deferred, JobKind.RESTORE_VM)] == made
+
+
+def test_a_finished_job_frees_its_key(world, deferred, points):
+    with deferred.scope(world.alice) as s:
+        first = backups.delete_backup(s, points[1]).id
+    with (
+        pytest.raises(Conflict, match=f"restore point {points[1]} is already being deleted"),
+        deferred.scope(world.alice) as s,
+    ):
+        backups.delete_backup(s, points[1])
+    with deferred.scope(world.alice) as s:
+        jobs.cancel(s, first)
+    with deferred.scope(world.alice) as s:
+        again = backups.delete_backup(s, points[1]).id
+
+    assert again != first
+    with deferred.db.session() as session:
+        keys = session.scalar(select(func.count()).where(Job.exclusive_key == f"delete_backup:{points[1]}"))
+    assert keys == 2  # the cancelled job keeps its key for the record
+
+
+def test_restores_to_new_vms_and_planned_backups_are_not_exclusive(world, deferred, points):
+    with deferred.scope(world.alice) as s:
+        restores.restore_vm(s, points[0])
+        copies = [restores.restore_to_new_vm(s, points[0], f"copy{n}").id for n in range(2)]
+
+    assert len(set(copies)) == 2
