@@ -122,9 +122,8 @@ def create(
             scope.session.add(job)
             scope.session.flush()
     except IntegrityError:
-        # A concurrent request committed the same job first: answer as if it came first.
-        if idempotency_key is not None and (existing := find_by_key(scope, idempotency_key, account_id)):
-            return existing
+        # A concurrent request committed a job holding the same key first: answer as if it
+        # had come first.
         if exclusive is not None and (holder := active_holder(scope.session, exclusive.key)):
             raise _busy(exclusive, holder) from None
         raise

@@ -96,7 +96,7 @@ def test_a_finished_job_frees_its_key(world, deferred, points):
     assert keys == 2  # the cancelled job keeps its key for the record
 
 
-def test_restores_to_new_vms_and_planned_backups_are_not_exclusive(world, deferred, points):
+def test_restores_to_new_vms_are_not_exclusive(world, deferred, points):
     with deferred.scope(world.alice) as s:
         restores.restore_vm(s, points[0])
         copies = [restores.restore_to_new_vm(s, points[0], f"copy{n}").id for n in range(2)]
