@@ -9,6 +9,7 @@ its own (0 = no limit); it never prunes ad-hoc or SLA restore points.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from croniter import croniter
 from sqlalchemy import select
@@ -93,20 +94,20 @@ def create(
     vm = lookup.vm(scope, vm_id)
     backups.require_user_driven(scope, vm)
     interval = validate.parse_enum(IntervalType, str(interval_type).upper(), "interval_type")
-    given = {"schedule": schedule, "timezone": timezone, "max_backups": max_backups}
+    fill = partial(_apply, schedule=schedule, timezone=timezone, max_backups=max_backups)
     row = _find(scope, vm.id, interval)
     if row is None:
         try:
             with scope.savepoint():
                 row = BackupSchedule(vm_id=vm.id, interval_type=interval)
-                _apply(row, **given)
+                fill(row)
                 scope.session.add(row)
                 scope.session.flush()
         except IntegrityError:
             row = _find(scope, vm.id, interval)
             if row is None:
                 raise
-    _apply(row, **given)
+    fill(row)
     scope.session.flush()
     audit.record(scope, "schedule.save", "schedule", row.id, vm=vm.id, interval=interval.value)
     return row
