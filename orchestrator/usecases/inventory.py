@@ -250,7 +250,7 @@ def destroy_vm(scope: Scope, vm_id: str) -> VirtualMachine:
         volume.removed_at = now
     # Nothing is left to back up: its schedules and planned backups go with it.
     scope.session.execute(delete(BackupSchedule).where(BackupSchedule.vm_id == vm.id))
-    jobs.cancel_planned(scope, vm.id, "the virtual machine was destroyed")
+    jobs.cancel_planned(scope, [vm.id], "the virtual machine was destroyed")
     audit.record(scope, "vm.destroy", "vm", vm.id)
     return vm
 

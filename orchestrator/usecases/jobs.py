@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -179,11 +180,14 @@ def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, place
     return job
 
 
-def cancel_planned(scope: Scope, vm_id: str, why: str) -> int:
-    """Cancel the VM's planned SLA backups, which lost their reason (the VM left its offering
-    or was destroyed), so that the planner stops reserving capacity for them."""
+def cancel_planned(scope: Scope, vm_ids: Collection[str], why: str) -> int:
+    """Cancel the VMs' planned SLA backups, which lost their reason (the VM left its offering
+    or was destroyed, the offering's SLA changed), so that the planner stops reserving
+    capacity for them."""
     planned = scope.session.scalars(
-        select(Job).where(Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id == vm_id)
+        select(Job).where(
+            Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id.in_(list(vm_ids))
+        )
     ).all()
     for job in planned:
         job.state = JobState.CANCELLED

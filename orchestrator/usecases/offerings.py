@@ -13,20 +13,11 @@ from orchestrator.domain.models import BackupOffering, VirtualMachine, utcnow
 from orchestrator.domain.sla import ServiceLevel
 from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
-from orchestrator.usecases import audit, backup_providers, lookup
+from orchestrator.usecases import audit, backup_providers, lookup, planning
 from orchestrator.usecases.inventory import find_zone
 
 RETENTION_FIELDS = ("retention_count", "keep_daily", "keep_weekly", "keep_monthly")
 SLA_FIELDS = ("rpo", "timezone", "windows", "blackouts")
-
-
-def service_level(offering: BackupOffering) -> ServiceLevel:
-    return ServiceLevel.parse(
-        rpo=offering.rpo_seconds,
-        timezone=offering.timezone,
-        windows=offering.windows,
-        blackouts=offering.blackouts,
-    )
 
 
 def _check_name_free(scope: Scope, zone_id: str, name: str, except_id: str | None = None) -> None:
@@ -146,12 +137,26 @@ def update_offering(scope: Scope, offering_id: str, **changes: Any) -> BackupOff
         offering.description = validate.text(changes["description"], "description")
     if "allow_user_driven_backups" in changes:
         offering.allow_user_driven_backups = bool(changes["allow_user_driven_backups"])
-    if level is not None:
-        _apply_sla(offering, level)
     for field, value in retention.items():
         setattr(offering, field, value)
+    if level is not None:
+        _apply_sla(offering, level)
+        # Jobs planned under the old SLA would start at times it no longer allows.
+        planning.replan_vms(
+            scope, _assigned(scope, offering.id), f"re-planned: offering {name!r} changed its SLA"
+        )
     audit.record(scope, "offering.update", "offering", offering.id, fields=sorted(changes))
     return offering
+
+
+def _assigned(scope: Scope, offering_id: str) -> list[str]:
+    return list(
+        scope.session.scalars(
+            select(VirtualMachine.id).where(
+                VirtualMachine.backup_offering_id == offering_id, VirtualMachine.removed_at.is_(None)
+            )
+        )
+    )
 
 
 def delete_offering(scope: Scope, offering_id: str) -> BackupOffering:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -39,7 +40,6 @@ from orchestrator.engine import routing
 from orchestrator.engine.core import Core, Scope
 from orchestrator.planner.model import DEFAULT_THROUGHPUT
 from orchestrator.usecases import backups, jobs
-from orchestrator.usecases.offerings import service_level
 
 # Weight of the newest restore point in a VM's size estimate.
 EWMA_ALPHA = 0.3
@@ -108,7 +108,7 @@ def _throughputs(session: Session, point_ids: list[str]) -> dict[str, float]:
 
 def gather(session: Session, now: datetime) -> Inputs:
     offerings = [
-        planner.Offering(o.id, service_level(o))
+        planner.Offering(o.id, o.service_level())
         for o in session.scalars(select(BackupOffering).where(BackupOffering.removed_at.is_(None)))
     ]
     hosts = [planner.Host(h.id, h.max_concurrent_backups) for h in session.scalars(select(Host))]
@@ -255,29 +255,54 @@ def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedel
     now = now or utcnow()
     result = compute(core, now, horizon)
     with core.db.session() as session:
-        owners = dict(
-            session.execute(
-                select(VirtualMachine.id, VirtualMachine.account_id).where(
-                    VirtualMachine.id.in_({j.vm_id for j in result.jobs})
-                )
-            ).all()
-        )
-        session.add_all(
-            jobs.new_job(
-                kind=JobKind.BACKUP,
-                state=JobState.PLANNED,
-                account_id=owners[j.vm_id],
-                requested_by=None,
-                subject_type="vm",
-                subject_id=j.vm_id,
-                placement=routing.planned_placement(j.pool_id),
-                not_before=j.start,
-                deadline=j.deadline,
-                params=PlannedBackup(reason=j.reason, late=j.late, expected_end=j.end.isoformat()),
-            )
-            for j in result.jobs
-        )
+        _store(session, result)
     return result
+
+
+def replan_vms(
+    scope: Scope,
+    vm_ids: Collection[str],
+    why: str,
+    now: datetime | None = None,
+    horizon: timedelta = timedelta(hours=24),
+) -> planner.Plan:
+    """Plan these VMs' SLA backups afresh in the scope's transaction: their planned jobs are
+    cancelled (``why``) and placed again around everyone else's. For a change of the rules
+    they were planned under, which a rolling re-plan would leave standing."""
+    now = now or utcnow()
+    jobs.cancel_planned(scope, vm_ids, why)
+    scope.session.flush()
+    inputs = gather(scope.session, now)
+    wanted = set(vm_ids)
+    result = plan_inputs(replace(inputs, vms=[v for v in inputs.vms if v.id in wanted]), now, horizon)
+    _store(scope.session, result)
+    return result
+
+
+def _store(session: Session, result: planner.Plan) -> None:
+    """The plan's jobs as ``planned`` backup jobs of their VMs' owners."""
+    owners = dict(
+        session.execute(
+            select(VirtualMachine.id, VirtualMachine.account_id).where(
+                VirtualMachine.id.in_({j.vm_id for j in result.jobs})
+            )
+        ).all()
+    )
+    session.add_all(
+        jobs.new_job(
+            kind=JobKind.BACKUP,
+            state=JobState.PLANNED,
+            account_id=owners[j.vm_id],
+            requested_by=None,
+            subject_type="vm",
+            subject_id=j.vm_id,
+            placement=routing.planned_placement(j.pool_id),
+            not_before=j.start,
+            deadline=j.deadline,
+            params=PlannedBackup(reason=j.reason, late=j.late, expected_end=j.end.isoformat()),
+        )
+        for j in result.jobs
+    )
 
 
 # Planned jobs released per transaction: a night's plan is released in a few hundred commits
