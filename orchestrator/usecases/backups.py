@@ -115,8 +115,17 @@ def create_backup(
     scope.session.add(point)
     scope.session.flush()
     placement = routing.placement(JobKind.BACKUP, vm)
+    # One backup of a VM at a time, however it was asked for (ad hoc, schedule, SLA plan).
+    exclusive = jobs.Exclusive(f"backup:{vm.id}", f"a backup of {vm.name} is already in progress")
     if planned is not None:
-        job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id, placement=placement)
+        job = jobs.release(
+            scope,
+            planned,
+            subject_type="backup",
+            subject_id=point.id,
+            placement=placement,
+            exclusive=exclusive,
+        )
         audit.record(scope, "backup.create", "backup", point.id, job=job.id, vm=vm.id, origin=origin.value)
         return job
     return jobs.on_restore_point(
@@ -126,6 +135,7 @@ def create_backup(
         action="backup.create",
         placement=placement,
         idempotency_key=idempotency_key,
+        exclusive=exclusive,
         vm=vm.id,
         origin=origin.value,
     )

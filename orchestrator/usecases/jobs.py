@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,8 +105,6 @@ def create(
     requests race (the loser's insert breaks a unique index and is undone alone)."""
     if idempotency_key is not None and (existing := find_by_key(scope, idempotency_key, account_id)):
         return existing
-    if exclusive is not None and (holder := active_holder(scope.session, exclusive.key)):
-        raise _busy(exclusive, holder)
     job = new_job(
         kind=kind,
         account_id=account_id,
@@ -118,18 +116,25 @@ def create(
         params=params,
         exclusive=exclusive,
     )
+    _exclusively(scope, exclusive, lambda: scope.session.add(job))
+    scope.enqueue(job)
+    return job
+
+
+def _exclusively(scope: Scope, exclusive: Exclusive | None, write: Callable[[], None]) -> None:
+    """Make a job active with ``write``, unless another active job holds ``exclusive``: then
+    a Conflict naming that job. Two requests racing past the check both write, and the
+    unique index refuses the second's (undone alone, behind a savepoint) as if it came second."""
+    if exclusive is not None and (holder := active_holder(scope.session, exclusive.key)):
+        raise _busy(exclusive, holder)
     try:
         with scope.savepoint():
-            scope.session.add(job)
+            write()
             scope.session.flush()
     except IntegrityError:
-        # A concurrent request committed a job holding the same key first: answer as if it
-        # had come first.
         if exclusive is not None and (holder := active_holder(scope.session, exclusive.key)):
             raise _busy(exclusive, holder) from None
         raise
-    scope.enqueue(job)
-    return job
 
 
 def _busy(exclusive: Exclusive, holder: Job) -> Conflict:
@@ -166,16 +171,29 @@ def on_restore_point(
     return job
 
 
-def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, placement: Placement) -> Job:
+def release(
+    scope: Scope,
+    job: Job,
+    *,
+    subject_type: str,
+    subject_id: str,
+    placement: Placement,
+    exclusive: Exclusive | None = None,
+) -> Job:
     """A planned job whose time has come: point it at its subject, route it where the VM
-    is now, and queue it."""
+    is now, and queue it (a Conflict if an active job holds ``exclusive``)."""
     if job.state is not JobState.PLANNED:
         raise Conflict(f"job {job.id} is {job.state.value}, not planned")
-    job.state = JobState.QUEUED
-    job.subject_type = subject_type
-    job.subject_id = subject_id
-    job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
-    job.not_before = job.dispatched_at = utcnow()
+
+    def queue() -> None:
+        job.state = JobState.QUEUED
+        job.subject_type = subject_type
+        job.subject_id = subject_id
+        job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
+        job.not_before = job.dispatched_at = utcnow()
+        job.exclusive_key = exclusive.key if exclusive else None
+
+    _exclusively(scope, exclusive, queue)
     scope.enqueue(job)
     return job
 

@@ -45,8 +45,8 @@ class Job(IdMixin, Base):
         # Concurrency limits count the running jobs per host and per pool at every claim.
         Index("ix_jobs_state_host", "state", "host_id"),
         Index("ix_jobs_state_pool", "state", "pool_id"),
-        # At most one queued or running job per exclusive key: two requests racing to
-        # delete one restore point or restore one VM cannot both pass the check.
+        # At most one queued or running job per exclusive key: requests racing to back up
+        # a VM, delete a restore point or restore a VM cannot all pass the check.
         Index(
             "uq_jobs_active_exclusive_key",
             "exclusive_key",

@@ -1,19 +1,21 @@
-"""At most one queued or running job deletes a restore point or restores a VM, also when
-many requests arrive at once: the database's partial unique index decides the race."""
+"""At most one queued or running job backs up a VM, deletes a restore point or restores a VM
+in place, also when many requests arrive at once: the database's partial unique index
+decides the race."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from orchestrator.domain.errors import Conflict
-from orchestrator.domain.models import Job, JobKind, JobState
+from orchestrator.domain.models import Backup, BackupStatus, Job, JobKind, JobState, utcnow
 from orchestrator.engine.core import Core, Scope
-from orchestrator.usecases import backups, jobs, restores
+from orchestrator.usecases import backups, jobs, planning, restores
 
 CALLERS = 12
 
@@ -75,6 +77,40 @@ def test_parallel_restores_of_one_vm_queue_one_job_whichever_point(world, deferr
     assert len(refused) == CALLERS - 1
     assert all("restore of virtual machine web1 is already in progress" in c.message for c in refused)
     assert [j.id for j in _active(deferred, JobKind.RESTORE_VM)] == made
+
+
+def test_parallel_backups_of_one_vm_make_one_restore_point(world, deferred, points):
+    made, refused = _at_once(
+        deferred, world.alice, [lambda s: backups.create_backup(s, world.alice_vm)] * CALLERS
+    )
+
+    assert len(made) == 1
+    assert len(refused) == CALLERS - 1
+    assert all("a backup of web1 is already in progress" in c.message for c in refused)
+    with deferred.db.session() as session:
+        queued = session.scalars(select(Backup).where(Backup.status == BackupStatus.QUEUED)).all()
+    assert len(queued) == 1  # the refused ones left no restore point behind
+
+
+def test_a_planned_backup_due_while_another_runs_is_cancelled_not_doubled(world, deferred, points):
+    with deferred.scope(world.alice) as s:
+        running = backups.create_backup(s, world.alice_vm).id
+    planning.replan(deferred)
+    with deferred.db.session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.state == JobState.PLANNED, Job.subject_id == world.alice_vm)
+            .values(not_before=utcnow() - timedelta(minutes=1))
+        )
+
+    planning.release_due(deferred)
+
+    with deferred.db.session() as session:
+        planned = session.scalars(select(Job).where(Job.subject_id == world.alice_vm)).all()
+        active = session.scalars(select(Job).where(Job.exclusive_key == f"backup:{world.alice_vm}")).all()
+    assert planned
+    assert all(j.state is JobState.CANCELLED and "already in progress" in j.error for j in planned)
+    assert [j.id for j in active if j.state is JobState.QUEUED] == [running]
 
 
 def test_a_finished_job_frees_its_key(world, deferred, points):

@@ -4,8 +4,8 @@ Revision ID: 0004_job_exclusive_key
 Revises: 0003
 Create Date: 2026-12-03 16:30:00.000000
 
-Deleting one restore point or restoring one VM was guarded by a check before the insert,
-which two requests at once both passed. Jobs now carry an exclusive key, and a partial
+Backing up one VM, deleting one restore point or restoring one VM in place was guarded by
+a check before the insert, which requests arriving at once all passed. Jobs now carry an exclusive key, and a partial
 unique index lets at most one queued or running job hold each; finished jobs keep theirs
 for the record.
 """
