@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -198,14 +198,12 @@ def release(
     return job
 
 
-def cancel_planned(scope: Scope, vm_ids: Collection[str], why: str) -> int:
+def cancel_planned(scope: Scope, vm_ids: Collection[str] | Select[str], why: str) -> int:
     """Cancel the VMs' planned SLA backups, which lost their reason (the VM left its offering
     or was destroyed, the offering's SLA changed), so that the planner stops reserving
     capacity for them."""
     planned = scope.session.scalars(
-        select(Job).where(
-            Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id.in_(list(vm_ids))
-        )
+        select(Job).where(Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id.in_(vm_ids))
     ).all()
     for job in planned:
         job.state = JobState.CANCELLED

@@ -142,21 +142,9 @@ def update_offering(scope: Scope, offering_id: str, **changes: Any) -> BackupOff
     if level is not None:
         _apply_sla(offering, level)
         # Jobs planned under the old SLA would start at times it no longer allows.
-        planning.replan_vms(
-            scope, _assigned(scope, offering.id), f"re-planned: offering {name!r} changed its SLA"
-        )
+        planning.replan_offering(scope, offering.id, f"re-planned: offering {name!r} changed its SLA")
     audit.record(scope, "offering.update", "offering", offering.id, fields=sorted(changes))
     return offering
-
-
-def _assigned(scope: Scope, offering_id: str) -> list[str]:
-    return list(
-        scope.session.scalars(
-            select(VirtualMachine.id).where(
-                VirtualMachine.backup_offering_id == offering_id, VirtualMachine.removed_at.is_(None)
-            )
-        )
-    )
 
 
 def delete_offering(scope: Scope, offering_id: str) -> BackupOffering:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -259,22 +258,24 @@ def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedel
     return result
 
 
-def replan_vms(
+def replan_offering(
     scope: Scope,
-    vm_ids: Collection[str],
+    offering_id: str,
     why: str,
     now: datetime | None = None,
     horizon: timedelta = timedelta(hours=24),
 ) -> planner.Plan:
-    """Plan these VMs' SLA backups afresh in the scope's transaction: their planned jobs are
-    cancelled (``why``) and placed again around everyone else's. For a change of the rules
-    they were planned under, which a rolling re-plan would leave standing."""
+    """Plan the SLA backups of the offering's VMs afresh in the scope's transaction: their
+    planned jobs are cancelled (``why``) and placed again, around everyone else's, under the
+    offering as it now stands. For a change of its SLA, which a rolling re-plan would leave
+    standing at the old times."""
     now = now or utcnow()
-    jobs.cancel_planned(scope, vm_ids, why)
+    assigned = select(VirtualMachine.id).where(VirtualMachine.backup_offering_id == offering_id)
+    jobs.cancel_planned(scope, assigned, why)
     scope.session.flush()
     inputs = gather(scope.session, now)
-    wanted = set(vm_ids)
-    result = plan_inputs(replace(inputs, vms=[v for v in inputs.vms if v.id in wanted]), now, horizon)
+    mine = [v for v in inputs.vms if v.offering_id == offering_id]
+    result = plan_inputs(replace(inputs, vms=mine), now, horizon)
     _store(scope.session, result)
     return result
 
