@@ -9,6 +9,7 @@ import click
 from api import views
 from api.cli.app import App, pass_app
 from api.cli.output import emit, handle_errors, json_option
+from orchestrator.domain import validate
 from orchestrator.usecases import backup_providers
 
 
@@ -38,6 +39,8 @@ def provider_add(
         config = json.loads(config_json) if config_json else {}
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--config is not JSON: {exc}") from None
+    # JSON escapes may spell a lone surrogate ("\\udfff"), which no database can store.
+    validate.unicode_strings(config, "config")
     with app.scope() as s:
         row = backup_providers.add(s, name=name, driver=driver, zone=zone, config=config)
         emit(views.provider(row, s.driver(row)), as_json)

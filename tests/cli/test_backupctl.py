@@ -135,6 +135,7 @@ def test_arguments_that_are_not_utf8_are_refused_naming_them(run, cloud):
         (("zone", "create", "zone-9", "--description", not_utf8), "description"),
         (("vm", "list", "--zone", not_utf8), "zone"),
         (("--as", not_utf8, "vm", "list"), "as"),
+        (("provider", "add", "p2", "--driver", "dummy", "--config", '{"k": "\\udfff"}'), "config.k"),
     ]:
         result = run(*args, ok=False)
         assert result.exit_code == 2, result.output
