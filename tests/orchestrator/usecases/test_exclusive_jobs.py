@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from orchestrator.domain.errors import Conflict
 from orchestrator.domain.models import Backup, BackupStatus, Job, JobKind, JobState, utcnow
 from orchestrator.engine.core import Core, Scope
-from orchestrator.usecases import backups, jobs, planning, restores
+from orchestrator.usecases import backups, jobs, offerings, planning, pruning, restores
 
 CALLERS = 12
 
@@ -111,6 +111,20 @@ def test_a_planned_backup_due_while_another_runs_is_cancelled_not_doubled(world,
     assert planned
     assert all(j.state is JobState.CANCELLED and "already in progress" in j.error for j in planned)
     assert [j.id for j in active if j.state is JobState.QUEUED] == [running]
+
+
+def test_pruning_again_while_its_delete_is_queued_asks_for_nothing_more(world, deferred, points):
+    with deferred.scope(world.admin) as s:
+        offerings.update_offering(s, world.gold_id, retention_count=1)
+    with deferred.scope(world.admin) as s:
+        (first,) = [d for d in pruning.prune(s, vm_id=world.alice_vm) if d.expire]
+    with deferred.scope(world.admin) as s:
+        (again,) = [d for d in pruning.prune(s, vm_id=world.alice_vm) if d.expire]
+
+    assert first.expire == again.expire == [points[0]]
+    assert first.job_id is not None
+    assert again.job_id is None
+    assert [j.id for j in _active(deferred, JobKind.DELETE_BACKUP)] == [first.job_id]
 
 
 def test_a_finished_job_frees_its_key(world, deferred, points):
