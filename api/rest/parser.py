@@ -84,12 +84,12 @@ class RestParser(FlaskParser):
             return core.missing
         try:
             body = json.loads(data, parse_constant=_no_constants)
+            # JSON escapes may spell a lone surrogate ("\\udfff"), which no database can store.
+            validate.unicode_strings(body, "")
         except RecursionError:
             raise InvalidArgument("the request body is nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
             raise InvalidArgument(f"the request body is not valid JSON: {exc}") from None
-        # JSON escapes may spell a lone surrogate ("\\udfff"), which no database can store.
-        validate.unicode_strings(body, "")
         return body
 
     def load_querystring(self, req: Request, schema: ma.Schema) -> Any:

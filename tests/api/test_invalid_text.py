@@ -35,6 +35,11 @@ def test_a_lone_surrogate_in_a_json_body_is_400_naming_the_field(server, world):
         refused = error_of(answer, 400, "invalid_argument")
         assert refused["field"] == field, (path, refused)
         assert "not valid Unicode" in refused["message"]
+    # Checking every string walks the body: as deep as the JSON parser goes is still a 400.
+    for depth in (500, 900, 990):
+        deep = "[" * depth + '"x"' + "]" * depth
+        answer = admin.call("POST", "/zones", data=deep, headers=JSON)
+        assert answer.status_code == 400, (depth, answer.text)
     # A surrogate pair is one valid character, not a lone surrogate.
     made = admin.ok("post", "/zones", 201, body={"name": "z\U0001f600"})
     assert made["name"] == "z\U0001f600"
