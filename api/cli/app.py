@@ -12,6 +12,7 @@ import click
 
 from api import views
 from orchestrator.bootstrap import build_core
+from orchestrator.domain import validate
 from orchestrator.domain.actor import Actor
 from orchestrator.domain.models import FINAL_JOB_STATES, Job
 from orchestrator.engine.core import Core, Scope
@@ -36,6 +37,7 @@ class App:
 
     @cached_property
     def actor(self) -> Actor:
+        validate.unicode_strings(self.as_account, "as")
         return accounts.admin_actor(self.core, self.as_account)
 
     @contextmanager

@@ -155,7 +155,8 @@ def offering_update(app: App, offering_ref: str, name: str | None, as_json: bool
     """Change an offering (admins); what is not given keeps its value.
 
     Formats as for `offering import`. The SLA is checked as a whole (an RPO the windows can
-    never meet is refused), and a refused update changes nothing."""
+    never meet is refused), and a refused update changes nothing. A new SLA re-plans the
+    offering's VMs at once: their planned backups move inside the new windows."""
     with app.scope() as s:
         row = offerings.update_offering(s, offerings.find(s, offering_ref).id, name=name, **_sla_fields(sla))
         emit(views.offering(row), as_json)

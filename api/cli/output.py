@@ -12,7 +12,7 @@ import click
 import humanize
 from tabulate import tabulate
 
-from orchestrator.domain import errors
+from orchestrator.domain import errors, validate
 from orchestrator.infra.paging import DEFAULT_PAGESIZE
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,11 +107,15 @@ def emit(data: Any, as_json: bool, columns: Sequence[str] | None = None) -> None
 
 
 def handle_errors(fn: F) -> F:
-    """Domain errors print their message (as JSON with --json) and exit non-zero, no traceback."""
+    """Domain errors print their message (as JSON with --json) and exit non-zero, no traceback;
+    an argument that is not valid Unicode is one of them, named by its parameter."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            # Arguments that were not UTF-8 reach Python as lone surrogates (PEP 383).
+            for name, value in kwargs.items():
+                validate.unicode_strings(value, name)
             return fn(*args, **kwargs)
         except errors.DomainError as exc:
             code = next((c for t, c in EXIT_CODES.items() if isinstance(exc, t)), 1)

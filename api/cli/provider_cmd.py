@@ -10,6 +10,7 @@ import click
 from api import views
 from api.cli.app import App, pass_app
 from api.cli.output import emit, handle_errors, json_option
+from orchestrator.domain import validate
 from orchestrator.usecases import backup_providers, reconciliation
 
 
@@ -48,6 +49,8 @@ def _config(config_json: str | None) -> dict[str, Any] | None:
         raise click.BadParameter(f"--config is not JSON: {exc}") from None
     if config is not None and not isinstance(config, dict):
         raise click.BadParameter("--config must be a JSON object")
+    # JSON escapes may spell a lone surrogate ("\\udfff"), which no database can store.
+    validate.unicode_strings(config, "config")
     return config
 
 

@@ -12,6 +12,7 @@ from api.cli.app import App, pass_app
 from api.cli.ingest_jobs import WAIT_SECONDS, discovered, require_succeeded
 from api.cli.output import emit, handle_errors, json_option, paging_options
 from api.cli.parsing import volume
+from orchestrator.domain import validate
 from orchestrator.usecases import assignments, ingest, inventory, offerings
 
 VM_COLUMNS = ["id", "name", "account", "state", "backup_offering"]
@@ -60,6 +61,8 @@ def vm_register(
         extra = json.loads(details) if details else None
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"--details is not JSON: {exc}") from None
+    # JSON escapes may spell a lone surrogate ("\\udfff"), which no database can store.
+    validate.unicode_strings(extra, "details")
     with app.scope() as s:
         row = inventory.register_vm(
             s,

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from api.auth import SigningRules, verify_signed
 from api.cloudstack.commands import COMMANDS, Call, Listing, check_available
 from api.cloudstack.params import Params
-from orchestrator.domain import errors
+from orchestrator.domain import errors, validate
 from orchestrator.domain.models import Job
 from orchestrator.engine.core import Core
 
@@ -32,10 +32,18 @@ INTERNAL_ERROR = 530
 
 
 def _params() -> dict[str, str]:
+    """The query's and the form's parameters, the query's first; each checked as text."""
     merged: dict[str, str] = {}
-    for source in (request.args, request.form):
-        for key in source:
-            merged.setdefault(key, source[key])
+    try:
+        for source in (request.args, request.form):
+            for key in source:
+                merged.setdefault(key, source[key])
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument("the request's parameters are not valid UTF-8") from None
+    for key, value in merged.items():
+        if "\x00" in key or "\x00" in value:
+            raise errors.InvalidArgument(f"Invalid parameter {key}: contains a NUL character", field=key)
+    validate.unicode_strings(merged, "")
     return merged
 
 
@@ -60,14 +68,13 @@ def _body(out: Any, cmd_async: bool) -> dict[str, Any]:
 
 @blueprint.route("/client/api", methods=["GET", "POST"])
 def dispatch() -> Response:
-    raw = _params()
-    name = Params(raw).str("command") or "error"
+    name = "error"
     core: Core = current_app.extensions["orchestrator"]
     try:
+        raw = _params()
+        name = Params(raw).str("command") or "error"
         if name == "error":
             raise errors.InvalidArgument("Unable to execute API command due to missing parameter command")
-        if bad := next((k for k, v in raw.items() if "\x00" in k or "\x00" in v), None):
-            raise errors.InvalidArgument(f"Invalid parameter {bad}: contains a NUL character", field=bad)
         if (Params(raw).str("response") or "json").lower() != "json":
             raise errors.InvalidArgument("only response=json is supported")
         cmd = COMMANDS.get(name.lower())

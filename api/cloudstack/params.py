@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Mapping
 
 from orchestrator.domain.errors import InvalidArgument
+from orchestrator.domain.validate import NAME_LENGTH, TEXT_LENGTH
 
 TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 # What every call may carry beside its command's own parameters: the envelope and the
@@ -13,6 +14,10 @@ TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 ENVELOPE = frozenset(
     {"command", "response", "apikey", "signature", "signatureversion", "expires", "sessionkey", "_"}
 )
+
+# Every value is at most a name's length, as the REST face takes them, but free text: a
+# keyword of 100,000 characters became a LIKE pattern SQLite refused with a server error.
+LONG_TEXT = {"description": TEXT_LENGTH}
 
 
 class Params:
@@ -25,6 +30,11 @@ class Params:
     def str(self, name: str) -> str | None:
         self.asked.add(name)
         value = self.raw.get(name)
+        limit = LONG_TEXT.get(name, NAME_LENGTH)
+        if value is not None and len(value) > limit:
+            raise InvalidArgument(
+                f"Invalid parameter {name}: longer than {limit} characters ({len(value)})", field=name
+            )
         return value if value not in (None, "") else None
 
     def unknown(self) -> list[builtins.str]:

@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from flask import current_app, g, request
 
 from api.auth import SigningRules, verify_headers, verify_signed
+from api.rest.parser import query
 from orchestrator.domain.errors import AuthenticationFailed
 from orchestrator.engine.core import Core, Scope
 
@@ -25,12 +26,12 @@ def _refuse_nul(values: list[str | None]) -> None:
 
 def authenticate() -> None:
     core = _core()
-    query_keys = [v for k, v in request.args.items(multi=True) if k.lower() == "apikey"]
+    query_keys = [v for k, v in query(request).items(multi=True) if k.lower() == "apikey"]
     _refuse_nul([request.headers.get("X-Api-Key"), *query_keys])
     with core.db.session() as session:
         actor = verify_headers(session, request.headers)
         if actor is None:
-            params = request.args.to_dict()
+            params = query(request).to_dict()
             names = {k.lower(): v for k, v in params.items()}
             if "apikey" not in names and "signature" not in names:
                 raise AuthenticationFailed(

@@ -52,7 +52,10 @@ def get_offering(offering_id: str) -> dict[str, Any]:
 @blp.response(200, s.Offering)
 @blp.errors(400, 403, 404, 409)
 def update_offering(args: dict[str, Any], offering_id: str) -> dict[str, Any]:
-    """Change an offering's name, description, SLA or retention (admin)"""
+    """Change an offering's name, description, SLA or retention (admin)
+
+    A new SLA (RPO, time zone, windows, blackouts) re-plans the offering's VMs in the same
+    transaction: their planned backups move inside the new windows at once."""
     with use_case() as scope:
         return views.offering(offerings.update_offering(scope, offering_id, **args))
 

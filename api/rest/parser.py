@@ -16,6 +16,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.datastructures import MultiDict
 
+from orchestrator.domain import validate
 from orchestrator.domain.errors import InvalidArgument
 
 # Query parameters of a CloudStack-style signature: read by authentication, not by routes.
@@ -54,6 +55,15 @@ def describe(error: ma.ValidationError) -> InvalidArgument:
     return InvalidArgument(text, field=pairs[0][0] or None)
 
 
+def query(req: Request) -> MultiDict[str, str]:
+    """The query string's parameters. A WSGI server hands over the bytes as sent: ones that
+    are not UTF-8 are refused here rather than failing where they are first read."""
+    try:
+        return req.args
+    except UnicodeDecodeError:
+        raise InvalidArgument("the query string is not valid UTF-8") from None
+
+
 class RestParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
     # Unknown query parameters are refused like unknown body fields: a typo in a filter
@@ -73,14 +83,18 @@ class RestParser(FlaskParser):
         if not data.strip():
             return core.missing
         try:
-            return json.loads(data, parse_constant=_no_constants)
+            body = json.loads(data, parse_constant=_no_constants)
+            # JSON escapes may spell a lone surrogate ("\\udfff"), which no database can store.
+            validate.unicode_strings(body, "")
         except RecursionError:
             raise InvalidArgument("the request body is nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
             raise InvalidArgument(f"the request body is not valid JSON: {exc}") from None
+        return body
 
     def load_querystring(self, req: Request, schema: ma.Schema) -> Any:
-        args = MultiDict([(k, v) for k, v in req.args.items(multi=True) if k.lower() not in SIGNATURE_PARAMS])
+        given = query(req).items(multi=True)
+        args = MultiDict([(k, v) for k, v in given if k.lower() not in SIGNATURE_PARAMS])
         return self._makeproxy(args, schema)
 
     def handle_error(

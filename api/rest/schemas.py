@@ -26,14 +26,13 @@ from orchestrator.domain.models import (
     VMState,
     VolumeType,
 )
+from orchestrator.domain.validate import NAME_LENGTH, TEXT_LENGTH
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, MAX_PAGESIZE
 from orchestrator.usecases.schedules import MAX_BACKUPS_LIMIT
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 MAX_PAGE = 1_000_000
-NAME_LENGTH = 255
-TEXT_LENGTH = 1024
 ID_LENGTH = 36
 JSON_DEPTH = 16
 NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
+from collections.abc import Mapping
 from enum import Enum
 from typing import TypeVar
 
@@ -52,7 +53,33 @@ def _controls(value: str, allowed: str = "") -> list[str]:
     return [c for c in value if c not in allowed and (unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS)]
 
 
-def text(value: str | None, field: str, max_length: int = 1024) -> str:
+def unicode_strings(value: object, field: str) -> None:
+    """Every string in ``value`` (nested mappings and lists, keys included) is valid Unicode.
+
+    A lone UTF-16 surrogate (``"\\udfff"`` in JSON, or command-line bytes that were not UTF-8)
+    is a Python string no database driver can encode; it is refused here, naming the field
+    (``config.key``, ``volumes[0].name``), instead of failing later as a server error."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(
+                f"{field}: not valid Unicode (a lone surrogate at character {exc.start})", field=field
+            ) from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            unicode_strings(key, f"{field} (a key)" if field else "a field name")
+            unicode_strings(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            unicode_strings(item, f"{field}[{index}]")
+
+
+NAME_LENGTH = 255
+TEXT_LENGTH = 1024
+
+
+def text(value: str | None, field: str, max_length: int = TEXT_LENGTH) -> str:
     """Free text (descriptions, paths, addresses): bounded, no NUL that databases refuse, and
     no control character but tab and newline (an escape sequence would play on terminals)."""
     out = "" if value is None else str(value)
@@ -60,12 +87,19 @@ def text(value: str | None, field: str, max_length: int = 1024) -> str:
         raise InvalidArgument(f"{field}: longer than {max_length} characters", field=field)
     if "\x00" in out:
         raise InvalidArgument(f"{field}: contains a NUL character", field=field)
+    unicode_strings(out, field)
     if found := _controls(out, allowed="\t\n"):
         raise InvalidArgument(f"{field}: contains the control character {found[0]!r}", field=field)
     return out
 
 
-def name(value: str, field: str = "name", max_length: int = 255) -> str:
+def keyword(value: str | None) -> str | None:
+    """A search text (part of a name): no longer than a name can be. It becomes a LIKE
+    pattern, and SQLite refuses patterns much longer (with a server error, not a 400)."""
+    return None if value is None else text(value, "keyword", NAME_LENGTH)
+
+
+def name(value: str, field: str = "name", max_length: int = NAME_LENGTH) -> str:
     """A name shown in tables and terminals: one line, no control characters."""
     out = text((value or "").strip(), field, max_length)
     if not out:

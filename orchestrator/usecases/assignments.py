@@ -93,7 +93,7 @@ def remove(scope: Scope, vm_id: str, *, forced: bool = False) -> VirtualMachine:
     vm.backup_offering_id = None
     vm.backup_offering = None
     scope.session.execute(delete(BackupSchedule).where(BackupSchedule.vm_id == vm.id))
-    jobs.cancel_planned(scope, vm.id, "the virtual machine left its offering")
+    jobs.cancel_planned(scope, [vm.id], "the virtual machine left its offering")
     audit.record(scope, "vm.unassign", "vm", vm.id, offering=old, forced=forced)
     return vm
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from orchestrator.domain import validate
 from orchestrator.domain.errors import (
     Conflict,
     InvalidArgument,
@@ -36,7 +37,6 @@ from orchestrator.domain.models import (
     JobState,
     VirtualMachine,
 )
-from orchestrator.domain.validate import parse_enum
 from orchestrator.engine import routing
 from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, PageQuery, paginate_rows
@@ -132,8 +132,17 @@ def create_backup(
     scope.session.add(point)
     scope.session.flush()
     placement = routing.placement(JobKind.BACKUP, vm)
+    # One backup of a VM at a time, however it was asked for (ad hoc, schedule, SLA plan).
+    exclusive = jobs.Exclusive(f"backup:{vm.id}", f"a backup of {vm.name} is already in progress")
     if planned is not None:
-        job = jobs.release(scope, planned, subject_type="backup", subject_id=point.id, placement=placement)
+        job = jobs.release(
+            scope,
+            planned,
+            subject_type="backup",
+            subject_id=point.id,
+            placement=placement,
+            exclusive=exclusive,
+        )
         audit.record(scope, "backup.create", "backup", point.id, job=job.id, vm=vm.id, origin=origin.value)
         return job
     return jobs.on_restore_point(
@@ -143,6 +152,7 @@ def create_backup(
         action="backup.create",
         placement=placement,
         idempotency_key=idempotency_key,
+        exclusive=exclusive,
         vm=vm.id,
         origin=origin.value,
     )
@@ -279,10 +289,10 @@ def list_backups(
     if offering_id:
         params["offering_id"] = offering_id
     if status:
-        params["status"] = parse_enum(BackupStatus, status, "status")
+        params["status"] = validate.parse_enum(BackupStatus, status, "status")
     elif not include_removed:
         params["live"] = None  # a fixed condition: nothing to bind
-    if keyword:
+    if keyword := validate.keyword(keyword):
         params["keyword"] = _like_literal(keyword)
     found = paginate_rows(scope.session, _listing(tuple(params)), params, BackupRow.of, page, pagesize)
     if not found.items and "account" in params:
@@ -349,7 +359,7 @@ def delete_backup(scope: Scope, backup_id: str, *, forced: bool = False) -> Job:
 
 def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced: bool = False) -> Job:
     """One job deleting ``targets`` newest first, so no chain is left with an incremental
-    whose parent is gone at any moment."""
+    whose parent is gone at any moment. A point already being deleted is a Conflict."""
     ids = [p.id for p in sorted(targets, key=lambda p: p.created_at, reverse=True)]
     return jobs.on_restore_point(
         scope,
@@ -357,6 +367,9 @@ def queue_delete(scope: Scope, subject: Backup, targets: list[Backup], *, forced
         subject,
         action="backup.delete",
         params=DeleteBackups(ids=ids, forced=forced),
+        exclusive=jobs.Exclusive(
+            f"delete_backup:{subject.id}", f"restore point {subject.id} is already being deleted"
+        ),
         forced=forced,
         ids=ids,
     )

@@ -345,7 +345,7 @@ def destroy_vm(scope: Scope, vm_id: str) -> VirtualMachine:
         volume.removed_at = now
     # Nothing is left to back up: its schedules and planned backups go with it.
     scope.session.execute(delete(BackupSchedule).where(BackupSchedule.vm_id == vm.id))
-    jobs.cancel_planned(scope, vm.id, "the virtual machine was destroyed")
+    jobs.cancel_planned(scope, [vm.id], "the virtual machine was destroyed")
     audit.record(scope, "vm.destroy", "vm", vm.id)
     return vm
 
@@ -389,7 +389,7 @@ def list_vms(
         stmt = stmt.where(VirtualMachine.zone_id == find_zone(scope, zone).id)
     if offering_id:
         stmt = stmt.where(VirtualMachine.backup_offering_id == offering_id)
-    if keyword:
+    if keyword := validate.keyword(keyword):
         stmt = stmt.where(VirtualMachine.name.contains(keyword, autoescape=True))
     return paginate(scope.session, stmt, page, pagesize)
 

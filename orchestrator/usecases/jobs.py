@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from orchestrator.domain.errors import Conflict
 from orchestrator.domain.jobparams import JobParams
-from orchestrator.domain.models import Backup, Job, JobKind, JobLog, JobState, new_id, utcnow
+from orchestrator.domain.models import (
+    ACTIVE_JOB_STATES,
+    Backup,
+    Job,
+    JobKind,
+    JobLog,
+    JobState,
+    new_id,
+    utcnow,
+)
 from orchestrator.domain.validate import parse_enum
 from orchestrator.engine import joblog
 from orchestrator.engine.core import Scope
@@ -18,6 +31,20 @@ from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
 from orchestrator.usecases import audit, lookup
 
 DEFAULT_MAX_ATTEMPTS = {JobKind.BACKUP: 3, JobKind.DELETE_BACKUP: 3, JobKind.VERIFY: 2}
+
+
+@dataclass(frozen=True)
+class Exclusive:
+    """What at most one queued or running job may work on at a time (the database holds it
+    with a partial unique index), and the words for a request that finds it taken."""
+
+    key: str
+    busy: str
+
+
+def active_holder(session: Session, key: str) -> Job | None:
+    """The queued or running job that holds ``key``, if any."""
+    return session.scalar(select(Job).where(Job.exclusive_key == key, Job.state.in_(ACTIVE_JOB_STATES)))
 
 
 def new_job(
@@ -33,6 +60,7 @@ def new_job(
     not_before: datetime | None = None,
     deadline: datetime | None = None,
     state: JobState = JobState.QUEUED,
+    exclusive: Exclusive | None = None,
 ) -> Job:
     """The one place a job row is made (the caller adds it to its session). Without a key
     the job gets a fresh one: it cannot have been seen before."""
@@ -49,6 +77,7 @@ def new_job(
         host_id=placement.host_id,
         pool_id=placement.pool_id,
         idempotency_key=idempotency_key or f"{kind.value}:{job_id}",
+        exclusive_key=exclusive.key if exclusive else None,
         params=params.to_json() if params else {},
         not_before=not_before or utcnow(),
         deadline=deadline,
@@ -68,9 +97,12 @@ def create(
     placement: Placement,
     idempotency_key: str | None = None,
     params: JobParams | None = None,
+    exclusive: Exclusive | None = None,
 ) -> Job:
     """Create a queued job, asked for by the scope's actor; it reaches the runner when the
-    scope commits. A key seen before returns the existing job instead of a second one."""
+    scope commits. A key seen before returns the existing job instead of a second one; an
+    ``exclusive`` that an active job holds is a Conflict naming that job, also when the two
+    requests race (the loser's insert breaks a unique index and is undone alone)."""
     if idempotency_key is not None and (existing := find_by_key(scope, idempotency_key, account_id)):
         return existing
     job = new_job(
@@ -82,11 +114,31 @@ def create(
         placement=placement,
         idempotency_key=idempotency_key,
         params=params,
+        exclusive=exclusive,
     )
-    scope.session.add(job)
-    scope.session.flush()
+    _exclusively(scope, exclusive, lambda: scope.session.add(job))
     scope.enqueue(job)
     return job
+
+
+def _exclusively(scope: Scope, exclusive: Exclusive | None, write: Callable[[], None]) -> None:
+    """Make a job active with ``write``, unless another active job holds ``exclusive``: then
+    a Conflict naming that job. Two requests racing past the check both write, and the
+    unique index refuses the second's (undone alone, behind a savepoint) as if it came second."""
+    if exclusive is not None and (holder := active_holder(scope.session, exclusive.key)):
+        raise _busy(exclusive, holder)
+    try:
+        with scope.savepoint():
+            write()
+            scope.session.flush()
+    except IntegrityError:
+        if exclusive is not None and (holder := active_holder(scope.session, exclusive.key)):
+            raise _busy(exclusive, holder) from None
+        raise
+
+
+def _busy(exclusive: Exclusive, holder: Job) -> Conflict:
+    return Conflict(f"{exclusive.busy} (job {holder.id})")
 
 
 def on_restore_point(
@@ -99,6 +151,7 @@ def on_restore_point(
     placement: Placement = PROVIDER_WORK,
     idempotency_key: str | None = None,
     params: JobParams | None = None,
+    exclusive: Exclusive | None = None,
     **details: Any,
 ) -> Job:
     """A job on a restore point (back it up, verify, restore, delete), owned by the point's
@@ -112,30 +165,45 @@ def on_restore_point(
         placement=placement,
         idempotency_key=idempotency_key,
         params=params,
+        exclusive=exclusive,
     )
     audit.record(scope, action, "backup", point.id, job=job.id, **details)
     return job
 
 
-def release(scope: Scope, job: Job, *, subject_type: str, subject_id: str, placement: Placement) -> Job:
+def release(
+    scope: Scope,
+    job: Job,
+    *,
+    subject_type: str,
+    subject_id: str,
+    placement: Placement,
+    exclusive: Exclusive | None = None,
+) -> Job:
     """A planned job whose time has come: point it at its subject, route it where the VM
-    is now, and queue it."""
+    is now, and queue it (a Conflict if an active job holds ``exclusive``)."""
     if job.state is not JobState.PLANNED:
         raise Conflict(f"job {job.id} is {job.state.value}, not planned")
-    job.state = JobState.QUEUED
-    job.subject_type = subject_type
-    job.subject_id = subject_id
-    job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
-    job.not_before = job.dispatched_at = utcnow()
+
+    def queue() -> None:
+        job.state = JobState.QUEUED
+        job.subject_type = subject_type
+        job.subject_id = subject_id
+        job.queue, job.host_id, job.pool_id = placement.queue, placement.host_id, placement.pool_id
+        job.not_before = job.dispatched_at = utcnow()
+        job.exclusive_key = exclusive.key if exclusive else None
+
+    _exclusively(scope, exclusive, queue)
     scope.enqueue(job)
     return job
 
 
-def cancel_planned(scope: Scope, vm_id: str, why: str) -> int:
-    """Cancel the VM's planned SLA backups, which lost their reason (the VM left its offering
-    or was destroyed), so that the planner stops reserving capacity for them."""
+def cancel_planned(scope: Scope, vm_ids: Collection[str] | Select[str], why: str) -> int:
+    """Cancel the VMs' planned SLA backups, which lost their reason (the VM left its offering
+    or was destroyed, the offering's SLA changed), so that the planner stops reserving
+    capacity for them."""
     planned = scope.session.scalars(
-        select(Job).where(Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id == vm_id)
+        select(Job).where(Job.state == JobState.PLANNED, Job.subject_type == "vm", Job.subject_id.in_(vm_ids))
     ).all()
     for job in planned:
         job.state = JobState.CANCELLED

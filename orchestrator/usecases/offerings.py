@@ -13,20 +13,11 @@ from orchestrator.domain.models import BackupOffering, VirtualMachine, utcnow
 from orchestrator.domain.sla import ServiceLevel
 from orchestrator.engine.core import Scope
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, Page, paginate
-from orchestrator.usecases import audit, backup_providers, lookup
+from orchestrator.usecases import audit, backup_providers, lookup, planning
 from orchestrator.usecases.inventory import find_zone
 
 RETENTION_FIELDS = ("retention_count", "keep_daily", "keep_weekly", "keep_monthly")
 SLA_FIELDS = ("rpo", "timezone", "windows", "blackouts")
-
-
-def service_level(offering: BackupOffering) -> ServiceLevel:
-    return ServiceLevel.parse(
-        rpo=offering.rpo_seconds,
-        timezone=offering.timezone,
-        windows=offering.windows,
-        blackouts=offering.blackouts,
-    )
 
 
 def _check_name_free(scope: Scope, zone_id: str, name: str, except_id: str | None = None) -> None:
@@ -110,7 +101,7 @@ def list_offerings(
     stmt = select(BackupOffering).where(BackupOffering.removed_at.is_(None)).order_by(BackupOffering.name)
     if zone:
         stmt = stmt.where(BackupOffering.zone_id == find_zone(scope, zone).id)
-    if keyword:
+    if keyword := validate.keyword(keyword):
         stmt = stmt.where(BackupOffering.name.contains(keyword, autoescape=True))
     return paginate(scope.session, stmt, page, pagesize)
 
@@ -146,10 +137,12 @@ def update_offering(scope: Scope, offering_id: str, **changes: Any) -> BackupOff
         offering.description = validate.text(changes["description"], "description")
     if "allow_user_driven_backups" in changes:
         offering.allow_user_driven_backups = bool(changes["allow_user_driven_backups"])
-    if level is not None:
-        _apply_sla(offering, level)
     for field, value in retention.items():
         setattr(offering, field, value)
+    if level is not None:
+        _apply_sla(offering, level)
+        # Jobs planned under the old SLA would start at times it no longer allows.
+        planning.replan_offering(scope, offering.id, f"re-planned: offering {name!r} changed its SLA")
     audit.record(scope, "offering.update", "offering", offering.id, fields=sorted(changes))
     return offering
 

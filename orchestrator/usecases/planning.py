@@ -39,7 +39,6 @@ from orchestrator.engine import routing
 from orchestrator.engine.core import Core, Scope
 from orchestrator.planner.model import DEFAULT_THROUGHPUT
 from orchestrator.usecases import backups, jobs
-from orchestrator.usecases.offerings import service_level
 
 # Weight of the newest restore point in a VM's size estimate.
 EWMA_ALPHA = 0.3
@@ -108,7 +107,7 @@ def _throughputs(session: Session, point_ids: list[str]) -> dict[str, float]:
 
 def gather(session: Session, now: datetime) -> Inputs:
     offerings = [
-        planner.Offering(o.id, service_level(o))
+        planner.Offering(o.id, o.service_level())
         for o in session.scalars(select(BackupOffering).where(BackupOffering.removed_at.is_(None)))
     ]
     hosts = [planner.Host(h.id, h.max_concurrent_backups) for h in session.scalars(select(Host))]
@@ -255,29 +254,56 @@ def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedel
     now = now or utcnow()
     result = compute(core, now, horizon)
     with core.db.session() as session:
-        owners = dict(
-            session.execute(
-                select(VirtualMachine.id, VirtualMachine.account_id).where(
-                    VirtualMachine.id.in_({j.vm_id for j in result.jobs})
-                )
-            ).all()
-        )
-        session.add_all(
-            jobs.new_job(
-                kind=JobKind.BACKUP,
-                state=JobState.PLANNED,
-                account_id=owners[j.vm_id],
-                requested_by=None,
-                subject_type="vm",
-                subject_id=j.vm_id,
-                placement=routing.planned_placement(j.pool_id),
-                not_before=j.start,
-                deadline=j.deadline,
-                params=PlannedBackup(reason=j.reason, late=j.late, expected_end=j.end.isoformat()),
-            )
-            for j in result.jobs
-        )
+        _store(session, result)
     return result
+
+
+def replan_offering(
+    scope: Scope,
+    offering_id: str,
+    why: str,
+    now: datetime | None = None,
+    horizon: timedelta = timedelta(hours=24),
+) -> planner.Plan:
+    """Plan the SLA backups of the offering's VMs afresh in the scope's transaction: their
+    planned jobs are cancelled (``why``) and placed again, around everyone else's, under the
+    offering as it now stands. For a change of its SLA, which a rolling re-plan would leave
+    standing at the old times."""
+    now = now or utcnow()
+    assigned = select(VirtualMachine.id).where(VirtualMachine.backup_offering_id == offering_id)
+    jobs.cancel_planned(scope, assigned, why)
+    scope.session.flush()
+    inputs = gather(scope.session, now)
+    mine = [v for v in inputs.vms if v.offering_id == offering_id]
+    result = plan_inputs(replace(inputs, vms=mine), now, horizon)
+    _store(scope.session, result)
+    return result
+
+
+def _store(session: Session, result: planner.Plan) -> None:
+    """The plan's jobs as ``planned`` backup jobs of their VMs' owners."""
+    owners = dict(
+        session.execute(
+            select(VirtualMachine.id, VirtualMachine.account_id).where(
+                VirtualMachine.id.in_({j.vm_id for j in result.jobs})
+            )
+        ).all()
+    )
+    session.add_all(
+        jobs.new_job(
+            kind=JobKind.BACKUP,
+            state=JobState.PLANNED,
+            account_id=owners[j.vm_id],
+            requested_by=None,
+            subject_type="vm",
+            subject_id=j.vm_id,
+            placement=routing.planned_placement(j.pool_id),
+            not_before=j.start,
+            deadline=j.deadline,
+            params=PlannedBackup(reason=j.reason, late=j.late, expected_end=j.end.isoformat()),
+        )
+        for j in result.jobs
+    )
 
 
 # Planned jobs released per transaction: a night's plan is released in a few hundred commits

@@ -13,10 +13,12 @@ one holds every volume), unless a volume restore is reading it.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 from sqlalchemy import Select, select
 
+from orchestrator.domain.errors import Conflict
 from orchestrator.domain.models import (
     Backup,
     BackupOffering,
@@ -73,7 +75,9 @@ def _expire(scope: Scope, points: list[Backup], policy: RetentionPolicy, zone: s
 def _decide(scope: Scope, vm_id: str, rule: str, doomed: list[Backup], dry_run: bool) -> Decision:
     job: Job | None = None
     if doomed and not dry_run:
-        job = backups.queue_delete(scope, doomed[0], doomed)
+        # A Conflict: an earlier decision's delete is still at work on these points.
+        with suppress(Conflict):
+            job = backups.queue_delete(scope, doomed[0], doomed)
     return Decision(vm_id, rule, [p.id for p in doomed], job.id if job else None)
 
 

@@ -58,21 +58,6 @@ def _usable_point(scope: Scope, backup_id: str, *, partial: bool = False) -> Bac
     return point
 
 
-def _restore_in_progress(session: Session, vm_id: str) -> bool:
-    return bool(
-        session.scalar(
-            select(Job.id)
-            .join(Backup, Backup.id == Job.subject_id)
-            .where(
-                Backup.vm_id == vm_id,
-                Job.kind == JobKind.RESTORE_VM,
-                Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
-            )
-            .limit(1)
-        )
-    )
-
-
 def restore_vm(scope: Scope, backup_id: str) -> Job:
     """Write every volume of the restore point back to its VM. A destroyed VM is recreated
     from the metadata the restore point keeps, with the same id and volumes."""
@@ -82,13 +67,22 @@ def restore_vm(scope: Scope, backup_id: str) -> Job:
         vm = lookup.vm(scope, vm.id)
         if vm.zone_id != point.zone_id:
             raise InvalidArgument(f"virtual machine {vm.name} moved to another zone than its restore point")
-    if _restore_in_progress(scope.session, point.vm_id):
-        raise Conflict(f"a restore of virtual machine {point.vm_name} is already in progress")
     host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
-    return _restore_vm_job(scope, point, host_id, RestoreVm(vm_id=point.vm_id), "backup.restore")
+    # One restore at a time writes a VM's disks, whichever of its points it comes from.
+    exclusive = jobs.Exclusive(
+        f"restore_vm:{point.vm_id}", f"a restore of virtual machine {point.vm_name} is already in progress"
+    )
+    return _restore_vm_job(scope, point, host_id, RestoreVm(vm_id=point.vm_id), "backup.restore", exclusive)
 
 
-def _restore_vm_job(scope: Scope, point: Backup, host_id: str | None, params: RestoreVm, action: str) -> Job:
+def _restore_vm_job(
+    scope: Scope,
+    point: Backup,
+    host_id: str | None,
+    params: RestoreVm,
+    action: str,
+    exclusive: jobs.Exclusive | None = None,
+) -> Job:
     """Restores write on the host that will run the VM: its queue, or the default one."""
     return jobs.on_restore_point(
         scope,
@@ -97,6 +91,7 @@ def _restore_vm_job(scope: Scope, point: Backup, host_id: str | None, params: Re
         action=action,
         placement=routing.restore_placement(host_id),
         params=params,
+        exclusive=exclusive,
         vm=params.vm_id,
     )
 

@@ -9,9 +9,11 @@ its own (0 = no limit); it never prunes ad-hoc or SLA restore points.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from croniter import croniter
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator.domain import validate
 from orchestrator.domain.actor import acting_as
@@ -85,20 +87,36 @@ def create(
     timezone: str = "UTC",
     max_backups: int = 0,
 ) -> BackupSchedule:
-    """Create the VM's schedule for this interval type, or update it if it exists (as CloudStack)."""
+    """Create the VM's schedule for this interval type, or update it if it exists (as CloudStack).
+
+    Requests racing to create the same schedule all succeed: the one whose insert the unique
+    (vm, interval type) index refuses updates the row the first one made, as if it came second."""
     vm = lookup.vm(scope, vm_id)
     backups.require_user_driven(scope, vm)
     interval = validate.parse_enum(IntervalType, str(interval_type).upper(), "interval_type")
-    row = scope.session.scalar(
-        select(BackupSchedule).where(BackupSchedule.vm_id == vm.id, BackupSchedule.interval_type == interval)
-    )
+    fill = partial(_apply, schedule=schedule, timezone=timezone, max_backups=max_backups)
+    row = _find(scope, vm.id, interval)
     if row is None:
-        row = BackupSchedule(vm_id=vm.id, interval_type=interval)
-        scope.session.add(row)
-    _apply(row, schedule=schedule, timezone=timezone, max_backups=max_backups)
+        try:
+            with scope.savepoint():
+                row = BackupSchedule(vm_id=vm.id, interval_type=interval)
+                fill(row)
+                scope.session.add(row)
+                scope.session.flush()
+        except IntegrityError:
+            row = _find(scope, vm.id, interval)
+            if row is None:
+                raise
+    fill(row)
     scope.session.flush()
     audit.record(scope, "schedule.save", "schedule", row.id, vm=vm.id, interval=interval.value)
     return row
+
+
+def _find(scope: Scope, vm_id: str, interval: IntervalType) -> BackupSchedule | None:
+    return scope.session.scalar(
+        select(BackupSchedule).where(BackupSchedule.vm_id == vm_id, BackupSchedule.interval_type == interval)
+    )
 
 
 def _apply(row: BackupSchedule, *, schedule: str, timezone: str, max_backups: int) -> None:

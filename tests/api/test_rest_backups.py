@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.api.rest_helpers import PREFIX, clients, error_of
 
@@ -202,6 +203,17 @@ def test_schedule_lifecycle(server, world):
     assert alice.call("DELETE", f"/schedules/{daily['id']}").status_code == 204
     error_of(alice.get(f"/schedules/{daily['id']}"), 404, "not_found")
     assert alice.ok("get", f"/schedules/{hourly['id']}")["max_backups"] == 24
+
+
+def test_identical_schedules_posted_at_once_all_succeed_as_one(server, world):
+    alice = clients(server)["alice"]
+    body = {"vm_id": world.alice_vm, "interval_type": "DAILY", "schedule": "30:2"}
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: alice.post("/schedules", body), range(32)))
+
+    assert {a.status_code for a in answers} == {201}, {a.status_code: a.text for a in answers}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert alice.ok("get", "/schedules")["total"] == 1
 
 
 def test_jobs_report_retries_failures_and_cancel_what_has_not_started(server, world):

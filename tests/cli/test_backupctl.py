@@ -127,6 +127,29 @@ def test_another_tenant_gets_not_found(run, cloud):
     assert data(run("backup", "list", "--json", as_="bob"))["count"] == 0
 
 
+def test_arguments_that_are_not_utf8_are_refused_naming_them(run, cloud):
+    # A shell passes bytes; Python turns the ones that are not UTF-8 into lone surrogates.
+    not_utf8 = b"z\xff".decode("utf-8", "surrogateescape")
+    for args, field in [
+        (("zone", "create", not_utf8), "name"),
+        (("zone", "create", "zone-9", "--description", not_utf8), "description"),
+        (("vm", "list", "--zone", not_utf8), "zone"),
+        (("--as", not_utf8, "vm", "list"), "as"),
+        (("provider", "add", "p2", "--driver", "dummy", "--config", '{"k": "\\udfff"}'), "config.k"),
+    ]:
+        result = run(*args, ok=False)
+        assert result.exit_code == 2, result.output
+        assert f"error: {field}: not valid Unicode" in result.stderr
+    assert "zone-9" not in run("zone", "list").stdout
+
+
+def test_a_keyword_longer_than_a_name_is_refused(run, cloud):
+    result = run("backup", "list", "--keyword", "x" * 256, ok=False)
+    assert result.exit_code == 2
+    assert "keyword: longer than 255 characters" in result.stderr
+    run("backup", "list", "--keyword", "x" * 255)
+
+
 def test_bad_rpo_is_rejected_with_exit_code_2_and_a_message(run, cloud):
     result = run(
         "offering",

@@ -21,10 +21,18 @@ from orchestrator.domain.models.inventory import (
     VolumeType,
     Zone,
 )
-from orchestrator.domain.models.jobs import FINAL_JOB_STATES, Job, JobKind, JobLog, JobState
+from orchestrator.domain.models.jobs import (
+    ACTIVE_JOB_STATES,
+    FINAL_JOB_STATES,
+    Job,
+    JobKind,
+    JobLog,
+    JobState,
+)
 from orchestrator.domain.models.offerings import BackupOffering, BackupProvider, BackupSchedule, IntervalType
 
 __all__ = [
+    "ACTIVE_JOB_STATES",
     "FINAL_JOB_STATES",
     "LIVE_STATUSES",
     "USABLE_STATUSES",

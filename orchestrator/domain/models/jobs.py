@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.domain.models.base import Base, IdMixin, enum_column, utcnow
@@ -32,6 +32,9 @@ class JobState(StrEnum):
 
 
 FINAL_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
+# The same condition as SQL, for the partial index: the states as stored.
+_ACTIVE = text("state IN ('queued', 'running')")
 
 
 class Job(IdMixin, Base):
@@ -42,6 +45,15 @@ class Job(IdMixin, Base):
         # Concurrency limits count the running jobs per host and per pool at every claim.
         Index("ix_jobs_state_host", "state", "host_id"),
         Index("ix_jobs_state_pool", "state", "pool_id"),
+        # At most one queued or running job per exclusive key: requests racing to back up
+        # a VM, delete a restore point or restore a VM cannot all pass the check.
+        Index(
+            "uq_jobs_active_exclusive_key",
+            "exclusive_key",
+            unique=True,
+            postgresql_where=_ACTIVE,
+            sqlite_where=_ACTIVE,
+        ),
     )
 
     kind: Mapped[JobKind] = mapped_column(enum_column(JobKind))
@@ -67,6 +79,8 @@ class Job(IdMixin, Base):
     # A running job is cancelled at its next progress report or heartbeat.
     cancel_requested_at: Mapped[datetime | None]
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    # What no two active jobs may work on at once (``restore_vm:<vm id>``...), or None.
+    exclusive_key: Mapped[str | None] = mapped_column(String(64))
     progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
     progress_total: Mapped[int] = mapped_column(BigInteger, default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column()

@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from orchestrator.domain.models.base import Base, CreatedMixin, IdMixin, enum_column
+from orchestrator.domain.sla import ServiceLevel
 
 if TYPE_CHECKING:
     from orchestrator.domain.models.inventory import VirtualMachine, Zone
@@ -62,6 +63,12 @@ class BackupOffering(IdMixin, CreatedMixin, Base):
 
     zone: Mapped[Zone] = relationship()
     provider: Mapped[BackupProvider] = relationship()
+
+    def service_level(self) -> ServiceLevel:
+        """The SLA the planner works to: RPO, windows and blackouts in the offering's zone."""
+        return ServiceLevel.parse(
+            rpo=self.rpo_seconds, timezone=self.timezone, windows=self.windows, blackouts=self.blackouts
+        )
 
 
 class IntervalType(StrEnum):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
+
 import pytest
+from sqlalchemy import select
 
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
-from orchestrator.domain.models import BackupStatus, JobState
-from orchestrator.usecases import assignments, backups, jobs, offerings, restores
+from orchestrator.domain.models import BackupStatus, Job, JobState, utcnow
+from orchestrator.usecases import assignments, backups, jobs, offerings, planning, restores
 from tests.conftest import add_provider, import_offering
 
 DAILY_2AM = [{"start": "01:00", "end": "03:00"}]
@@ -180,6 +183,56 @@ def test_list_filters_by_zone_and_keyword(world):
 
 
 # -- update --------------------------------------------------------------------------------------
+
+
+def _planned(world, vm_ids) -> list:
+    with world.core.db.session() as session:
+        return list(
+            session.scalars(select(Job).where(Job.state == JobState.PLANNED, Job.subject_id.in_(vm_ids)))
+        )
+
+
+def test_changing_the_window_replans_the_offerings_vms_at_once(world):
+    # No window yet: the first plan spreads gold's VMs over the next 24 hours.
+    now = utcnow()
+    vms = [world.alice_vm, world.bob_vm]
+    planning.replan(world.core, now)
+    before = _planned(world, vms)
+    assert {j.subject_id for j in before} == set(vms)
+
+    def inside(job, opens) -> bool:
+        return opens <= job.not_before.replace(tzinfo=UTC) < opens + timedelta(hours=2)
+
+    # A two-hour window later today that none of the planned jobs falls in.
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    opens = next(
+        hour + timedelta(hours=h)
+        for h in range(2, 22)
+        if not any(inside(j, hour + timedelta(hours=h)) for j in before)
+    )
+    window = [{"start": f"{opens:%H}:00", "end": f"{opens + timedelta(hours=2):%H}:00"}]
+    with world.core.scope(world.admin) as s:
+        offerings.update_offering(s, world.gold_id, windows=window)
+
+    # No round ran: the update itself placed them inside the new window.
+    after = _planned(world, vms)
+    assert {j.subject_id for j in after} == set(vms)
+    assert all(inside(j, opens) for j in after), (opens, [j.not_before for j in after])
+    with world.core.db.session() as session:
+        old = [session.get(Job, j.id) for j in before]
+        assert all(j.state is JobState.CANCELLED for j in old)
+        assert all("offering 'gold' changed its SLA" in j.error for j in old)
+
+
+def test_a_refused_update_leaves_the_plan_alone(world):
+    planning.replan(world.core)
+    before = {j.id for j in _planned(world, [world.alice_vm])}
+    with pytest.raises(InvalidArgument), world.core.scope(world.admin) as s:
+        offerings.update_offering(
+            s, world.gold_id, windows=[{"start": "01:00", "end": "03:00"}], rpo="nonsense"
+        )
+
+    assert {j.id for j in _planned(world, [world.alice_vm])} == before
 
 
 def test_update_name_and_description(world):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,6 +35,25 @@ def _list(world, actor=None, vm_id=None):
 
 
 # -- creating ------------------------------------------------------------------------------------
+
+
+def test_identical_schedules_created_at_once_make_one_row(world):
+    # Each caller checks, finds none, and inserts: all but one insert break the unique
+    # (vm, interval type) index, and those update the row the winner made instead.
+    callers = 12
+    start = threading.Barrier(callers)
+
+    def create(minute: int) -> str:
+        start.wait()
+        return _create(world, "DAILY", f"{minute}:2", max_backups=minute).id
+
+    with ThreadPoolExecutor(callers) as pool:
+        ids = list(pool.map(create, range(callers)))
+
+    assert len(set(ids)) == 1
+    (row,) = _list(world)
+    # The last one to commit wins, whole: its time and its count together.
+    assert row.schedule == f"{row.max_backups}:2"
 
 
 def test_hourly_schedule_runs_at_the_minute(world):
