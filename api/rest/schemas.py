@@ -468,6 +468,13 @@ class VolumeRestore(Strict):
     vm_id = ident("The VM to attach the restored volume to (same zone).", required=True)
 
 
+class VmRestore(Strict):
+    stop = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Have the provider stop a running VM first (capability stop_vm)."},
+    )
+
+
 class NewVmRestore(Strict):
     name = text(min_length=1, required=True, metadata={"description": "Name of the new VM."})
     host = ident("Host to run it on (name or id, same zone); default: the original's host.")

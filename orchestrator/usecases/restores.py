@@ -1,5 +1,9 @@
 """Restores: a whole VM in place (recreated from the restore point if it was destroyed),
-or one volume attached to a VM of the same zone."""
+or one volume attached to a VM of the same zone.
+
+An in-place restore overwrites the VM's disks, so the VM must be at rest: stopped, or
+stopped first by a provider that can (``stop``, the ``stop_vm`` capability). Nothing is
+written under a running guest."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import backup_providers, jobs, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
 from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
-from providers.base import Capability, VMRef
+from providers.base import Capability, ProviderDriver, VMRef
 from providers.hypervisor import copied_details
 
 
@@ -61,19 +65,38 @@ def _restore_in_progress(session: Session, vm_id: str) -> bool:
     )
 
 
-def restore_vm(scope: Scope, backup_id: str) -> Job:
+def restore_vm(scope: Scope, backup_id: str, *, stop: bool = False) -> Job:
     """Write every volume of the restore point back to its VM. A destroyed VM is recreated
-    from the metadata the restore point keeps, with the same id and volumes."""
+    from the metadata the restore point keeps, with the same id and volumes. A VM the
+    inventory says is running is refused, unless ``stop`` and its provider can stop it."""
     point = _usable_point(scope, backup_id)
     vm = scope.session.get(VirtualMachine, point.vm_id)
     if vm is not None and vm.removed_at is None:
         vm = lookup.vm(scope, vm.id)
         if vm.zone_id != point.zone_id:
             raise InvalidArgument(f"virtual machine {vm.name} moved to another zone than its restore point")
+        _require_at_rest(vm, scope.driver(point.provider), stop=stop)
     if _restore_in_progress(scope.session, point.vm_id):
         raise Conflict(f"a restore of virtual machine {point.vm_name} is already in progress")
     host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
-    return _restore_vm_job(scope, point, host_id, RestoreVm(vm_id=point.vm_id), "backup.restore")
+    return _restore_vm_job(scope, point, host_id, RestoreVm(vm_id=point.vm_id, stop=stop), "backup.restore")
+
+
+def _require_at_rest(vm: VirtualMachine, driver: ProviderDriver, *, stop: bool) -> None:
+    """Conflict when ``vm`` is not stopped and nobody asked to stop it; Unsupported when
+    asked, but its provider cannot stop it."""
+    if vm.state is VMState.STOPPED:
+        return
+    if not stop:
+        raise Conflict(
+            f"virtual machine {vm.name} is {vm.state.value}: an in-place restore would overwrite the "
+            "disks under it; stop it first, or ask the restore to stop it (stop)",
+            field="stop",
+        )
+    driver.require(
+        Capability.STOP_VM,
+        f"stop virtual machine {vm.name} ({vm.state.value}) before restoring it in place; stop it first",
+    )
 
 
 def _restore_vm_job(scope: Scope, point: Backup, host_id: str | None, params: RestoreVm, action: str) -> Job:
@@ -178,13 +201,16 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
         vm = session.get(VirtualMachine, point.vm_id)
         params = RestoreVm.of(job)
         recreate = params.target is not None or vm is None or vm.removed_at is not None
+        driver = core.drivers.for_row(point.provider)
+        if vm is not None and not recreate:
+            # The VM may have been started since the restore was asked for.
+            _require_at_rest(vm, driver, stop=params.stop)
         if params.target is not None:
             target = on_its_host(session, VMRef.from_dict(params.target))
         elif vm is None or vm.removed_at is not None:
             target = on_its_host(session, ref.vm)
         else:
             target = vm_ref(vm)
-        driver = core.drivers.for_row(point.provider)
     restored = driver.restore_vm(ref, target, progress)
 
     def finish(session: Session) -> dict[str, Any]:
