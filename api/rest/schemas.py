@@ -170,6 +170,14 @@ class Host(ma.Schema):
     )
 
 
+class ConnectedHost(Host):
+    warnings = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "What this machine cannot confirm, e.g. a key file that is not here."},
+    )
+
+
 class HostConnection(Strict):
     connection = JsonObject(
         required=True,
