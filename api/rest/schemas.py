@@ -84,9 +84,30 @@ class JsonObject(fields.Dict):
 
 
 class Strict(ma.Schema):
+    """A request: unknown fields refused. A zone is named ``zone`` (its id or name) in every
+    request and ``zone_id`` in every response; a request may say ``zone_id`` for ``zone``, so
+    a client can send back what it read."""
+
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_load
+    def _zone_id_is_zone(self, data: Any, **_: Any) -> Any:
+        if "zone" not in self.fields or not isinstance(data, Mapping) or ZONE_ALIAS not in data:
+            return data
+        values = dict(data)
+        alias = values.pop(ZONE_ALIAS)
+        if "zone" in values and values["zone"] != alias:
+            raise ma.ValidationError(
+                f"zone {values['zone']!r} and {ZONE_ALIAS} {alias!r} differ: give one of them", ZONE_ALIAS
+            )
+        values["zone"] = alias
+        return values
+
+
+ZONE_ALIAS = "zone_id"
+ZONE = f"Zone id or name ({ZONE_ALIAS} is accepted too)."
 
 
 # -- paging ------------------------------------------------------------------------------------
@@ -146,12 +167,12 @@ class Zone(ma.Schema):
 
 
 class ZonedQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     keyword = text(metadata={"description": "Part of the name."})
 
 
 class HostCreate(Strict):
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     name = text(required=True, min_length=1)
     hypervisor = one_of(Hypervisor, required=True)
     address = text(load_default="")
@@ -195,7 +216,7 @@ class VMImport(Strict):
 
 
 class PoolCreate(Strict):
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     name = text(required=True, min_length=1)
     path = text(max_length=TEXT_LENGTH, load_default="")
     max_concurrent_backups = count(minimum=1, load_default=4)
@@ -237,7 +258,7 @@ class VolumeQuery(PageQuery):
 
 
 class VMQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     account = text(metadata={"description": "Account id or name (admins only; users see their own)."})
     offering_id = text(metadata={"description": "VMs under this backup offering."})
     keyword = text(metadata={"description": "Part of the VM's name."})
@@ -246,7 +267,7 @@ class VMQuery(PageQuery):
 class VMCreate(Strict):
     name = text(required=True, min_length=1)
     account = ident("Owner: account id or name.", required=True)
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     host = text(metadata={"description": "Host id or name, in the zone."})
     volumes = fields.List(fields.Nested(VolumeSpec), required=True, validate=validate.Length(min=1, max=64))
     id = text(max_length=ID_LENGTH, min_length=1, metadata={"description": "Keep the cloud's own id."})
@@ -274,7 +295,7 @@ class VM(ma.Schema):
 class ProviderCreate(Strict):
     name = text(required=True, min_length=1)
     driver = text(required=True, min_length=1, max_length=64, metadata={"description": "e.g. dummy, nas."})
-    zone = text(metadata={"description": "Zone id or name; none serves every zone."})
+    zone = text(metadata={"description": f"{ZONE} None: every zone."})
     config = JsonObject(keys=fields.String(validate=validate.Length(max=NAME_LENGTH)), load_default=dict)
     enabled = fields.Boolean(load_default=True)
 
@@ -294,7 +315,7 @@ class Provider(ma.Schema):
 
 
 class ProviderOfferingQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name; default: the provider's zone."})
+    zone = text(metadata={"description": f"{ZONE} Default: the provider's zone."})
 
 
 class ProviderOffering(ma.Schema):
@@ -331,7 +352,7 @@ class OfferingFields(Strict):
 
 class OfferingCreate(OfferingFields):
     name = text(required=True, min_length=1)
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     provider = ident("Provider id or name.", required=True)
     external_id = ident("The provider's own offering id.", required=True)
     rpo = text(required=True, max_length=64, metadata={"description": RPO_HELP})
@@ -342,7 +363,7 @@ class OfferingUpdate(OfferingFields):
 
 
 class OfferingQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     keyword = text(metadata={"description": "Part of the offering's name."})
 
 
@@ -429,7 +450,7 @@ class BackupCreate(Strict):
 
 class BackupQuery(PageQuery):
     vm_id = text(metadata={"description": "Restore points of this VM (also a destroyed one)."})
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     account = text(metadata={"description": "Account id or name (admins only)."})
     offering_id = text()
     status = one_of(BackupStatus)
