@@ -90,7 +90,7 @@ def _require_at_rest(vm: VirtualMachine, driver: ProviderDriver, *, stop: bool) 
     if not stop:
         raise Conflict(
             f"virtual machine {vm.name} is {vm.state.value}: an in-place restore would overwrite the "
-            "disks under it; stop it first, or ask the restore to stop it (stop)",
+            "disks under it; stop it first, or have the restore stop it (--stop, or stop=true over the APIs)",
             field="stop",
         )
     driver.require(
