@@ -30,6 +30,7 @@ from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
 from orchestrator.planner.model import Plan, PlannedJob
 from orchestrator.usecases.backups import BackupRow
+from orchestrator.usecases.ingest import Connected
 from orchestrator.usecases.reconciliation import Reconciled
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
@@ -74,6 +75,10 @@ def host(row: Host) -> dict[str, Any]:
         "max_concurrent_backups": row.max_concurrent_backups,
         "connection": _connection(row),
     }
+
+
+def connected_host(connected: Connected) -> dict[str, Any]:
+    return {**host(connected.host), "warnings": connected.warnings}
 
 
 def _connection(row: Host) -> dict[str, Any]:

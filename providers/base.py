@@ -27,6 +27,9 @@ class Capability(StrEnum):
     # Removing a VM from its offering deletes the VM's restore points at the back end.
     REMOVES_BACKUPS_ON_UNASSIGN = "removes_backups_on_unassign"
     RESTORE_TO_NEW_VM = "restore_to_new_vm"
+    # An in-place restore of a running VM stops it before writing its disks (and starts it
+    # again after), so a restore can be asked to stop the VM first.
+    STOP_VM = "stop_vm"
     RESTORE_VOLUME = "restore_volume"
     FILE_RESTORE = "file_restore"
     QUIESCE = "quiesce"

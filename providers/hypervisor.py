@@ -104,6 +104,13 @@ class HostDriver(ABC):
     def public_connection(cls, connection: Mapping[str, Any]) -> dict[str, Any]:
         """What the API and CLI may show of the settings (never a secret)."""
 
+    @classmethod
+    def connection_warnings(cls, connection: Mapping[str, Any]) -> list[str]:
+        """What about the checked settings cannot be confirmed on this machine (files the
+        workers read that are not here): a warning each, not a refusal, since the workers may
+        run elsewhere."""
+        return []
+
     @abstractmethod
     def discover(self) -> list[DiscoveredVM]:
         """Every VM the host has, running or not."""

@@ -118,7 +118,8 @@ def deferred(world: World, settings: Settings) -> Iterator[Core]:
 @dataclass
 class World:
     """A small cloud: one zone (plus an empty second one), two tenants, a dummy provider
-    with a gold offering (user-driven backups allowed) and a bronze one (not allowed)."""
+    with a gold offering (user-driven backups allowed) and a bronze one (not allowed).
+    Alice's web1 (``alice_vm``) runs; her db1 (``alice_vm2``) is stopped."""
 
     core: Core
     admin: Actor
@@ -171,7 +172,7 @@ def world(core: Core) -> World:
             s, name="web1", account="alice", zone="zone1", host="kvm1", volumes=vols
         )
         alice_vm2 = inventory.register_vm(
-            s, name="db1", account="alice", zone="zone1", host="kvm1", volumes=vols
+            s, name="db1", account="alice", zone="zone1", host="kvm1", volumes=vols, state="Stopped"
         )
         bob_vm = inventory.register_vm(s, name="app1", account="bob", zone="zone1", host="kvm1", volumes=vols)
         ids = (zone.id, zone2.id, pool.id, alice_vm.id, alice_vm2.id, bob_vm.id)

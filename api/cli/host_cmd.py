@@ -116,9 +116,13 @@ def host_remove(app: App, host_ref: str, as_json: bool) -> None:
 @host.command("connect")
 @click.argument("host_ref")
 @click.option("--ssh", "ssh_target", metavar="[USER@]ADDRESS[:PORT]", help="Reach the host over SSH.")
-@click.option("--key-file", type=click.Path(path_type=Path), help="Private key for SSH (key auth only).")
 @click.option(
-    "--known-hosts", type=click.Path(path_type=Path), help="known_hosts file holding the host's key."
+    "--key-file", type=click.Path(path_type=Path), help="Private key for SSH (key auth only), absolute."
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(path_type=Path),
+    help="known_hosts file holding the host's key, absolute.",
 )
 @click.option("--accept-new-host-key", is_flag=True, help="Record an unknown host key at first contact.")
 @click.option("--local", is_flag=True, help="The host is the worker's own machine.")
@@ -139,7 +143,10 @@ def host_connect(
     libvirt_uri: str,
     as_json: bool,
 ) -> None:
-    """Set how workers reach a host. Host keys are checked strictly against --known-hosts."""
+    """Set how workers reach a host. Host keys are checked strictly against --known-hosts.
+
+    Paths are absolute paths on the workers. One that is not a file on this machine is
+    stored with a warning (the workers may run elsewhere)."""
     if local == bool(ssh_target):
         raise click.UsageError("give either --ssh [USER@]ADDRESS[:PORT] or --local")
     connection: dict[str, Any] = {"transport": "local", "libvirt_uri": libvirt_uri}
@@ -159,8 +166,11 @@ def host_connect(
             connection["port"] = int(port) if port.isdigit() else port
         connection = {k: v for k, v in connection.items() if v is not None}
     with app.scope() as s:
-        row = ingest.set_connection(s, host_ref, connection)
-        emit(views.host(row), as_json)
+        connected = ingest.set_connection(s, host_ref, connection)
+        emit(views.connected_host(connected), as_json)
+    if not as_json:
+        for warning in connected.warnings:
+            click.secho(f"warning: {warning}", err=True, fg="yellow")
 
 
 def _relinked_row(relinked: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,19 @@ def restore() -> None:
 
 @restore.command("vm")
 @click.argument("backup_id")
+@click.option(
+    "--stop",
+    is_flag=True,
+    help="Have the provider stop the VM first if it is running (where it can: the stop_vm capability).",
+)
 @json_option
 @pass_app
 @handle_errors
-def restore_vm(app: App, backup_id: str, as_json: bool) -> None:
-    """Restore every volume of a VM in place (recreating the VM if it was destroyed)."""
-    finish_job(app.run_job(lambda s: restores.restore_vm(s, backup_id)), as_json)
+def restore_vm(app: App, backup_id: str, stop: bool, as_json: bool) -> None:
+    """Restore every volume of a VM in place (recreating the VM if it was destroyed).
+
+    The VM must be stopped: a running one is refused unless --stop."""
+    finish_job(app.run_job(lambda s: restores.restore_vm(s, backup_id, stop=stop)), as_json)
 
 
 @restore.command("new-vm")

@@ -366,7 +366,8 @@ def delete_backup(call: Call) -> Job:
 
 @command("restoreBackup", is_async=True)
 def restore_backup(call: Call) -> Job:
-    return restores.restore_vm(call.scope, call.params.required("id"))
+    p = call.params
+    return restores.restore_vm(call.scope, p.required("id"), stop=p.bool("stop"))
 
 
 @command("restoreVolumeFromBackupAndAttachToVM", needs=Capability.RESTORE_VOLUME, is_async=True)

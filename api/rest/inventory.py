@@ -91,12 +91,17 @@ def remove_host(host_id: str) -> None:
 
 @blp.route("/hosts/<id:host_id>/connection", methods=["PUT"])
 @blp.arguments(s.HostConnection)
-@blp.response(200, s.Host)
+@blp.response(200, s.ConnectedHost)
 @blp.errors(400, 403, 404)
 def set_host_connection(args: dict[str, Any], host_id: str) -> dict[str, Any]:
-    """Set how workers reach a host (admin); checked by the host's driver"""
+    """Set how workers reach a host (admin); checked by the host's driver
+
+    Paths must be absolute (400). A key or known_hosts file that is not on the API's
+    machine is stored all the same, with a sentence in `warnings`: workers read it, and
+    they may run elsewhere.
+    """
     with use_case() as scope:
-        return views.host(ingest.set_connection(scope, host_id, args["connection"]))
+        return views.connected_host(ingest.set_connection(scope, host_id, args["connection"]))
 
 
 @blp.route("/hosts/<id:host_id>/discover", methods=["POST"])

@@ -18,12 +18,18 @@ blp = rest_blueprint(
 
 
 @blp.route("/backups/<id:backup_id>/restore", methods=["POST"])
+@blp.arguments(s.VmRestore)
 @blp.response(202, s.Job, headers=ACCEPTED_HEADERS)
-@blp.errors(404, 409)
-def restore_vm(backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Restore the whole VM from this restore point"""
+@blp.errors(400, 404, 409, 422)
+def restore_vm(args: dict[str, Any], backup_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Restore the whole VM from this restore point
+
+    Its disks are overwritten in place, so a VM the inventory says is running is refused
+    (409) unless `stop` is true; then 422 where its provider cannot stop it. The body is
+    optional.
+    """
     with use_case() as scope:
-        return accepted(restores.restore_vm(scope, backup_id))
+        return accepted(restores.restore_vm(scope, backup_id, stop=args["stop"]))
 
 
 @blp.route("/backups/<id:backup_id>/restore-new-vm", methods=["POST"])

@@ -84,9 +84,30 @@ class JsonObject(fields.Dict):
 
 
 class Strict(ma.Schema):
+    """A request: unknown fields refused. A zone is named ``zone`` (its id or name) in every
+    request and ``zone_id`` in every response; a request may say ``zone_id`` for ``zone``, so
+    a client can send back what it read."""
+
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_load
+    def _zone_id_is_zone(self, data: Any, **_: Any) -> Any:
+        if "zone" not in self.fields or not isinstance(data, Mapping) or ZONE_ALIAS not in data:
+            return data
+        values = dict(data)
+        alias = values.pop(ZONE_ALIAS)
+        if "zone" in values and values["zone"] != alias:
+            raise ma.ValidationError(
+                f"zone {values['zone']!r} and {ZONE_ALIAS} {alias!r} differ: give one of them", ZONE_ALIAS
+            )
+        values["zone"] = alias
+        return values
+
+
+ZONE_ALIAS = "zone_id"
+ZONE = f"Zone id or name ({ZONE_ALIAS} is accepted too)."
 
 
 # -- paging ------------------------------------------------------------------------------------
@@ -177,12 +198,12 @@ class Zone(ma.Schema):
 
 
 class ZonedQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     keyword = text(metadata={"description": "Part of the name."})
 
 
 class HostCreate(Strict):
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     name = text(required=True, min_length=1)
     hypervisor = one_of(Hypervisor, required=True)
     address = text(load_default="")
@@ -207,6 +228,14 @@ class HostUpdate(Strict):
     max_concurrent_backups = count(minimum=1)
 
 
+class ConnectedHost(Host):
+    warnings = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "What this machine cannot confirm, e.g. a key file that is not here."},
+    )
+
+
 class HostConnection(Strict):
     connection = JsonObject(
         required=True,
@@ -224,7 +253,7 @@ class VMImport(Strict):
 
 
 class PoolCreate(Strict):
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     name = text(required=True, min_length=1)
     path = text(
         max_length=TEXT_LENGTH,
@@ -285,7 +314,7 @@ class VolumeQuery(PageQuery):
 
 
 class VMQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     account = text(metadata={"description": "Account id or name (admins only; users see their own)."})
     offering_id = text(metadata={"description": "VMs under this backup offering."})
     keyword = text(metadata={"description": "Part of the VM's name."})
@@ -294,7 +323,7 @@ class VMQuery(PageQuery):
 class VMCreate(Strict):
     name = text(required=True, min_length=1)
     account = ident("Owner: account id or name.", required=True)
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     host = text(metadata={"description": "Host id or name, in the zone."})
     volumes = fields.List(fields.Nested(VolumeSpec), required=True, validate=validate.Length(min=1, max=64))
     id = text(max_length=ID_LENGTH, min_length=1, metadata={"description": "Keep the cloud's own id."})
@@ -322,7 +351,7 @@ class VM(ma.Schema):
 class ProviderCreate(Strict):
     name = text(required=True, min_length=1)
     driver = text(required=True, min_length=1, max_length=64, metadata={"description": "e.g. dummy, nas."})
-    zone = text(metadata={"description": "Zone id or name; none serves every zone."})
+    zone = text(metadata={"description": f"{ZONE} None: every zone."})
     config = JsonObject(keys=fields.String(validate=validate.Length(max=NAME_LENGTH)), load_default=dict)
     enabled = fields.Boolean(load_default=True)
 
@@ -376,7 +405,7 @@ class Reconcile(ma.Schema):
 
 
 class ProviderOfferingQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name; default: the provider's zone."})
+    zone = text(metadata={"description": f"{ZONE} Default: the provider's zone."})
 
 
 class ProviderOffering(ma.Schema):
@@ -413,7 +442,7 @@ class OfferingFields(Strict):
 
 class OfferingCreate(OfferingFields):
     name = text(required=True, min_length=1)
-    zone = ident("Zone id or name.", required=True)
+    zone = ident(ZONE, required=True)
     provider = ident("Provider id or name.", required=True)
     external_id = ident("The provider's own offering id.", required=True)
     rpo = text(required=True, max_length=64, metadata={"description": RPO_HELP})
@@ -424,7 +453,7 @@ class OfferingUpdate(OfferingFields):
 
 
 class OfferingQuery(PageQuery):
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     keyword = text(metadata={"description": "Part of the offering's name."})
 
 
@@ -511,7 +540,7 @@ class BackupCreate(Strict):
 
 class BackupQuery(PageQuery):
     vm_id = text(metadata={"description": "Restore points of this VM (also a destroyed one)."})
-    zone = text(metadata={"description": "Zone id or name."})
+    zone = text(metadata={"description": ZONE})
     account = text(metadata={"description": "Account id or name (admins only)."})
     offering_id = text()
     status = one_of(BackupStatus)
@@ -568,6 +597,13 @@ class Backup(ma.Schema):
 class VolumeRestore(Strict):
     volume_id = ident("A volume recorded in the restore point.", required=True)
     vm_id = ident("The VM to attach the restored volume to (same zone).", required=True)
+
+
+class VmRestore(Strict):
+    stop = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Have the provider stop a running VM first (capability stop_vm)."},
+    )
 
 
 class NewVmRestore(Strict):

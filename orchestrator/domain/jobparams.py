@@ -47,10 +47,12 @@ class DeleteBackups(JobParams):
 
 @dataclass(frozen=True)
 class RestoreVm(JobParams):
-    """Restore onto ``vm_id``; with ``target`` (a VMRef as a dict), onto a new VM made from it."""
+    """Restore onto ``vm_id``; with ``target`` (a VMRef as a dict), onto a new VM made from it.
+    ``stop``: the user asked the provider to stop the VM first if it is running."""
 
     vm_id: str
     target: dict[str, Any] | None = None
+    stop: bool = False
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class Bound:
     term: str  # which term of the max gives it (LONGEST, BANDWIDTH, POOL_SLOTS, HOST_SLOTS)
     window_seconds: float  # the open time the work must fit (for LONGEST: its longest open part)
     window: tuple[Interval, ...]  # that open time
+    speed: float = 0.0  # for LONGEST: the bytes/s that longest backup moves
 
     @property
     def fits(self) -> bool:
@@ -119,10 +120,10 @@ def _seconds(parts: Iterable[Interval]) -> float:
 class _Load:
     """The work of one resource that shares one window: summed and the longest."""
 
-    __slots__ = ("bytes", "longest", "room", "seconds")
+    __slots__ = ("bytes", "longest", "room", "seconds", "speed")
 
     def __init__(self, room: Interval) -> None:
-        self.bytes = self.seconds = self.longest = 0.0
+        self.bytes = self.seconds = self.longest = self.speed = 0.0
         self.room = room
 
 
@@ -141,7 +142,7 @@ def _tightest(
     windows = [(w[0].start, w[-1].end, w, load) for w, load in loads.items() if w]
     if LONGEST in terms:
         for _, _, _, load in windows:
-            consider(Bound(load.longest, LONGEST, load.room.seconds, (load.room,)))
+            consider(Bound(load.longest, LONGEST, load.room.seconds, (load.room,), load.speed))
     slot_term = next((t for t in (POOL_SLOTS, HOST_SLOTS) if t in terms), None)
     for a in sorted({w[0] for w in windows}):
         for b in sorted({w[1] for w in windows}):
@@ -168,8 +169,9 @@ def lower_bounds(
     """Per pool and per host: the tightest lower bound, the term giving it, and whether it fits.
 
     ``terms`` restricts which terms are considered (e.g. ``[BANDWIDTH]`` to find where the
-    bytes alone are the limit). Pools and hosts without work get an idle bound that fits.
-    Pools a piece of work reads that are not in ``pools`` are ignored.
+    bytes alone are the limit); a pool or host none of whose terms is among them gets an idle
+    bound, as do pools and hosts without work. Pools a piece of work reads that are not in
+    ``pools`` are ignored.
     """
     hosts, pools = list(hosts), list(pools)
     host_loads: dict[str, dict[tuple[Interval, ...], _Load]] = {h.id: {} for h in hosts}
@@ -183,18 +185,63 @@ def lower_bounds(
             load = by_window[w.window] = _Load(w.room or max(w.window, key=lambda p: p.seconds))
         load.bytes += nbytes * w.share
         load.seconds += w.seconds * w.share
-        load.longest = max(load.longest, w.seconds)
+        if w.seconds > load.longest:
+            load.longest = w.seconds
+            load.speed = sum(w.pool_bytes.values()) / w.seconds
 
     for w in work:
         add(host_loads.get(w.host_id), w, 0.0)
         for pool_id, nbytes in w.pool_bytes.items():
             add(pool_loads.get(pool_id), w, nbytes)
+    pool_terms = POOL_TERMS if terms is None else [t for t in terms if t in POOL_TERMS]
+    host_terms = HOST_TERMS if terms is None else [t for t in terms if t in HOST_TERMS]
     return Capacity(
-        pools={
-            p.id: _tightest(pool_loads[p.id], p.max_concurrent, p.bandwidth, terms or POOL_TERMS)
-            for p in pools
-        },
-        hosts={h.id: _tightest(host_loads[h.id], h.max_concurrent, None, terms or HOST_TERMS) for h in hosts},
+        pools={p.id: _tightest(pool_loads[p.id], p.max_concurrent, p.bandwidth, pool_terms) for p in pools},
+        hosts={h.id: _tightest(host_loads[h.id], h.max_concurrent, None, host_terms) for h in hosts},
+    )
+
+
+def each_term(work: Iterable[Work], hosts: Iterable[Host], pools: Iterable[Pool]) -> dict[str, Capacity]:
+    """The bound of every term alone, per pool and host: a fix must make all of them fit, not
+    only the tightest one."""
+    work, hosts, pools = list(work), list(hosts), list(pools)
+    return {term: lower_bounds(work, hosts, pools, terms=[term]) for term in (*POOL_TERMS, HOST_SLOTS)}
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """What must change for one pool's or host's work to fit its open time.
+
+    A backup longer than the open time it may run in (LONGEST) is fixed by no amount of
+    concurrency or pool bandwidth shared among backups: only a longer window
+    (``window_seconds``) or a faster backup (``speed``) fixes it. Concurrency and bandwidth
+    are asked for only where they are still short once the window is that long.
+    """
+
+    window_seconds: float | None  # the open time one backup needs; None: it fits now
+    speed: float | None  # or the bytes/s one backup must move instead; None: unknown or fits
+    slots: int | None  # the concurrent backups needed; None: enough
+    bandwidth: float | None  # the bytes/s the pool needs; None: enough
+
+
+def remedy(terms: Mapping[str, Bound], slots: int, bandwidth: float | None) -> Remedy:
+    """The remedy of one pool or host from its ``terms`` (``each_term``'s bounds of it)."""
+    longest = terms.get(LONGEST, IDLE)
+    # Widening the window to the longest backup lengthens every term's open time as much.
+    extra = 0.0 if longest.fits else longest.seconds - longest.window_seconds
+
+    def short_by(term: str) -> float | None:
+        bound = terms.get(term, IDLE)
+        ratio = bound.seconds / (bound.window_seconds + extra) if bound.seconds else 0.0
+        return ratio if ratio > 1 + 1e-9 else None
+
+    slot_ratio = short_by(POOL_SLOTS) or short_by(HOST_SLOTS)
+    bandwidth_ratio = short_by(BANDWIDTH) if bandwidth else None
+    return Remedy(
+        window_seconds=longest.seconds if extra else None,
+        speed=longest.speed * longest.ratio if extra and longest.speed else None,
+        slots=math.ceil(slots * slot_ratio) if slot_ratio else None,
+        bandwidth=bandwidth * bandwidth_ratio if bandwidth and bandwidth_ratio else None,
     )
 
 

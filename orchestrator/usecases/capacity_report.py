@@ -4,7 +4,10 @@ For each night and each pool and host it gives the lower bound LB (see
 ``planner.capacity``) against the open time, the term that binds and whether it fits; per
 offering, the demand of its VMs; and from a plan over the horizon, which VMs will miss their
 RPO, by how much, and the smallest change that would fix it: more bandwidth or more slots on
-the binding pool or host, a wider window, or a tier with a longer RPO. Per offering too, the
+the binding pool or host, a wider window, or a tier with a longer RPO. A fix makes every
+term of the bound fit, not only the binding one: a backup longer than its window is fixed by
+a wider window or a faster backup, never by concurrency, which is asked for only where it is
+still short once the window is long enough. Per offering too, the
 room kept before each deadline to retry a failed backup, and how many VMs' retries need
 more: capacity makes a fleet ``feasible``; room to retry makes it ``failure_tolerant``.
 """
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import humanize
 from sqlalchemy import select
 
 from orchestrator.domain.models import BackupOffering, Host, StoragePool, VirtualMachine, utcnow
@@ -52,21 +56,42 @@ class Report:
         }
 
 
-def _fix(kind: str, bound: capacity.Bound, limit: int, bandwidth: float | None) -> str:
-    """The smallest change that makes ``bound`` fit its window."""
-    ratio = bound.ratio
-    if bound.term == capacity.BANDWIDTH and bandwidth:
-        now_mib, need_mib = bandwidth / 2**20, bandwidth * ratio / 2**20
-        return f"raise the pool's bandwidth to {need_mib:,.0f} MiB/s (from {now_mib:,.0f})"
-    if bound.term in (capacity.POOL_SLOTS, capacity.HOST_SLOTS):
-        return f"allow {math.ceil(limit * ratio)} concurrent backups on the {kind} (from {limit})"
-    if bound.term == capacity.LONGEST:
-        extra = bound.seconds - bound.window_seconds
-        return f"widen the window by {format_duration(max(60, math.ceil(extra / 60) * 60))}"
-    return "no change needed"
+def _mib(bytes_per_s: float) -> str:
+    return f"{math.ceil(bytes_per_s / 2**20):,} MiB/s"
 
 
-def _bound_row(kind: str, ident: str, name: str, bound: capacity.Bound, limit: int, bw: float | None) -> dict:
+def _minutes(seconds: float) -> str:
+    """A span in words, rounded up to the minute: a fix must be enough."""
+    return humanize.precisedelta(timedelta(minutes=max(1, math.ceil(seconds / 60))), format="%0.0f")
+
+
+def _fix(kind: str, bound: capacity.Bound, fix: capacity.Remedy, limit: int, bandwidth: float | None) -> str:
+    """The changes that make the pool's or host's work fit, all of them needed."""
+    changes = []
+    if fix.slots is not None:
+        changes.append(f"allow {fix.slots} concurrent backups on the {kind} (from {limit})")
+    if fix.bandwidth is not None and bandwidth:
+        changes.append(f"raise the pool's bandwidth to {_mib(fix.bandwidth)} (from {_mib(bandwidth)})")
+    if fix.window_seconds is None:
+        return " and ".join(changes) or "no change needed"
+    faster = f" or make one backup move at least {_mib(fix.speed)}" if fix.speed else ""
+    then = f"; with that window also {' and '.join(changes)}" if changes else ""
+    return (
+        f"one backup takes {_minutes(fix.window_seconds)}, longer than the "
+        f"{_minutes(bound.window_seconds)} it can run in, which no concurrency fixes: "
+        f"widen the window to at least {_minutes(fix.window_seconds)}{faster}{then}"
+    )
+
+
+def _bound_row(
+    kind: str,
+    ident: str,
+    name: str,
+    bound: capacity.Bound,
+    terms: dict[str, capacity.Bound],
+    limit: int,
+    bw: float | None,
+) -> dict[str, Any]:
     return {
         "kind": kind,
         "id": ident,
@@ -76,7 +101,9 @@ def _bound_row(kind: str, ident: str, name: str, bound: capacity.Bound, limit: i
         "ratio": round(bound.ratio, 3) if math.isfinite(bound.ratio) else None,
         "binding_term": bound.term,
         "fits": bound.fits,
-        "fix": None if bound.fits else _fix(kind, bound, limit, bw),
+        "fix": None
+        if bound.fits
+        else _fix(kind, terms[capacity.LONGEST], capacity.remedy(terms, limit, bw), limit, bw),
     }
 
 
@@ -105,19 +132,30 @@ def report(scope: Scope, *, nights: int = 3, now: datetime | None = None) -> Rep
     for n in range(nights):
         day: date = (now + timedelta(days=n)).date()
         work = capacity.nightly_work(inputs.vms, inputs.pools, inputs.offerings, day)
-        cap = capacity.lower_bounds(work, [h for h in inputs.hosts if h.id], inputs.pools)
+        known_hosts = [h for h in inputs.hosts if h.id]
+        cap = capacity.lower_bounds(work, known_hosts, inputs.pools)
+        terms = capacity.each_term(work, known_hosts, inputs.pools)
         rows = [
             _bound_row(
                 "pool",
                 pid,
                 pools[pid].name,
                 b,
+                {term: by_term.pools[pid] for term, by_term in terms.items()},
                 pools[pid].max_concurrent_backups,
                 pools[pid].bandwidth_bytes_per_s,
             )
             for pid, b in cap.pools.items()
         ] + [
-            _bound_row("host", hid, hosts[hid].name, b, hosts[hid].max_concurrent_backups, None)
+            _bound_row(
+                "host",
+                hid,
+                hosts[hid].name,
+                b,
+                {term: by_term.hosts[hid] for term, by_term in terms.items()},
+                hosts[hid].max_concurrent_backups,
+                None,
+            )
             for hid, b in cap.hosts.items()
         ]
         night_rows.append({"night": day.isoformat(), "feasible": cap.feasible, "bounds": rows})

@@ -19,7 +19,7 @@ schedules stay attached.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,13 +53,24 @@ def _host(scope: Scope, host: str) -> Host:
     return inventory.find_host(scope, host)
 
 
-def set_connection(scope: Scope, host: str, connection: Mapping[str, Any]) -> Host:
-    """How workers reach the host; checked by the host's driver before it is stored."""
+@dataclass(frozen=True)
+class Connected:
+    """A host with its new connection settings, and what of them this machine cannot confirm."""
+
+    host: Host
+    warnings: list[str]
+
+
+def set_connection(scope: Scope, host: str, connection: Mapping[str, Any]) -> Connected:
+    """How workers reach the host; checked by the host's driver before it is stored. Files
+    the settings name that are not on this machine are stored with a warning: the workers
+    that read them may run elsewhere."""
     scope.actor.require_admin("set how hosts are reached")
     row = _host(scope, host)
-    row.connection = hypervisor.driver_class(row.hypervisor.value).check_connection(connection)
+    driver = hypervisor.driver_class(row.hypervisor.value)
+    row.connection = driver.check_connection(connection)
     audit.record(scope, "host.connection", "host", row.id, transport=row.connection.get("transport"))
-    return row
+    return Connected(row, driver.connection_warnings(row.connection))
 
 
 def discover(scope: Scope, host: str) -> Job:

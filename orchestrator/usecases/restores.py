@@ -3,7 +3,11 @@ or one volume attached to a VM of the same zone.
 
 A ``PartiallyFailed`` restore point lacks some volumes: restoring it as a whole VM is
 refused (Conflict, naming them); each volume it kept restores on its own. Its status stays
-``PartiallyFailed`` while one is read (``Restoring`` would make it look whole)."""
+``PartiallyFailed`` while one is read (``Restoring`` would make it look whole).
+
+An in-place restore overwrites the VM's disks, so the VM must be at rest: stopped, or
+stopped first by a provider that can (``stop``, the ``stop_vm`` capability). Nothing is
+written under a running guest."""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import backup_providers, jobs, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
 from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
-from providers.base import Capability, FailedVolume, VMRef
+from providers.base import Capability, FailedVolume, ProviderDriver, VMRef
 from providers.hypervisor import copied_details
 
 
@@ -58,21 +62,42 @@ def _usable_point(scope: Scope, backup_id: str, *, partial: bool = False) -> Bac
     return point
 
 
-def restore_vm(scope: Scope, backup_id: str) -> Job:
+def restore_vm(scope: Scope, backup_id: str, *, stop: bool = False) -> Job:
     """Write every volume of the restore point back to its VM. A destroyed VM is recreated
-    from the metadata the restore point keeps, with the same id and volumes."""
+    from the metadata the restore point keeps, with the same id and volumes. A VM the
+    inventory says is running is refused, unless ``stop`` and its provider can stop it."""
     point = _usable_point(scope, backup_id)
     vm = scope.session.get(VirtualMachine, point.vm_id)
     if vm is not None and vm.removed_at is None:
         vm = lookup.vm(scope, vm.id)
         if vm.zone_id != point.zone_id:
             raise InvalidArgument(f"virtual machine {vm.name} moved to another zone than its restore point")
+        _require_at_rest(vm, scope.driver(point.provider), stop=stop)
     host_id = vm.host_id if vm is not None and vm.removed_at is None else point.vm_metadata.get("host_id")
     # One restore at a time writes a VM's disks, whichever of its points it comes from.
     exclusive = jobs.Exclusive(
         f"restore_vm:{point.vm_id}", f"a restore of virtual machine {point.vm_name} is already in progress"
     )
-    return _restore_vm_job(scope, point, host_id, RestoreVm(vm_id=point.vm_id), "backup.restore", exclusive)
+    return _restore_vm_job(
+        scope, point, host_id, RestoreVm(vm_id=point.vm_id, stop=stop), "backup.restore", exclusive
+    )
+
+
+def _require_at_rest(vm: VirtualMachine, driver: ProviderDriver, *, stop: bool) -> None:
+    """Conflict when ``vm`` is not stopped and nobody asked to stop it; Unsupported when
+    asked, but its provider cannot stop it."""
+    if vm.state is VMState.STOPPED:
+        return
+    if not stop:
+        raise Conflict(
+            f"virtual machine {vm.name} is {vm.state.value}: an in-place restore would overwrite the "
+            "disks under it; stop it first, or have the restore stop it (--stop, or stop=true over the APIs)",
+            field="stop",
+        )
+    driver.require(
+        Capability.STOP_VM,
+        f"stop virtual machine {vm.name} ({vm.state.value}) before restoring it in place; stop it first",
+    )
 
 
 def _restore_vm_job(
@@ -196,13 +221,16 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
         vm = session.get(VirtualMachine, point.vm_id)
         params = RestoreVm.of(job)
         recreate = params.target is not None or vm is None or vm.removed_at is not None
+        driver = core.drivers.for_row(point.provider)
+        if vm is not None and not recreate:
+            # The VM may have been started since the restore was asked for.
+            _require_at_rest(vm, driver, stop=params.stop)
         if params.target is not None:
             target = on_its_host(session, VMRef.from_dict(params.target))
         elif vm is None or vm.removed_at is not None:
             target = on_its_host(session, ref.vm)
         else:
             target = vm_ref(vm)
-        driver = core.drivers.for_row(point.provider)
     restored = driver.restore_vm(ref, target, progress)
 
     def finish(session: Session) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class KvmProvider(ProviderDriver):
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        caps = NAS_CAPABILITIES | {Capability.MULTI_VOLUME_CONSISTENT}
+        caps = NAS_CAPABILITIES | {Capability.MULTI_VOLUME_CONSISTENT, Capability.STOP_VM}
         return caps | {Capability.QUIESCE} if self.quiesce else caps
 
     def data_folders(self) -> Mapping[str, str]:

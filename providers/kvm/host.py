@@ -24,6 +24,10 @@ class KvmHost(HostDriver):
     def public_connection(cls, connection: Mapping[str, Any]) -> dict[str, Any]:
         return HostConnection.from_config(connection).public()
 
+    @classmethod
+    def connection_warnings(cls, connection: Mapping[str, Any]) -> list[str]:
+        return HostConnection.from_config(connection).absent_files()
+
     def libvirt(self) -> Libvirt:
         if self._transport is None:
             self._transport = self._settings.open()

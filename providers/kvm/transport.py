@@ -709,6 +709,26 @@ class HostConnection:
             "libvirt_uri": self.libvirt_uri,
         }
 
+    def absent_files(self) -> list[str]:
+        """The key and known_hosts files that are not on this machine, each in a sentence.
+
+        A warning, not an error: the record is written where the API runs, and the files
+        are read on the workers, which may be other machines."""
+        if self.transport == "local":
+            return []
+        needs = "every worker that reaches this host must have it at that path"
+        out = []
+        if self.key_file is not None and not self.key_file.is_file():
+            out.append(f"key_file {self.key_file} is not a file on this machine: {needs}")
+        if self.known_hosts is not None and not self.known_hosts.is_file():
+            holding = (
+                "or be able to create it (accept_new_host_key records the host's key at first contact)"
+                if self.accept_new_host_key
+                else "holding the host's key"
+            )
+            out.append(f"known_hosts {self.known_hosts} is not a file on this machine: {needs}, {holding}")
+        return out
+
     def public(self) -> dict[str, Any]:
         """What the API and the CLI may show.
 

@@ -55,6 +55,16 @@ def test_a_users_error_is_raised_by_cs_with_code_and_text(server, world):
     assert "not found" in err.value.error["errortext"]
 
 
+def test_restore_backup_of_a_running_vm_needs_stop(server, world):
+    alice = client(server, "alice")
+    point = alice.createBackup(virtualmachineid=world.alice_vm)["backup"]
+    with pytest.raises(CloudStackApiException) as err:
+        alice.restoreBackup(id=point["id"])
+    assert err.value.error["errorcode"] == 536
+    assert "virtual machine web1 is Running" in err.value.error["errortext"]
+    assert alice.restoreBackup(id=point["id"], stop="true")["success"] is True
+
+
 def test_user_driven_backup_refused_on_bronze(server, world):
     client(server, "admin").assignVirtualMachineToBackupOffering(
         virtualmachineid=world.alice_vm2, backupofferingid=world.bronze_id

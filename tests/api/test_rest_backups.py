@@ -88,7 +88,12 @@ def test_restore_a_vm_a_volume_and_a_destroyed_vm(server, world):
     api = clients(server)
     admin, alice = api["admin"], api["alice"]
     point = alice.backed_up(world.alice_vm)
-    restore = alice.ok("post", f"/backups/{point['id']}/restore", 202)
+    # web1 runs: its disks are not overwritten under it unless the provider stops it first.
+    refused = error_of(alice.post(f"/backups/{point['id']}/restore"), 409, "conflict")
+    assert "virtual machine web1 is Running" in refused["message"]
+    assert refused["field"] == "stop"
+    assert alice.ok("get", "/jobs", params={"kind": "restore_vm"})["total"] == 0
+    restore = alice.ok("post", f"/backups/{point['id']}/restore", 202, body={"stop": True})
     assert restore["kind"] == "restore_vm"
     done = alice.wait(restore["id"])
     assert done["state"] == "succeeded"
@@ -259,6 +264,18 @@ def test_jobs_report_retries_failures_and_cancel_what_has_not_started(server, wo
     assert "told to fail restore" in failed["error"]
     assert [j["id"] for j in alice.ok("get", "/jobs", params={"state": "failed"})["items"]] == [failed["id"]]
     error_of(alice.get("/jobs/no-such-job"), 404, "not_found")
+
+
+def test_stop_is_refused_where_the_provider_cannot_stop_the_vm(server, world):
+    api = clients(server)
+    admin, alice = api["admin"], api["alice"]
+    offering = _chain_provider(admin, world, ["incremental"])
+    alice.ok("put", f"/vms/{world.alice_vm}/offering", body={"offering_id": offering})
+    point = alice.backed_up(world.alice_vm)
+
+    refused = error_of(alice.post(f"/backups/{point['id']}/restore", {"stop": True}), 422, "unsupported")
+    assert "cannot stop virtual machine web1 (Running)" in refused["message"]
+    error_of(alice.post(f"/backups/{point['id']}/restore", {"stop": "maybe"}), 400, "invalid_argument")
 
 
 def test_restore_to_a_new_vm_over_rest(server, world):

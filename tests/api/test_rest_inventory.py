@@ -103,3 +103,31 @@ def test_vms_are_filtered_and_paged_per_tenant(server, world):
     assert alice.ok("get", f"/vms/{world.alice_vm}/volumes", params={"page": 2, "pagesize": 1})["items"] == [
         volumes["items"][1]
     ]
+
+
+def test_host_connection_warns_of_files_not_on_this_machine_and_refuses_relative_paths(
+    server, world, tmp_path
+):
+    admin = clients(server)["admin"]
+    host = next(h for h in admin.ok("get", "/hosts")["items"] if h["name"] == "kvm1")
+    ssh = {"transport": "ssh", "address": "10.0.0.5", "key_file": "/nonexistent", "known_hosts": "/nowhere"}
+
+    stored = admin.ok("put", f"/hosts/{host['id']}/connection", body={"connection": ssh})
+
+    assert stored["connection"]["key_file"] == "/nonexistent"
+    named = [w.split(" is not")[0] for w in stored["warnings"]]
+    assert named == ["key_file /nonexistent", "known_hosts /nowhere"]
+    assert all("every worker that reaches this host must have it" in w for w in stored["warnings"])
+
+    key = tmp_path / "id"
+    key.write_text("key")
+    (tmp_path / "known").write_text("")
+    here = {**ssh, "key_file": str(key), "known_hosts": str(tmp_path / "known")}
+    assert admin.ok("put", f"/hosts/{host['id']}/connection", body={"connection": here})["warnings"] == []
+
+    relative = {**ssh, "key_file": "keys/id"}
+    refused = error_of(
+        admin.put(f"/hosts/{host['id']}/connection", body={"connection": relative}), 400, "invalid_argument"
+    )
+    assert refused["field"] == "connection.key_file"
+    assert "absolute path" in refused["message"]

@@ -71,7 +71,7 @@ def test_a_user_cannot_touch_another_users_backups_schedules_and_jobs(server, wo
     # The admin sees every tenant and acts for them.
     assert admin.ok("get", f"/backups/{point['id']}")["account_id"] == world.bob.account_id
     assert admin.ok("get", "/schedules")["total"] == 1
-    restore = admin.wait(admin.ok("post", f"/backups/{point['id']}/restore", 202)["id"])
+    restore = admin.wait(admin.ok("post", f"/backups/{point['id']}/restore", 202, body={"stop": True})["id"])
     assert (restore["state"], restore["account_id"]) == ("succeeded", world.bob.account_id)
     assert {j["kind"] for j in bob.ok("get", "/jobs")["items"]} == {"backup", "restore_vm"}
     assert admin.ok("get", "/jobs", params={"kind": "restore_vm"})["total"] == 1

@@ -111,7 +111,10 @@ def test_backup_list_restore_through_the_cli(run, cloud):
     assert listing["count"] == 1
     point = listing["backups"][0]
     assert point["status"] == "BackedUp"
-    restored = data(run("restore", "vm", point["id"], "--json", as_="alice"))
+    refused = run("restore", "vm", point["id"], as_="alice", ok=False)
+    assert refused.exit_code == 4
+    assert "virtual machine web-01 is Running" in refused.output
+    restored = data(run("restore", "vm", point["id"], "--stop", "--json", as_="alice"))
     assert restored["state"] == "succeeded"
     verified = data(run("backup", "verify", point["id"], "--json", as_="alice"))
     assert (verified["state"], verified["result"]["intact"]) == ("succeeded", True)

@@ -71,3 +71,39 @@ def test_a_vm_that_cannot_be_followed_is_reported(run, cloud, virsh, tmp_path): 
     assert "(none)" in result.stdout
     assert f"not re-linked: web1 ({WEB1}): volume" in result.stderr
     assert "was on vdb, which domain web1 has no disk for" in result.stderr
+
+
+def test_connect_warns_of_key_files_not_on_this_machine(run, cloud, tmp_path):  # noqa: F811
+    ssh = ("host", "connect", "kvm-01", "--ssh", "root@10.0.0.5")
+    stored = run(*ssh, "--key-file", "/nonexistent", "--known-hosts", "/nonexistent-known-hosts")
+    assert "warning: key_file /nonexistent is not a file on this machine" in stored.stderr
+    assert "warning: known_hosts /nonexistent-known-hosts is not a file on this machine" in stored.stderr
+    assert "holding the host's key" in stored.stderr
+    accepting = ("--key-file", "/nonexistent", "--known-hosts", "/kh", "--accept-new-host-key")
+    shown = data(run(*ssh, *accepting, "--json"))
+    assert shown["connection"]["key_file"] == "/nonexistent"  # stored all the same
+    assert len(shown["warnings"]) == 2
+    assert "accept_new_host_key records the host's key at first contact" in shown["warnings"][1]
+
+    key, known = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    key.write_text("key"), known.write_text("")
+    quiet = run(*ssh, "--key-file", str(key), "--known-hosts", str(known))
+    assert "warning" not in quiet.stderr
+    assert data(run(*ssh, "--key-file", str(key), "--known-hosts", str(known), "--json"))["warnings"] == []
+
+
+def test_connect_refuses_a_relative_key_path(run, cloud):  # noqa: F811
+    refused = run(
+        "host",
+        "connect",
+        "kvm-01",
+        "--ssh",
+        "10.0.0.5",
+        "--key-file",
+        "id_ed25519",
+        "--known-hosts",
+        "/kh",
+        ok=False,
+    )
+    assert refused.exit_code == 2
+    assert "connection.key_file: must be an absolute path" in refused.output

@@ -15,9 +15,11 @@ from orchestrator.planner.capacity import (
     LONGEST,
     POOL_SLOTS,
     Work,
+    each_term,
     lower_bounds,
     night_segments,
     nightly_work,
+    remedy,
 )
 from orchestrator.planner.model import VM, Host, Offering, Pool
 from orchestrator.planner.planner import cut_segments
@@ -119,6 +121,41 @@ def test_unknown_pools_are_ignored_and_terms_can_be_restricted():
     assert set(cap.pools) == {"p"}
     assert cap.pools["p"].term == BANDWIDTH
     assert cap.pools["p"].seconds == pytest.approx(1000)
+
+
+def _terms(work, hosts, pools, kind, ident):
+    return {term: getattr(cap, kind)[ident] for term, cap in each_term(work, hosts, pools).items()}
+
+
+def test_a_backup_longer_than_its_window_asks_for_a_wider_window_not_concurrency():
+    # 6 jobs of 2 h (7200 B at 1 B/s) in a 1 h window: 12 h of work over 2 slots.
+    work = [Work("h", {"p": 7200.0}, 7200, HOUR) for _ in range(6)]
+    hosts, pools = [Host("h", 2)], [Pool("p", 10)]
+    assert lower_bounds(work, hosts, pools).hosts["h"].term == HOST_SLOTS  # binding: 6 h in 1 h
+
+    fix = remedy(_terms(work, hosts, pools, "hosts", "h"), slots=2, bandwidth=None)
+
+    assert fix.window_seconds == pytest.approx(7200)
+    assert fix.speed == pytest.approx(2.0)  # 7200 B in the hour
+    # In a 2 h window, 6 backups of 2 h need 6 at once (not the 12 the 1 h window suggests).
+    assert fix.slots == 6
+    assert fix.bandwidth is None
+
+
+def test_concurrency_alone_is_asked_for_where_it_makes_the_work_fit():
+    work = [Work("h", {"p": 0}, 1500, HOUR) for _ in range(5)]  # 7500 s / 2 slots in 3600 s
+    fix = remedy(_terms(work, [Host("h", 2)], [Pool("p", 10)], "hosts", "h"), slots=2, bandwidth=None)
+    assert (fix.window_seconds, fix.speed, fix.slots, fix.bandwidth) == (None, None, 3, None)
+
+
+def test_bandwidth_and_slots_short_together_are_both_asked_for():
+    # 4 jobs of 3000 B each taking 1800 s, 1 slot, 2 B/s shared: 12000 B need 6000 s.
+    work = [Work("h", {"p": 3000.0}, 1800, HOUR) for _ in range(4)]
+    pools = [Pool("p", 1, bandwidth=2.0)]
+    fix = remedy(_terms(work, [Host("h", 10)], pools, "pools", "p"), slots=1, bandwidth=2.0)
+    assert fix.window_seconds is None
+    assert fix.slots == 2  # 7200 s of backups in 3600 s
+    assert fix.bandwidth == pytest.approx(12000 / 3600)
 
 
 # -- segments ---------------------------------------------------------------------------------------

@@ -126,3 +126,56 @@ def test_an_rpo_beyond_the_windows_spacing_is_kept_as_room_to_retry(world):
     # and run again within 2 h; the small one's can.
     assert row["vms_without_retry_room"] == 1
     assert row["retry_fix"] is not None
+
+
+def test_backups_longer_than_the_window_are_not_fixed_by_concurrency(world):
+    # 12 VMs of 2 TiB on a 01:00-05:00 window: each backup alone takes ~5h50m at the
+    # 100 MiB/s a VM never backed up is estimated at, longer than the 4 h window.
+    with world.core.scope(world.admin) as s:
+        inventory.create_pool(s, zone="zone1", name="bulk")
+        ids = [
+            inventory.register_vm(
+                s,
+                name=f"huge{i}",
+                account="alice",
+                zone="zone1",
+                host="kvm1",
+                volumes=[{"pool": "bulk", "size": 2048 * GiB}],
+            ).id
+            for i in range(12)
+        ]
+    early = import_offering(
+        world.core,
+        world.admin,
+        world.provider_id,
+        "early",
+        rpo="1d",
+        windows=[{"start": "01:00", "end": "05:00"}],
+    )
+    with world.core.scope(world.admin) as s:
+        for vm_id in ids:
+            assignments.assign(s, vm_id, early)
+        report = capacity_report.report(s, nights=1)
+
+    assert report.feasible is False
+    bounds = {b["name"]: b for b in report.nights[0]["bounds"] if not b["fits"]}
+    assert set(bounds) == {"bulk", "kvm1"}
+    for row in bounds.values():
+        fix = row["fix"]
+        assert "no concurrency fixes" in fix, fix
+        assert fix.startswith(
+            "one backup takes 5 hours and 50 minutes, longer than the 4 hours it can run in"
+        )
+        assert "widen the window to at least 5 hours and 50 minutes" in fix, fix
+        assert "or make one backup move at least 146 MiB/s" in fix, fix
+    # Then 12 backups at once, each filling the wider window (not the 18 that the 4 h window
+    # would ask of the host if a backup could be shorter than it).
+    assert bounds["kvm1"]["fix"].endswith(
+        "with that window also allow 12 concurrent backups on the host (from 2)"
+    )
+    assert bounds["bulk"]["fix"].endswith(
+        "with that window also allow 12 concurrent backups on the pool (from 4)"
+    )
+    # The VMs' own reasons agree: longer than the window.
+    assert {m["vm_id"] for m in report.misses} == set(ids)
+    assert all("longer than any open part of its windows" in m["reason"] for m in report.misses)

@@ -70,7 +70,7 @@ def test_parallel_deletes_of_one_point_queue_one_job(world, deferred, points):
 
 
 def test_parallel_restores_of_one_vm_queue_one_job_whichever_point(world, deferred, points):
-    calls = [lambda s, p=points[i % 2]: restores.restore_vm(s, p) for i in range(CALLERS)]
+    calls = [lambda s, p=points[i % 2]: restores.restore_vm(s, p, stop=True) for i in range(CALLERS)]
     made, refused = _at_once(deferred, world.alice, calls)
 
     assert len(made) == 1
@@ -148,7 +148,7 @@ def test_a_finished_job_frees_its_key(world, deferred, points):
 
 def test_restores_to_new_vms_are_not_exclusive(world, deferred, points):
     with deferred.scope(world.alice) as s:
-        restores.restore_vm(s, points[0])
+        restores.restore_vm(s, points[0], stop=True)
         copies = [restores.restore_to_new_vm(s, points[0], f"copy{n}").id for n in range(2)]
 
     assert len(set(copies)) == 2

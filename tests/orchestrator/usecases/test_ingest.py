@@ -44,7 +44,7 @@ def test_connection_settings_are_checked_and_shown_without_secrets(world: World)
         ingest.set_connection(s, "kvm1", {"transport": "ssh", "address": "10.0.0.5"})
     assert bad.value.field.startswith("connection.")
     with world.core.scope(world.admin) as s:
-        row = ingest.set_connection(s, "kvm1", LOCAL)
+        row = ingest.set_connection(s, "kvm1", LOCAL).host
     assert row.connection == LOCAL
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, Unsupported
-from orchestrator.domain.models import BackupStatus, Job, JobState, VMState, VolumeType
-from orchestrator.engine.execution import Outcome, _record_success, claim
+from orchestrator.domain.models import BackupStatus, Job, JobState, VirtualMachine, VMState, VolumeType
+from orchestrator.engine.execution import Outcome, _record_success, claim, execute
 from orchestrator.usecases import assignments, backups, inventory, jobs, offerings, restores
 from tests.conftest import GiB, add_provider, import_offering
 
@@ -35,8 +35,9 @@ def _volume_ids(world, vm_id):
 
 
 def _restore_vm(world, backup_id, actor=None):
+    # web1 runs: the dummy provider stops it first.
     with world.core.scope(actor or world.alice) as s:
-        return restores.restore_vm(s, backup_id).id
+        return restores.restore_vm(s, backup_id, stop=True).id
 
 
 def _restore_volume(world, backup_id, volume_id, vm_id, actor=None):
@@ -164,6 +165,68 @@ def test_restore_by_other_tenant_is_not_found(world, point):
         assert jobs.list_jobs(s, kind="restore_vm").total == 0
 
 
+def test_restore_in_place_of_a_running_vm_conflicts_without_stop(world, point):
+    with (
+        pytest.raises(Conflict, match="virtual machine web1 is Running") as raised,
+        world.core.scope(world.alice) as s,
+    ):
+        restores.restore_vm(s, point)
+
+    assert raised.value.field == "stop"
+    with world.core.scope(world.admin) as s:
+        assert jobs.list_jobs(s, kind="restore_vm").total == 0
+
+
+def test_stop_of_a_running_vm_is_unsupported_where_its_provider_cannot_stop_it(world):
+    offering = _offering_on(world, "no-stop", capabilities=["restore_volume"])
+    with world.core.scope(world.admin) as s:
+        assignments.change(s, world.alice_vm, offering)
+    point = _backup(world, world.alice_vm)
+
+    with (
+        pytest.raises(Unsupported, match=r"cannot stop virtual machine web1 \(Running\)"),
+        world.core.scope(world.alice) as s,
+    ):
+        restores.restore_vm(s, point, stop=True)
+
+
+def test_stop_has_the_provider_stop_a_running_vm_first(world, point):
+    job = _job(world, _restore_vm(world, point))
+
+    assert job.state is JobState.SUCCEEDED, job.error
+    assert job.params["stop"] is True
+
+
+def test_a_stopped_vm_is_restored_in_place_by_a_provider_that_cannot_stop_it(world):
+    offering = _offering_on(world, "no-stop", capabilities=["restore_volume"])
+    with world.core.scope(world.admin) as s:
+        assignments.assign(s, world.alice_vm2, offering)
+    point = _backup(world, world.alice_vm2)
+
+    with world.core.scope(world.alice) as s:
+        job_id = restores.restore_vm(s, point).id
+
+    job = _job(world, job_id)
+    assert job.state is JobState.SUCCEEDED, job.error
+
+
+def _set_state(world, vm_id, state):
+    with world.core.db.session() as session:
+        session.get(VirtualMachine, vm_id).state = state
+
+
+def test_a_vm_started_after_its_restore_was_asked_for_is_not_written(world, deferred, point):
+    _set_state(world, world.alice_vm, VMState.STOPPED)
+    with deferred.scope(world.alice) as s:
+        job_id = restores.restore_vm(s, point).id
+    _set_state(world, world.alice_vm, VMState.RUNNING)
+
+    assert execute(deferred, job_id) is Outcome.FAILED
+    job = _job(world, job_id)
+    assert "virtual machine web1 is Running" in job.error
+    assert _point(world, point).status is BackupStatus.BACKED_UP
+
+
 def test_restore_by_admin_of_users_point_succeeds(world, point):
     job = _job(world, _restore_vm(world, point, world.admin))
 
@@ -173,7 +236,7 @@ def test_restore_by_admin_of_users_point_succeeds(world, point):
 
 def test_second_restore_while_first_is_queued_conflicts(world, deferred, point):
     with deferred.scope(world.alice) as s:
-        restores.restore_vm(s, point)
+        restores.restore_vm(s, point, stop=True)
 
     with pytest.raises(Conflict, match="restore of virtual machine web1 is already in progress"):
         _restore_vm(world, point)
@@ -182,7 +245,7 @@ def test_second_restore_while_first_is_queued_conflicts(world, deferred, point):
 def test_a_point_read_by_two_restores_is_given_back_when_the_last_one_ends(world, deferred, point):
     # A whole-VM restore and a volume restore of the same point, both running.
     with deferred.scope(world.alice) as s:
-        whole = restores.restore_vm(s, point).id
+        whole = restores.restore_vm(s, point, stop=True).id
         one = restores.restore_volume(s, point, _datadisk_of(world, point)["id"], world.alice_vm2).id
     finishes = {}
     for job_id in (whole, one):

@@ -77,7 +77,7 @@ def test_a_vm_whose_domain_was_undefined_is_restored_and_followed(world: World, 
         virsh("destroy", dom.name)
         virsh("undefine", dom.name)
 
-        job = run(world, lambda s: restores.restore_vm(s, point))
+        job = run(world, lambda s: restores.restore_vm(s, point, stop=True))
 
         assert job["state"] is JobState.SUCCEEDED, job["error"]
         assert (job["result"]["recreated"], job["result"]["relinked"]) == (False, True)

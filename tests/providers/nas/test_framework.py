@@ -43,6 +43,8 @@ def _world(core, tmp_path):
             account="alice",
             zone="zone1",
             host="kvm1",
+            # Restored in place, by a provider that cannot stop a VM.
+            state="Stopped",
             volumes=[
                 {"pool": "pool1", "size": 4 * MiB, "path": str(root), "format": "raw"},
                 {"pool": "pool1", "size": 4 * MiB, "path": str(data), "format": "qcow2"},
