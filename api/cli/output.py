@@ -46,7 +46,7 @@ BYTE_PROGRESS_KINDS = frozenset({"backup", "restore_vm", "restore_volume"})
 TIME_RANGE_FIELDS = frozenset({"windows", "blackouts"})
 
 
-def _bytes(value: int) -> str:
+def human_bytes(value: int) -> str:
     return humanize.naturalsize(value, binary=True)
 
 
@@ -61,7 +61,8 @@ def _time_ranges(key: str, ranges: list[Mapping[str, Any]]) -> str:
 
 def _volumes(volumes: list[Mapping[str, Any]]) -> str:
     return ", ".join(
-        f"{v.get('type', '?')} {_bytes(v.get('size') or 0)} {v.get('path') or ''}".strip() for v in volumes
+        f"{v.get('type', '?')} {human_bytes(v.get('size') or 0)} {v.get('path') or ''}".strip()
+        for v in volumes
     )
 
 
@@ -70,7 +71,7 @@ def _progress(value: Mapping[str, Any], kind: Any) -> str:
     if not total:
         return "-"
     if kind in BYTE_PROGRESS_KINDS:
-        return f"{100 * done // total}% ({_bytes(done)} of {_bytes(total)})"
+        return f"{100 * done // total}% ({human_bytes(done)} of {human_bytes(total)})"
     return f"{done}/{total}"
 
 
@@ -78,7 +79,7 @@ def _human(key: str, value: Any, row: Mapping[str, Any]) -> str:
     if value is None:
         return "-"
     if key in BYTE_FIELDS and isinstance(value, int):
-        return _bytes(value)
+        return human_bytes(value)
     if key in TIME_RANGE_FIELDS and isinstance(value, list):
         return _time_ranges(key, value)
     if key == "volumes" and isinstance(value, list):

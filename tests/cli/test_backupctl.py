@@ -22,9 +22,9 @@ def run(database_url: str, tmp_path: Path):
     env = {"BACKUP_HOME": str(tmp_path / "home"), "BACKUP_DATABASE_URL": database_url}
     runner = CliRunner()
 
-    def invoke(*args: str, as_: str | None = None, ok: bool = True) -> Result:
+    def invoke(*args: str, as_: str | None = None, ok: bool = True, **more_env: str) -> Result:
         argv = (["--as", as_] if as_ else []) + list(args)
-        result = runner.invoke(cli, argv, env=env, catch_exceptions=False)
+        result = runner.invoke(cli, argv, env={**env, **more_env}, catch_exceptions=False)
         if ok:
             assert result.exit_code == 0, result.output
         return result
