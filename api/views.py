@@ -185,8 +185,9 @@ def backup(row: Backup | BackupRow) -> dict[str, Any]:
         "external_id": row.external_id,
         "type": row.backup_type.value,
         "parent_id": row.parent_id,
-        "size": row.size,
-        "protected_size": row.protected_size,
+        # What it restores (the VM's volumes) and what it added at the back end.
+        "logical_size": row.protected_size,
+        "stored_size": row.size,
         "status": row.status.value,
         "date": _ts(row.created_at),
         "completed": _ts(row.completed_at),

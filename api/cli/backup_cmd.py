@@ -10,7 +10,7 @@ from api.cli.follow import no_wait_option, run_and_finish
 from api.cli.output import emit, finish_job, handle_errors, json_option, paging_options
 from orchestrator.usecases import backups, inventory, offerings, pruning, verification
 
-BACKUP_COLUMNS = ["id", "vm_name", "offering", "type", "status", "size", "date"]
+BACKUP_COLUMNS = ["id", "vm_name", "offering", "type", "status", "logical_size", "stored_size", "date"]
 
 
 @click.group()
@@ -91,7 +91,8 @@ def backup_list(
 @pass_app
 @handle_errors
 def backup_show(app: App, backup_id: str, as_json: bool) -> None:
-    """Show one restore point: status, type, parent, size and the volumes it holds."""
+    """Show one restore point: status, type, parent, sizes (what it restores, what it stored) and
+    the volumes it holds."""
     with app.scope() as s:
         emit(views.backup(backups.show(s, backup_id)), as_json)
 

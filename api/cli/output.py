@@ -40,7 +40,7 @@ def paging_options(fn: F) -> F:
 
 
 # Columns that hold byte counts, shown as 70.0 GiB; ``--json`` keeps the raw numbers.
-BYTE_FIELDS = frozenset({"size", "protected_size", "bandwidth_bytes_per_s"})
+BYTE_FIELDS = frozenset({"size", "logical_size", "stored_size", "bandwidth_bytes_per_s"})
 # Jobs whose progress counts bytes; the others count items.
 BYTE_PROGRESS_KINDS = frozenset({"backup", "restore_vm", "restore_volume"})
 TIME_RANGE_FIELDS = frozenset({"windows", "blackouts"})

@@ -244,10 +244,14 @@ def test_demo_runs_end_to_end(tmp_path):
 
 def test_tables_show_sizes_windows_and_volumes_for_people_and_json_keeps_raw_values(run, cloud):
     run("backup", "create", "web-01", as_="alice")
+    run("backup", "create", "web-01", as_="alice")
     table = run("backup", "list", as_="alice").output
-    assert "21.0 GiB" in table
+    # The incremental restores all 21 GiB and stored a tenth of it (the dummy's ratio).
+    assert re.search(r"INCREMENTAL\s+BackedUp\s+21\.0 GiB\s+2\.1 GiB", table), table
+    assert re.search(r"FULL\s+BackedUp\s+21\.0 GiB\s+21\.0 GiB", table), table
     assert str(21 * 2**30) not in table
-    assert data(run("backup", "list", "--json", as_="alice"))["backups"][0]["size"] == 21 * 2**30
+    newest = data(run("backup", "list", "--json", as_="alice"))["backups"][0]
+    assert (newest["logical_size"], newest["stored_size"]) == (21 * 2**30, 21 * 2**30 // 10)
     offering = run("offering", "show", "gold").output
     assert re.search(r"windows\s+20:00-06:00\n", offering), offering
     assert re.search(r"blackouts\s+22:00-23:00\n", offering), offering
