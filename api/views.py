@@ -27,8 +27,9 @@ from orchestrator.domain.models import (
 )
 from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
-from orchestrator.planner.model import Plan, PlannedJob
+from orchestrator.planner.model import PlannedJob
 from orchestrator.usecases.backups import BackupRow
+from orchestrator.usecases.planning import PlanView
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
 
@@ -225,12 +226,13 @@ def job_log(row: JobLog) -> dict[str, Any]:
     return {"at": _ts(row.at), "level": row.level, "message": row.message}
 
 
-def planned_job(job: PlannedJob, vm_name: str | None = None) -> dict[str, Any]:
+def planned_job(job: PlannedJob, vm_name: str | None = None, pool_name: str | None = None) -> dict[str, Any]:
     return {
         "vm_id": job.vm_id,
         "vm_name": vm_name,
         "offering_id": job.offering_id,
         "queue": routing.pool_queue(job.pool_id),
+        "pool_name": pool_name,
         "start": _ts(job.start),
         "end": _ts(job.end),
         "deadline": _ts(job.deadline),
@@ -240,14 +242,21 @@ def planned_job(job: PlannedJob, vm_name: str | None = None) -> dict[str, Any]:
     }
 
 
-def plan(result: Plan, vm_names: dict[str, str], pool_id: str | None = None) -> dict[str, Any]:
+def plan(shown: PlanView, pool_id: str | None = None) -> dict[str, Any]:
     """A plan's jobs (those of one pool with ``pool_id``), how many are late, and the VMs it
     could not place."""
-    jobs = [planned_job(j, vm_names.get(j.vm_id)) for j in result.jobs if not pool_id or j.pool_id == pool_id]
+    jobs = [
+        planned_job(j, shown.vm_names.get(j.vm_id), shown.pool_names.get(j.pool_id))
+        for j in shown.plan.jobs
+        if not pool_id or j.pool_id == pool_id
+    ]
     return {
         "jobs": jobs,
         "late": sum(j["late"] for j in jobs),
-        "unplaceable": [{"vm_id": u.vm_id, "reason": u.reason} for u in result.unplaceable],
+        "unplaceable": [
+            {"vm_id": u.vm_id, "vm_name": shown.vm_names.get(u.vm_id), "reason": u.reason}
+            for u in shown.plan.unplaceable
+        ],
     }
 
 

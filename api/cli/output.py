@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -44,6 +45,11 @@ BYTE_FIELDS = frozenset({"size", "logical_size", "stored_size", "bandwidth_bytes
 # Jobs whose progress counts bytes; the others count items.
 BYTE_PROGRESS_KINDS = frozenset({"backup", "restore_vm", "restore_volume"})
 TIME_RANGE_FIELDS = frozenset({"windows", "blackouts"})
+# Columns that hold ISO timestamps (all UTC), shown to the second.
+TIMESTAMP_FIELDS = frozenset(
+    {"at", "cancel_requested", "completed", "created", "date", "deadline", "end", "finished", "next_run"}
+    | {"not_before", "start", "started"}
+)
 
 
 def human_bytes(value: int) -> str:
@@ -57,6 +63,13 @@ def _time_ranges(key: str, ranges: list[Mapping[str, Any]]) -> str:
         days = f"{','.join(r['days'])}@" if r.get("days") else ""
         shown.append(f"{days}{r['start']}-{r['end']}")
     return ", ".join(shown) or ("any time" if key == "windows" else "none")
+
+
+def _timestamp(value: str) -> str:
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return value
 
 
 def _volumes(volumes: list[Mapping[str, Any]]) -> str:
@@ -82,11 +95,16 @@ def _human(key: str, value: Any, row: Mapping[str, Any]) -> str:
         return human_bytes(value)
     if key in TIME_RANGE_FIELDS and isinstance(value, list):
         return _time_ranges(key, value)
+    if key in TIMESTAMP_FIELDS and isinstance(value, str):
+        return _timestamp(value)
     if key == "volumes" and isinstance(value, list):
         return _volumes(value)
     if isinstance(value, Mapping) and set(value) == {"done", "total"}:
         return _progress(value, row.get("kind"))
-    if isinstance(value, list | dict):
+    if isinstance(value, Mapping):
+        # A job's result, a VM's details: each field as the tables show it.
+        return ", ".join(f"{k}={_human(k, v, value)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
 

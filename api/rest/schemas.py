@@ -500,6 +500,7 @@ class PlannedJob(ma.Schema):
     vm_name = fields.String(required=True, allow_none=True)
     offering_id = fields.String(required=True)
     queue = fields.String(required=True)
+    pool_name = fields.String(required=True, allow_none=True)
     start = timestamp(required=True)
     end = timestamp(required=True)
     deadline = timestamp(required=True)
@@ -510,6 +511,7 @@ class PlannedJob(ma.Schema):
 
 class Unplaceable(ma.Schema):
     vm_id = fields.String(required=True)
+    vm_name = fields.String(required=True, allow_none=True)
     reason = fields.String(required=True)
 
 

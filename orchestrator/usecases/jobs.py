@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,17 @@ from sqlalchemy import and_, or_, select
 
 from orchestrator.domain.errors import Conflict
 from orchestrator.domain.jobparams import JobParams
-from orchestrator.domain.models import Backup, Job, JobKind, JobLog, JobState, new_id, utcnow
+from orchestrator.domain.models import (
+    Backup,
+    Host,
+    Job,
+    JobKind,
+    JobLog,
+    JobState,
+    VirtualMachine,
+    new_id,
+    utcnow,
+)
 from orchestrator.domain.validate import parse_enum
 from orchestrator.engine import joblog
 from orchestrator.engine.core import Scope
@@ -183,6 +194,26 @@ def list_jobs(
 
 def show(scope: Scope, job_id: str) -> Job:
     return lookup.job(scope, job_id)
+
+
+# Per kind of subject, the name people know it by: a restore point's is its VM's.
+_SUBJECT_NAMES: dict[str, Any] = {
+    "backup": (Backup.id, Backup.vm_name),
+    "vm": (VirtualMachine.id, VirtualMachine.name),
+    "host": (Host.id, Host.name),
+}
+
+
+def target_names(scope: Scope, listed: Sequence[Job]) -> dict[str, str]:
+    """What the jobs work on, by subject id: the name of the VM (a restore point's VM) or
+    host, one query per kind of subject."""
+    names: dict[str, str] = {}
+    for subject_type, (ident, name) in _SUBJECT_NAMES.items():
+        ids = {j.subject_id for j in listed if j.subject_type == subject_type}
+        if ids:
+            found = scope.session.execute(select(ident, name).where(ident.in_(ids)))
+            names.update((subject_id, shown) for subject_id, shown in found)
+    return names
 
 
 def cancel(scope: Scope, job_id: str) -> Job:

@@ -303,6 +303,30 @@ def test_plan_shows_the_stored_plan_and_fresh_a_dry_one(run, cloud):
     table = run("plan").output
     assert "web-01" in table
     assert cloud["id"] not in table
+    assert "pool pool-a: 1 job(s), 0 late" in table
+    assert cloud["volumes"][0]["pool_id"] not in table
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:00 UTC", table), table
+
+
+def test_job_tables_name_what_the_jobs_work_on_and_json_keeps_the_ids(run, cloud):
+    point = data(run("backup", "create", "web-01", "--json", as_="alice"))["result"]["backup_id"]
+    run("restore", "vm", point, as_="alice")
+    run("tick")  # plans web-01's next SLA backup: a job about the VM itself
+    table = run("job", "list").output
+    assert re.search(r"backup\s+planned\s+web-01", table), table
+    assert re.search(r"backup\s+succeeded\s+web-01", table), table
+    assert re.search(r"restore_vm\s+succeeded\s+web-01", table), table
+    assert point not in table
+    assert cloud["id"] not in table
+    listed = data(run("job", "list", "--json"))
+    assert {j["subject_id"] for j in listed} == {point, cloud["id"]}
+    assert "target" not in listed[0]
+    backup_job = next(j for j in listed if j["kind"] == "backup" and j["state"] == "succeeded")
+    shown = run("job", "show", backup_job["id"]).output
+    # The result as fields, sizes humanized, not a JSON blob.
+    result = r"^result\s+backup_id=\S+, .*type=FULL, logical_size=21\.0 GiB, stored_size=21\.0 GiB$"
+    assert re.search(result, shown, re.M), shown
+    assert re.search(r"^created\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", shown, re.M), shown
 
 
 def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_url):
