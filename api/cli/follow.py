@@ -69,8 +69,8 @@ def run_and_finish(app: App, make_job: Callable[[Scope], Job], as_json: bool, no
 @contextmanager
 def watching(as_json: bool) -> Iterator[Watch]:
     """What shows a job while it runs: nothing (``--json``), a bar, or plain lines."""
-    console = Console()
-    if as_json:
+    console = None if as_json else Console()
+    if console is None:
         yield lambda _job: None
     elif console.is_terminal:
         with Progress(
