@@ -21,11 +21,13 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
 from api.cli.app import App
 from api.cli.output import finish_job, human_bytes
@@ -77,7 +79,7 @@ def watching(as_json: bool) -> Iterator[Watch]:
             TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            _Rate(),
             TimeRemainingColumn(),
             console=console,
             transient=True,
@@ -85,6 +87,15 @@ def watching(as_json: bool) -> Iterator[Watch]:
             yield _BarWatch(bar)
     else:
         yield _LineWatch()
+
+
+class _Rate(ProgressColumn):
+    """Bytes per second in binary units, as every size here is shown (rich's own column
+    counts in decimal ones)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{human_bytes(int(speed))}/s", style="progress.data.speed")
 
 
 class _BarWatch:
