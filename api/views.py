@@ -28,9 +28,10 @@ from orchestrator.domain.models import (
 from orchestrator.domain.secrets import redact
 from orchestrator.domain.sla import format_duration
 from orchestrator.engine import routing
-from orchestrator.planner.model import Plan, PlannedJob
+from orchestrator.planner.model import PlannedJob
 from orchestrator.usecases.backups import BackupRow
 from orchestrator.usecases.ingest import Connected
+from orchestrator.usecases.planning import PlanView
 from orchestrator.usecases.reconciliation import Reconciled
 from providers import hypervisor
 from providers.base import ProviderDriver, ProviderOffering
@@ -217,8 +218,9 @@ def backup(row: Backup | BackupRow) -> dict[str, Any]:
         "external_id": row.external_id,
         "type": row.backup_type.value,
         "parent_id": row.parent_id,
-        "size": row.size,
-        "protected_size": row.protected_size,
+        # What it restores (the VM's volumes) and what it added at the back end.
+        "logical_size": row.protected_size,
+        "stored_size": row.size,
         "status": row.status.value,
         "date": _ts(row.created_at),
         "completed": _ts(row.completed_at),
@@ -257,12 +259,13 @@ def job_log(row: JobLog) -> dict[str, Any]:
     return {"at": _ts(row.at), "level": row.level, "message": row.message}
 
 
-def planned_job(job: PlannedJob, vm_name: str | None = None) -> dict[str, Any]:
+def planned_job(job: PlannedJob, vm_name: str | None = None, pool_name: str | None = None) -> dict[str, Any]:
     return {
         "vm_id": job.vm_id,
         "vm_name": vm_name,
         "offering_id": job.offering_id,
         "queue": routing.pool_queue(job.pool_id),
+        "pool_name": pool_name,
         "start": _ts(job.start),
         "end": _ts(job.end),
         "deadline": _ts(job.deadline),
@@ -272,14 +275,21 @@ def planned_job(job: PlannedJob, vm_name: str | None = None) -> dict[str, Any]:
     }
 
 
-def plan(result: Plan, vm_names: dict[str, str], pool_id: str | None = None) -> dict[str, Any]:
+def plan(shown: PlanView, pool_id: str | None = None) -> dict[str, Any]:
     """A plan's jobs (those of one pool with ``pool_id``), how many are late, and the VMs it
     could not place."""
-    jobs = [planned_job(j, vm_names.get(j.vm_id)) for j in result.jobs if not pool_id or j.pool_id == pool_id]
+    jobs = [
+        planned_job(j, shown.vm_names.get(j.vm_id), shown.pool_names.get(j.pool_id))
+        for j in shown.plan.jobs
+        if not pool_id or j.pool_id == pool_id
+    ]
     return {
         "jobs": jobs,
         "late": sum(j["late"] for j in jobs),
-        "unplaceable": [{"vm_id": u.vm_id, "reason": u.reason} for u in result.unplaceable],
+        "unplaceable": [
+            {"vm_id": u.vm_id, "vm_name": shown.vm_names.get(u.vm_id), "reason": u.reason}
+            for u in shown.plan.unplaceable
+        ],
     }
 
 

@@ -6,10 +6,11 @@ import click
 
 from api import views
 from api.cli.app import App, pass_app
+from api.cli.follow import no_wait_option, run_and_finish
 from api.cli.output import emit, finish_job, handle_errors, json_option, paging_options
 from orchestrator.usecases import backups, inventory, offerings, pruning, verification
 
-BACKUP_COLUMNS = ["id", "vm_name", "offering", "type", "status", "size", "date"]
+BACKUP_COLUMNS = ["id", "vm_name", "offering", "type", "status", "logical_size", "stored_size", "date"]
 
 
 @click.group()
@@ -20,18 +21,17 @@ def backup() -> None:
 @backup.command("create")
 @click.argument("vm_ref")
 @click.option("--idempotency-key", help="Repeat-safe: the same key never makes a second backup.")
+@no_wait_option
 @json_option
 @pass_app
 @handle_errors
-def backup_create(app: App, vm_ref: str, idempotency_key: str | None, as_json: bool) -> None:
-    """Back up every volume of a VM now, as one restore point."""
-    finish_job(
-        app.run_job(
-            lambda s: backups.create_backup(
-                s, inventory.find_vm(s, vm_ref).id, idempotency_key=idempotency_key
-            )
-        ),
+def backup_create(app: App, vm_ref: str, idempotency_key: str | None, no_wait: bool, as_json: bool) -> None:
+    """Back up every volume of a VM now, as one restore point, showing its progress until it ends."""
+    run_and_finish(
+        app,
+        lambda s: backups.create_backup(s, inventory.find_vm(s, vm_ref).id, idempotency_key=idempotency_key),
         as_json,
+        no_wait,
     )
 
 
@@ -91,7 +91,8 @@ def backup_list(
 @pass_app
 @handle_errors
 def backup_show(app: App, backup_id: str, as_json: bool) -> None:
-    """Show one restore point: status, type, parent, size and the volumes it holds."""
+    """Show one restore point: status, type, parent, sizes (what it restores, what it stored) and
+    the volumes it holds."""
     with app.scope() as s:
         emit(views.backup(backups.show(s, backup_id)), as_json)
 

@@ -9,7 +9,8 @@ from api.cli.app import App, pass_app
 from api.cli.output import emit, handle_errors, json_option, paging_options
 from orchestrator.usecases import jobs
 
-JOB_COLUMNS = ["id", "kind", "state", "subject_id", "attempts", "progress", "error"]
+# ``target``: the VM (or host) the job works on, by name; --json keeps subject_id.
+JOB_COLUMNS = ["id", "kind", "state", "target", "attempts", "progress", "error"]
 
 
 @click.group()
@@ -40,7 +41,12 @@ def job_list(
     """List jobs, newest first (users see only their own)."""
     with app.scope() as s:
         result = jobs.list_jobs(s, state=state, kind=kind, subject_id=subject, page=page, pagesize=pagesize)
-        emit([views.job(j) for j in result.items], as_json, JOB_COLUMNS)
+        rows = [views.job(j) for j in result.items]
+        if as_json:
+            emit(rows, True)
+            return
+        names = jobs.target_names(s, result.items)
+    emit([{**row, "target": names.get(row["subject_id"])} for row in rows], False, JOB_COLUMNS)
 
 
 @job.command("show")

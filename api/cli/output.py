@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -40,13 +41,18 @@ def paging_options(fn: F) -> F:
 
 
 # Columns that hold byte counts, shown as 70.0 GiB; ``--json`` keeps the raw numbers.
-BYTE_FIELDS = frozenset({"size", "protected_size", "bandwidth_bytes_per_s"})
+BYTE_FIELDS = frozenset({"size", "logical_size", "stored_size", "bandwidth_bytes_per_s"})
 # Jobs whose progress counts bytes; the others count items.
 BYTE_PROGRESS_KINDS = frozenset({"backup", "restore_vm", "restore_volume"})
 TIME_RANGE_FIELDS = frozenset({"windows", "blackouts"})
+# Columns that hold ISO timestamps (all UTC), shown to the second.
+TIMESTAMP_FIELDS = frozenset(
+    {"at", "cancel_requested", "completed", "created", "date", "deadline", "end", "finished", "next_run"}
+    | {"not_before", "start", "started"}
+)
 
 
-def _bytes(value: int) -> str:
+def human_bytes(value: int) -> str:
     return humanize.naturalsize(value, binary=True)
 
 
@@ -59,9 +65,17 @@ def _time_ranges(key: str, ranges: list[Mapping[str, Any]]) -> str:
     return ", ".join(shown) or ("any time" if key == "windows" else "none")
 
 
+def _timestamp(value: str) -> str:
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return value
+
+
 def _volumes(volumes: list[Mapping[str, Any]]) -> str:
     return ", ".join(
-        f"{v.get('type', '?')} {_bytes(v.get('size') or 0)} {v.get('path') or ''}".strip() for v in volumes
+        f"{v.get('type', '?')} {human_bytes(v.get('size') or 0)} {v.get('path') or ''}".strip()
+        for v in volumes
     )
 
 
@@ -70,7 +84,7 @@ def _progress(value: Mapping[str, Any], kind: Any) -> str:
     if not total:
         return "-"
     if kind in BYTE_PROGRESS_KINDS:
-        return f"{100 * done // total}% ({_bytes(done)} of {_bytes(total)})"
+        return f"{100 * done // total}% ({human_bytes(done)} of {human_bytes(total)})"
     return f"{done}/{total}"
 
 
@@ -78,14 +92,19 @@ def _human(key: str, value: Any, row: Mapping[str, Any]) -> str:
     if value is None:
         return "-"
     if key in BYTE_FIELDS and isinstance(value, int):
-        return _bytes(value)
+        return human_bytes(value)
     if key in TIME_RANGE_FIELDS and isinstance(value, list):
         return _time_ranges(key, value)
-    if key == "volumes" and isinstance(value, list):
+    if key in TIMESTAMP_FIELDS and isinstance(value, str):
+        return _timestamp(value)
+    if key == "volumes" and isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
         return _volumes(value)
     if isinstance(value, Mapping) and set(value) == {"done", "total"}:
         return _progress(value, row.get("kind"))
-    if isinstance(value, list | dict):
+    if isinstance(value, Mapping):
+        # A job's result, a VM's details: each field as the tables show it.
+        return ", ".join(f"{k}={_human(k, v, value)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
 

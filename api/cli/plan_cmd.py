@@ -30,16 +30,17 @@ def plan(app: App, hours: int, pool_id: str | None, fresh: bool, as_json: bool) 
     planner would plan now from the inventory, without storing anything."""
     with app.scope() as s:
         shown = planning.show(s, horizon=timedelta(hours=hours), fresh=fresh)
-    body = views.plan(shown.plan, shown.vm_names, pool_id)
+    body = views.plan(shown, pool_id)
     jobs = body["jobs"]
     if as_json:
         emit(body, True)
         return
     by_pool = defaultdict(list)
     for job in jobs:
-        by_pool[job["queue"]].append(job)
-    for queue, items in sorted(by_pool.items()):
-        click.secho(f"\n{queue}: {len(items)} job(s), {sum(j['late'] for j in items)} late", bold=True)
+        by_pool[job["pool_name"] or job["queue"]].append(job)
+    for pool, items in sorted(by_pool.items()):
+        late = sum(j["late"] for j in items)
+        click.secho(f"\npool {pool}: {len(items)} job(s), {late} late", bold=True)
         emit(items, False, ["start", "end", "deadline", "vm_name", "late", "reason"])
     if not jobs and fresh:
         click.echo("no SLA backups due in this horizon")
@@ -49,4 +50,4 @@ def plan(app: App, hours: int, pool_id: str | None, fresh: bool, as_json: bool) 
             "tick) stores the plan; --fresh shows what it would plan now"
         )
     for item in body["unplaceable"]:
-        click.secho(f"unplaceable: {item['vm_id']}: {item['reason']}", fg="red")
+        click.secho(f"unplaceable: {item['vm_name'] or item['vm_id']}: {item['reason']}", fg="red")

@@ -113,6 +113,7 @@ def backup(row: Backup | BackupRow) -> dict[str, Any]:
         "externalid": row.external_id,
         "type": row.backup_type.value,
         "date": ts(row.created_at),
+        # CloudStack's pair: what the point stored at the back end, and what it restores.
         "size": row.size,
         "virtualsize": row.protected_size,
         "status": row.status.value,

@@ -31,7 +31,7 @@ def show_plan(args: dict[str, Any]) -> dict[str, Any]:
     """
     with use_case() as scope:
         shown = planning.show(scope, horizon=timedelta(hours=args["hours"]), fresh=args["fresh"])
-        return views.plan(shown.plan, shown.vm_names, args.get("pool_id"))
+        return views.plan(shown, args.get("pool_id"))
 
 
 @blp.route("/capacity", methods=["GET"])

@@ -578,10 +578,22 @@ class Backup(ma.Schema):
     origin = one_of(BackupOrigin, required=True)
     schedule_id = fields.String(required=True, allow_none=True)
     external_id = fields.String(required=True, allow_none=True)
-    type = one_of(BackupType, required=True)
+    type = one_of(
+        BackupType,
+        required=True,
+        metadata={
+            "description": "What a restore needs: FULL needs no other point, INCREMENTAL its parent "
+            "(and the parent's). Decided when the point is queued; a point left without a parent is FULL."
+        },
+    )
     parent_id = fields.String(required=True, allow_none=True)
-    size = fields.Integer(required=True)
-    protected_size = fields.Integer(required=True)
+    logical_size = fields.Integer(
+        required=True, metadata={"description": "Bytes it restores: the sizes of the VM's volumes."}
+    )
+    stored_size = fields.Integer(
+        required=True,
+        metadata={"description": "New bytes it added at the back end (after deduplication and compression)."},
+    )
     status = one_of(BackupStatus, required=True)
     date = timestamp(required=True, allow_none=True)
     completed = timestamp(required=True, allow_none=True)
@@ -626,6 +638,7 @@ class PlannedJob(ma.Schema):
     vm_name = fields.String(required=True, allow_none=True)
     offering_id = fields.String(required=True)
     queue = fields.String(required=True)
+    pool_name = fields.String(required=True, allow_none=True)
     start = timestamp(required=True)
     end = timestamp(required=True)
     deadline = timestamp(required=True)
@@ -636,6 +649,7 @@ class PlannedJob(ma.Schema):
 
 class Unplaceable(ma.Schema):
     vm_id = fields.String(required=True)
+    vm_name = fields.String(required=True, allow_none=True)
     reason = fields.String(required=True)
 
 

@@ -70,6 +70,12 @@ class Scope:
     def enqueue(self, job: Job) -> None:
         self.pending_jobs.append(Queued.of(job))
 
+    def take_pending(self) -> list[Queued]:
+        """The jobs queued so far, for the caller to hand to the runner itself once the scope
+        has committed (or to leave to the dispatcher) instead of the scope doing it."""
+        taken, self.pending_jobs = self.pending_jobs, []
+        return taken
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: what it did, jobs it queued included, is undone if it raises

@@ -28,7 +28,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import pruning
-from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF
+from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF, newest_usable
 from orchestrator.usecases.refs import point_ref, vm_ref
 from providers.base import BackupRequest, BackupResult, Capability, ProviderDriver, RestorePointRef
 
@@ -81,19 +81,11 @@ def _plan_backup(core: Core, job: Job) -> _Planned | Finish:
         if vm is None or vm.removed_at is not None:
             raise ProviderError(f"virtual machine {point.vm_name} was destroyed", retryable=False)
         driver = core.drivers.for_row(point.provider)
-        parent = None
-        if driver.supports(Capability.INCREMENTAL):
-            parent = session.scalar(
-                select(Backup)
-                .where(
-                    Backup.vm_id == vm.id,
-                    Backup.offering_id == point.offering_id,
-                    Backup.status.in_(USABLE_STATUSES),
-                    Backup.id != point.id,
-                )
-                .order_by(Backup.created_at.desc())
-                .limit(1)
-            )
+        # An incremental builds on the parent chosen when it was queued; one deleted since is
+        # replaced by the newest restorable point. A full stays a full.
+        parent = point.parent
+        if parent is not None and parent.status not in USABLE_STATUSES:
+            parent = newest_usable(session, vm.id, point.offering_id, excluding=point.id)
         ref = vm_ref(vm)
         point.vm_metadata = ref.to_dict()
         point.status = BackupStatus.BACKING_UP
@@ -133,8 +125,11 @@ def _record(
     done = session.get(Backup, job.subject_id)
     assert done is not None
     done.external_id = result.external_id
-    done.backup_type = BackupType(result.backup_type)
-    done.parent_id = parent_id if done.backup_type is BackupType.INCREMENTAL else None
+    # The type for restore: a point with no parent of ours needs nothing older, so it is a
+    # full (also where the provider fell back to one, its parent being unreadable).
+    incremental = parent_id is not None and BackupType(result.backup_type) is BackupType.INCREMENTAL
+    done.parent_id = parent_id if incremental else None
+    done.backup_type = BackupType.INCREMENTAL if incremental else BackupType.FULL
     done.size = result.size
     done.protected_size = result.protected_size
     done.failed_volumes = [asdict(v) for v in result.failed_volumes]
@@ -157,7 +152,8 @@ def _backup_result(point: Backup) -> dict[str, Any]:
         "backup_id": point.id,
         "external_id": point.external_id,
         "type": point.backup_type.value,
-        "size": point.size,
+        "logical_size": point.protected_size,
+        "stored_size": point.size,
     }
 
 
@@ -194,6 +190,10 @@ def _run_delete(core: Core, job: Job, progress: ProgressFn) -> Finish:
                 continue
             for child in session.scalars(select(Backup).where(Backup.parent_id == point.id)):
                 child.parent_id = point.parent_id
+                if child.parent_id is None:
+                    # The new root of its chain: a provider that deletes one point in the
+                    # middle of a chain keeps the newer ones whole, so it restores alone.
+                    child.backup_type = BackupType.FULL
             point.status = BackupStatus.EXPUNGED
         return {"deleted": ids}
 

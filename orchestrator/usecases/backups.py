@@ -26,6 +26,7 @@ from orchestrator.domain.errors import (
 from orchestrator.domain.jobparams import DeleteBackups
 from orchestrator.domain.models import (
     LIVE_STATUSES,
+    USABLE_STATUSES,
     Backup,
     BackupOffering,
     BackupOrigin,
@@ -85,6 +86,23 @@ def _in_flight(session: Session, vm_id: str) -> Backup | None:
     return session.scalar(select(Backup).where(Backup.vm_id == vm_id, Backup.status.in_(IN_FLIGHT)).limit(1))
 
 
+def newest_usable(
+    session: Session, vm_id: str, offering_id: str, excluding: str | None = None
+) -> Backup | None:
+    """The VM's newest restorable point under the offering: what its next incremental builds on."""
+    return session.scalar(
+        select(Backup)
+        .where(
+            Backup.vm_id == vm_id,
+            Backup.offering_id == offering_id,
+            Backup.status.in_(USABLE_STATUSES),
+            Backup.id != excluding,
+        )
+        .order_by(Backup.created_at.desc())
+        .limit(1)
+    )
+
+
 def create_backup(
     scope: Scope,
     vm_id: str,
@@ -117,17 +135,28 @@ def create_backup(
     backup_providers.usable(scope, offering.provider)
     if running := _in_flight(scope.session, vm.id):
         raise Conflict(f"a backup of {vm.name} is already in progress (restore point {running.id})")
+    # The type is decided here, so the point shows while it is made what it will be: an
+    # incremental on the newest restorable point where the provider chains them, else a full.
+    parent = (
+        newest_usable(scope.session, vm.id, offering.id)
+        if scope.driver(offering.provider).supports(Capability.INCREMENTAL)
+        else None
+    )
+    ref = vm_ref(vm)
     point = Backup(
         vm_id=vm.id,
         vm_name=vm.name,
         account_id=vm.account_id,
         zone_id=vm.zone_id,
-        vm_metadata=vm_ref(vm).to_dict(),
+        vm_metadata=ref.to_dict(),
         offering_id=offering.id,
         provider_id=offering.provider_id,
         schedule_id=schedule.id if schedule else None,
         origin=origin,
         status=BackupStatus.QUEUED,
+        backup_type=BackupType.INCREMENTAL if parent else BackupType.FULL,
+        parent_id=parent.id if parent else None,
+        protected_size=sum(v.size for v in ref.volumes),
     )
     scope.session.add(point)
     scope.session.flush()

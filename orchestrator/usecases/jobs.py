@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,10 +16,12 @@ from orchestrator.domain.jobparams import JobParams
 from orchestrator.domain.models import (
     ACTIVE_JOB_STATES,
     Backup,
+    Host,
     Job,
     JobKind,
     JobLog,
     JobState,
+    VirtualMachine,
     new_id,
     utcnow,
 )
@@ -251,6 +253,26 @@ def list_jobs(
 
 def show(scope: Scope, job_id: str) -> Job:
     return lookup.job(scope, job_id)
+
+
+# Per kind of subject, the name people know it by: a restore point's is its VM's.
+_SUBJECT_NAMES: dict[str, Any] = {
+    "backup": (Backup.id, Backup.vm_name),
+    "vm": (VirtualMachine.id, VirtualMachine.name),
+    "host": (Host.id, Host.name),
+}
+
+
+def target_names(scope: Scope, listed: Sequence[Job]) -> dict[str, str]:
+    """What the jobs work on, by subject id: the name of the VM (a restore point's VM) or
+    host, one query per kind of subject."""
+    names: dict[str, str] = {}
+    for subject_type, (ident, name) in _SUBJECT_NAMES.items():
+        ids = {j.subject_id for j in listed if j.subject_type == subject_type}
+        if ids:
+            found = scope.session.execute(select(ident, name).where(ident.in_(ids)))
+            names.update((subject_id, shown) for subject_id, shown in found)
+    return names
 
 
 def cancel(scope: Scope, job_id: str) -> Job:

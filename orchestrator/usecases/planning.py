@@ -234,18 +234,22 @@ def stored(core: Core, now: datetime | None = None, horizon: timedelta = timedel
 class PlanView:
     plan: planner.Plan
     vm_names: dict[str, str]
+    pool_names: dict[str, str]
 
 
 def show(scope: Scope, *, horizon: timedelta = timedelta(hours=24), fresh: bool = False) -> PlanView:
     """For operators: the stored plan within the horizon, or with ``fresh`` a dry plan made
-    now from the inventory (nothing stored), with the names of its VMs."""
+    now from the inventory (nothing stored), with the names of its VMs and pools."""
     scope.actor.require_admin("see the SLA plan")
     result = compute(scope.core, horizon=horizon) if fresh else stored(scope.core, horizon=horizon)
-    ids = {j.vm_id for j in result.jobs}
-    names = scope.session.execute(
-        select(VirtualMachine.id, VirtualMachine.name).where(VirtualMachine.id.in_(ids))
+    vm_ids = {j.vm_id for j in result.jobs} | {u.vm_id for u in result.unplaceable}
+    vm_names = scope.session.execute(
+        select(VirtualMachine.id, VirtualMachine.name).where(VirtualMachine.id.in_(vm_ids))
     ).all()
-    return PlanView(result, dict(names))
+    pool_names = scope.session.execute(
+        select(StoragePool.id, StoragePool.name).where(StoragePool.id.in_({j.pool_id for j in result.jobs}))
+    ).all()
+    return PlanView(result, dict(vm_names), dict(pool_names))
 
 
 def replan(core: Core, now: datetime | None = None, horizon: timedelta = timedelta(hours=24)) -> planner.Plan:

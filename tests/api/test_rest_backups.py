@@ -70,6 +70,9 @@ def test_backups_are_filtered_and_paged(server, world):
     listing = alice.ok("get", "/backups")
     assert [b["id"] for b in listing["items"]] == mine[::-1]  # newest first
     assert listing["items"][0]["type"] == "INCREMENTAL"
+    # Both restore the VM's 12 GiB; the incremental stored a tenth of it (the dummy's ratio).
+    sizes = [(b["logical_size"], b["stored_size"]) for b in listing["items"]]
+    assert sizes == [(12 * 2**30, 12 * 2**30 // 10), (12 * 2**30, 12 * 2**30)]
     assert alice.ok("get", "/backups", params={"vm_id": world.bob_vm})["total"] == 0
     page = alice.ok("get", "/backups", params={"page": 2, "pagesize": 1})
     assert ([b["id"] for b in page["items"]], page["total"]) == ([mine[0]], 2)

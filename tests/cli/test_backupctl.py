@@ -22,9 +22,9 @@ def run(database_url: str, tmp_path: Path):
     env = {"BACKUP_HOME": str(tmp_path / "home"), "BACKUP_DATABASE_URL": database_url}
     runner = CliRunner()
 
-    def invoke(*args: str, as_: str | None = None, ok: bool = True) -> Result:
+    def invoke(*args: str, as_: str | None = None, ok: bool = True, **more_env: str) -> Result:
         argv = (["--as", as_] if as_ else []) + list(args)
-        result = runner.invoke(cli, argv, env=env, catch_exceptions=False)
+        result = runner.invoke(cli, argv, env={**env, **more_env}, catch_exceptions=False)
         if ok:
             assert result.exit_code == 0, result.output
         return result
@@ -270,10 +270,14 @@ def test_demo_runs_end_to_end(tmp_path):
 
 def test_tables_show_sizes_windows_and_volumes_for_people_and_json_keeps_raw_values(run, cloud):
     run("backup", "create", "web-01", as_="alice")
+    run("backup", "create", "web-01", as_="alice")
     table = run("backup", "list", as_="alice").output
-    assert "21.0 GiB" in table
+    # The incremental restores all 21 GiB and stored a tenth of it (the dummy's ratio).
+    assert re.search(r"INCREMENTAL\s+BackedUp\s+21\.0 GiB\s+2\.1 GiB", table), table
+    assert re.search(r"FULL\s+BackedUp\s+21\.0 GiB\s+21\.0 GiB", table), table
     assert str(21 * 2**30) not in table
-    assert data(run("backup", "list", "--json", as_="alice"))["backups"][0]["size"] == 21 * 2**30
+    newest = data(run("backup", "list", "--json", as_="alice"))["backups"][0]
+    assert (newest["logical_size"], newest["stored_size"]) == (21 * 2**30, 21 * 2**30 // 10)
     offering = run("offering", "show", "gold").output
     assert re.search(r"windows\s+20:00-06:00\n", offering), offering
     assert re.search(r"blackouts\s+22:00-23:00\n", offering), offering
@@ -325,6 +329,30 @@ def test_plan_shows_the_stored_plan_and_fresh_a_dry_one(run, cloud):
     table = run("plan").output
     assert "web-01" in table
     assert cloud["id"] not in table
+    assert "pool pool-a: 1 job(s), 0 late" in table
+    assert cloud["volumes"][0]["pool_id"] not in table
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:00 UTC", table), table
+
+
+def test_job_tables_name_what_the_jobs_work_on_and_json_keeps_the_ids(run, cloud):
+    point = data(run("backup", "create", "web-01", "--json", as_="alice"))["result"]["backup_id"]
+    run("restore", "vm", point, "--stop", as_="alice")
+    run("tick")  # plans web-01's next SLA backup: a job about the VM itself
+    table = run("job", "list").output
+    assert re.search(r"backup\s+planned\s+web-01", table), table
+    assert re.search(r"backup\s+succeeded\s+web-01", table), table
+    assert re.search(r"restore_vm\s+succeeded\s+web-01", table), table
+    assert point not in table
+    assert cloud["id"] not in table
+    listed = data(run("job", "list", "--json"))
+    assert {j["subject_id"] for j in listed} == {point, cloud["id"]}
+    assert "target" not in listed[0]
+    backup_job = next(j for j in listed if j["kind"] == "backup" and j["state"] == "succeeded")
+    shown = run("job", "show", backup_job["id"]).output
+    # The result as fields, sizes humanized, not a JSON blob.
+    result = r"^result\s+backup_id=\S+, .*type=FULL, logical_size=21\.0 GiB, stored_size=21\.0 GiB$"
+    assert re.search(result, shown, re.M), shown
+    assert re.search(r"^created\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", shown, re.M), shown
 
 
 def test_tick_plans_sla_backups_and_releases_them_when_due(run, cloud, database_url):

@@ -10,8 +10,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from orchestrator.domain.models import Base
+from orchestrator.domain.models import Backup, BackupType, Base
 from orchestrator.infra.db import Database, alembic_config, is_current, make_engine, migrate
+from orchestrator.usecases import backups
 
 MODEL_TABLES = set(Base.metadata.tables)
 
@@ -148,3 +149,19 @@ def test_the_status_check_admits_partially_failed_and_the_downgrade_takes_it_bac
     assert "'PartiallyFailed'" not in _status_check(engine)
     assert "'BackedUp'" in _status_check(engine)
     assert "failed_volumes" not in {c["name"] for c in sa.inspect(engine).get_columns("backups")}
+
+
+def test_restore_points_left_without_a_parent_become_full(engine, world):
+    with world.core.scope(world.alice) as s:
+        point_id = backups.create_backup(s, world.alice_vm).subject_id
+    command.downgrade(alembic_config(engine), "0008")
+    with engine.begin() as conn:
+        # As the old code left a point whose parent a delete had taken.
+        incremental = sa.update(Backup).values(backup_type=BackupType.INCREMENTAL)
+        conn.execute(incremental.where(Backup.id == point_id))
+
+    command.upgrade(alembic_config(engine), "head")
+
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(Backup.backup_type, Backup.parent_id).where(Backup.id == point_id)).one()
+    assert tuple(row) == (BackupType.FULL, None)

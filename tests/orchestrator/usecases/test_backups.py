@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unsupported
 from orchestrator.domain.models import Backup, BackupOrigin, BackupStatus, BackupType, JobState
+from orchestrator.engine.execution import Outcome, execute
 from orchestrator.usecases import assignments, backups, jobs, restores
 from tests.conftest import GiB, add_provider, import_offering
 
@@ -208,6 +209,35 @@ def test_idempotency_key_of_another_tenant_conflicts(world):
 def _queue(core, actor, vm_id, **kw):
     with core.scope(actor) as s:
         return backups.create_backup(s, vm_id, **kw)
+
+
+def test_a_queued_point_already_has_the_type_and_parent_it_ends_with(world, deferred):
+    full = _backup(world, world.alice_vm)
+    job = _queue(deferred, world.alice, world.alice_vm)
+
+    queued = _point(world, job.subject_id)
+    assert (queued.status, queued.backup_type, queued.parent_id) == (
+        BackupStatus.QUEUED,
+        BackupType.INCREMENTAL,
+        full,
+    )
+    assert (queued.protected_size, queued.size) == (12 * GiB, 0)
+
+    assert execute(world.core, job.id) is Outcome.SUCCEEDED
+    done = _point(world, job.subject_id)
+    assert (done.backup_type, done.parent_id) == (BackupType.INCREMENTAL, full)
+
+
+def test_a_queued_incremental_whose_parent_broke_builds_on_the_newest_good_one(world, deferred):
+    first, second = _chain(world, world.alice_vm, 2)
+    job = _queue(deferred, world.alice, world.alice_vm)
+    assert _point(world, job.subject_id).parent_id == second
+    with world.core.db.session() as s:
+        s.get(Backup, second).status = BackupStatus.ERROR  # as a verify that found it damaged
+
+    assert execute(world.core, job.id) is Outcome.SUCCEEDED
+    done = _point(world, job.subject_id)
+    assert (done.backup_type, done.parent_id) == (BackupType.INCREMENTAL, first)
 
 
 def test_second_backup_while_first_is_queued_conflicts(world, deferred):

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from orchestrator.domain.models import Backup, BackupStatus
+from orchestrator.domain.models import Backup, BackupStatus, BackupType
 from orchestrator.usecases import assignments, backups, offerings, pruning
 from tests.conftest import add_provider, import_offering
 
@@ -42,6 +42,23 @@ def test_offering_retention_count_expunges_the_oldest_after_each_backup(world):
         BackupStatus.BACKED_UP,
         BackupStatus.BACKED_UP,
     ]
+
+
+def test_the_new_root_of_a_pruned_chain_is_full_and_keeps_its_sizes(world):
+    _setup(world, {"retention_count": 2}, capabilities=["incremental", "delete_single_restore_point"])
+    ids = [_backup(world, world.alice_vm2) for _ in range(3)]
+    with world.core.db.session() as s:
+        points = [s.get(Backup, i) for i in ids]
+        shown = [(p.status, p.backup_type, p.parent_id) for p in points]
+        sizes = [(p.protected_size, p.size) for p in points[1:]]
+    assert shown == [
+        (BackupStatus.EXPUNGED, BackupType.FULL, None),
+        # The first incremental lost its parent: it restores alone now, as a full.
+        (BackupStatus.BACKED_UP, BackupType.FULL, None),
+        (BackupStatus.BACKED_UP, BackupType.INCREMENTAL, ids[1]),
+    ]
+    # What it restores is the VM's 12 GiB; what it stored, the increment it was taken as.
+    assert sizes == [(12 * 2**30, 12 * 2**30 // 10)] * 2
 
 
 def test_a_full_needed_by_a_kept_incremental_survives_retention(world):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
+from api import views
+from api.cloudstack import render
 from orchestrator.domain.models import BackupStatus, BackupType, JobState
 from orchestrator.usecases import (
     accounts,
@@ -132,6 +135,37 @@ def test_deleting_a_restore_point_in_the_middle_through_the_framework(core, tmp_
 
     assert sha256(root) == final_hash
     assert not (tmp_path / "repo" / "points" / f"{ids[1]}.manifest").exists()
+
+
+def test_a_deduplicated_full_reports_what_it_restores_beside_the_nothing_it_stored(core, tmp_path):
+    (tmp_path / "pool").mkdir()
+    admin, vm_id, root, data = _world(core, tmp_path)
+    with core.scope(admin) as s:
+        first_job = backups.create_backup(s, vm_id).id
+    _run(core, admin, first_job)
+    # A clone of web1: its disks hold the same bytes, so its first (full) point stores no chunk.
+    clone = [shutil.copy(image, tmp_path / "pool" / f"clone-{image.name}") for image in (root, data)]
+    with core.scope(admin) as s:
+        twin = inventory.register_vm(
+            s,
+            name="web2",
+            account="alice",
+            zone="zone1",
+            host="kvm1",
+            volumes=[
+                {"pool": "pool1", "size": 4 * MiB, "path": str(clone[0]), "format": "raw"},
+                {"pool": "pool1", "size": 4 * MiB, "path": str(clone[1]), "format": "qcow2"},
+            ],
+        ).id
+        assignments.assign(s, twin, offerings.find(s, "daily").id)
+        twin_job = backups.create_backup(s, twin).id
+    point_id = _run(core, admin, twin_job).subject_id
+
+    with core.scope(admin) as s:
+        point = backups.show(s, point_id)
+        shown, cloudstack = views.backup(point), render.backup(point)
+    assert (shown["type"], shown["logical_size"], shown["stored_size"]) == ("FULL", 8 * MiB, 0)
+    assert (cloudstack["type"], cloudstack["virtualsize"], cloudstack["size"]) == ("FULL", 8 * MiB, 0)
 
 
 def test_a_verify_job_marks_a_point_with_a_corrupted_chunk_error(core, tmp_path):
