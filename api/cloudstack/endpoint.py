@@ -47,6 +47,16 @@ def _params() -> dict[str, str]:
     return merged
 
 
+def _command_name() -> str:
+    """The command asked for, read before its parameters are checked: an error about them is
+    answered under the command's own response name, as CloudStack does."""
+    try:
+        value = request.args.get("command") or request.form.get("command") or ""
+    except UnicodeDecodeError:
+        return "error"
+    return value if value.isascii() and value.isalnum() else "error"
+
+
 def _answer(name: str, body: dict[str, Any], status: int = 200) -> Response:
     response = jsonify({f"{name.lower()}response": body})
     response.status_code = status
@@ -68,11 +78,10 @@ def _body(out: Any, cmd_async: bool) -> dict[str, Any]:
 
 @blueprint.route("/client/api", methods=["GET", "POST"])
 def dispatch() -> Response:
-    name = "error"
+    name = _command_name()
     core: Core = current_app.extensions["orchestrator"]
     try:
         raw = _params()
-        name = Params(raw).str("command") or "error"
         if name == "error":
             raise errors.InvalidArgument("Unable to execute API command due to missing parameter command")
         if (Params(raw).str("response") or "json").lower() != "json":
