@@ -189,6 +189,7 @@ def _relinked_row(relinked: dict[str, Any]) -> dict[str, Any]:
 def host_rediscover(app: App, host_ref: str, as_json: bool) -> None:
     """Follow managed VMs whose domain was replaced (a new UUID or new image paths, e.g. by a
     restore): matched by domain name and disk device, their records re-linked with their
-    restore points, offering and schedules kept. Lists what was re-linked."""
+    restore points, offering and schedules kept; and set each managed VM Running or Stopped
+    as its domain is. Lists what was re-linked."""
     relinked = discovered(app, host_ref).get("relinked", [])
     emit(relinked if as_json else [_relinked_row(r) for r in relinked], as_json, RELINKED_COLUMNS)

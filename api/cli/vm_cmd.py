@@ -113,6 +113,26 @@ def vm_show(app: App, vm_ref: str, as_json: bool) -> None:
         emit(views.vm(inventory.find_vm(s, vm_ref)), as_json)
 
 
+@vm.command("update")
+@click.argument("vm_ref")
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in inventory.LIVE_VM_STATES]),
+    help="The VM was stopped or started in the cloud. An in-place restore of a Running VM is "
+    "refused unless it stops it (restore vm --stop).",
+)
+@json_option
+@pass_app
+@handle_errors
+def vm_update(app: App, vm_ref: str, state: str | None, as_json: bool) -> None:
+    """Record what a VM is doing (admins); what is not given keeps its value.
+
+    Only admins: the state is the cloud's fact, and a restore in place trusts it not to
+    write under a running guest. Discovery on a connected host refreshes it by itself."""
+    with app.scope() as s:
+        emit(views.vm(inventory.update_vm(s, inventory.find_vm(s, vm_ref).id, state=state)), as_json)
+
+
 @vm.command("destroy")
 @click.argument("vm_ref")
 @json_option

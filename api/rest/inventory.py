@@ -195,6 +195,16 @@ def get_vm(vm_id: str) -> dict[str, Any]:
         return views.vm(inventory.show_vm(scope, vm_id))
 
 
+@blp.route("/vms/<id:vm_id>", methods=["PATCH"])
+@blp.arguments(s.VMUpdate)
+@blp.response(200, s.VM)
+@blp.errors(400, 403, 404)
+def update_vm(args: dict[str, Any], vm_id: str) -> dict[str, Any]:
+    """Record that a virtual machine was stopped or started (admin); what is not given keeps its value"""
+    with use_case() as scope:
+        return views.vm(inventory.update_vm(scope, vm_id, **args))
+
+
 @blp.route("/vms/<id:vm_id>", methods=["DELETE"])
 @blp.response(204)
 @blp.errors(403, 404)

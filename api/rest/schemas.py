@@ -28,6 +28,7 @@ from orchestrator.domain.models import (
 )
 from orchestrator.domain.validate import NAME_LENGTH, TEXT_LENGTH
 from orchestrator.infra.paging import DEFAULT_PAGESIZE, MAX_PAGESIZE
+from orchestrator.usecases.inventory import LIVE_VM_STATES
 from orchestrator.usecases.schedules import MAX_BACKUPS_LIMIT
 
 INT32_MAX = 2**31 - 1
@@ -329,6 +330,16 @@ class VMCreate(Strict):
     id = text(max_length=ID_LENGTH, min_length=1, metadata={"description": "Keep the cloud's own id."})
     state = one_of(VMState, load_default=VMState.RUNNING.value)
     details = JsonObject(keys=fields.String(validate=validate.Length(max=NAME_LENGTH)))
+
+
+class VMUpdate(Strict):
+    state = one_of(
+        LIVE_VM_STATES,
+        metadata={
+            "description": "Stopped or Running, as the VM was stopped or started in the cloud; an "
+            "in-place restore of a Running VM is refused unless it is asked to stop it."
+        },
+    )
 
 
 class VM(ma.Schema):

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from orchestrator.domain import validate
@@ -125,13 +126,46 @@ def create_backup(
         raise Conflict(f"virtual machine {vm.name} has no backup offering; assign one first")
     if schedule is not None and schedule.vm_id != vm.id:
         raise InvalidArgument(f"schedule {schedule.id} belongs to another virtual machine", field="schedule")
-    if idempotency_key and (existing := jobs.find_by_key(scope, idempotency_key, vm.account_id)):
-        made = scope.session.get(Backup, existing.subject_id) if existing.kind is JobKind.BACKUP else None
-        if made is None or made.vm_id != vm.id:
-            raise Conflict(
-                f"idempotency key {idempotency_key!r} was used for another request", field="idempotency_key"
-            )
+    if idempotency_key and (existing := _made_under(scope, idempotency_key, vm)):
         return existing
+    try:
+        point = _new_point(scope, vm, offering, origin, schedule)
+        # The restore point and its job are written together: a request that loses a race
+        # for the same key undoes both and answers what a retry would, the winner's job.
+        # (Its reads come first: on SQLite a transaction that read before it writes cannot
+        # wait for a racing writer.)
+        with scope.savepoint():
+            job = _queue(scope, vm, point, idempotency_key, origin, planned)
+            if job.subject_id != point.id:
+                raise Conflict(f"idempotency key {idempotency_key!r} was taken by job {job.id}")
+            return job
+    except (IntegrityError, Conflict):
+        if idempotency_key and (existing := _made_under(scope, idempotency_key, vm)):
+            return existing
+        raise
+
+
+def _made_under(scope: Scope, idempotency_key: str, vm: VirtualMachine) -> Job | None:
+    """The backup job already made under the key, which must have been a backup of this VM."""
+    existing = jobs.find_by_key(scope, idempotency_key, vm.account_id)
+    if existing is None:
+        return None
+    made = scope.session.get(Backup, existing.subject_id) if existing.kind is JobKind.BACKUP else None
+    if made is None or made.vm_id != vm.id:
+        raise Conflict(
+            f"idempotency key {idempotency_key!r} was used for another request", field="idempotency_key"
+        )
+    return existing
+
+
+def _new_point(
+    scope: Scope,
+    vm: VirtualMachine,
+    offering: BackupOffering,
+    origin: BackupOrigin,
+    schedule: BackupSchedule | None,
+) -> Backup:
+    """The VM's next restore point, not yet added (a Conflict while one is in flight)."""
     backup_providers.usable(scope, offering.provider)
     if running := _in_flight(scope.session, vm.id):
         raise Conflict(f"a backup of {vm.name} is already in progress (restore point {running.id})")
@@ -143,7 +177,7 @@ def create_backup(
         else None
     )
     ref = vm_ref(vm)
-    point = Backup(
+    return Backup(
         vm_id=vm.id,
         vm_name=vm.name,
         account_id=vm.account_id,
@@ -158,6 +192,16 @@ def create_backup(
         parent_id=parent.id if parent else None,
         protected_size=sum(v.size for v in ref.volumes),
     )
+
+
+def _queue(
+    scope: Scope,
+    vm: VirtualMachine,
+    point: Backup,
+    idempotency_key: str | None,
+    origin: BackupOrigin,
+    planned: Job | None,
+) -> Job:
     scope.session.add(point)
     scope.session.flush()
     placement = routing.placement(JobKind.BACKUP, vm)

@@ -13,7 +13,8 @@ whose domain UUID is gone is matched to the domain that now has its hypervisor n
 (``instance_name``), each volume to the disk on the device (``vda``...) its image was on,
 and the record is re-linked: the new UUID kept in the details as ``domain``, the volumes
 pointed at the new images. The VM's id does not change, so its restore points, offering and
-schedules stay attached.
+schedules stay attached. Each managed VM also takes the state (Running, Stopped) its domain
+is in, which an in-place restore relies on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from orchestrator.domain.models import (
     JobKind,
     StoragePool,
     VirtualMachine,
+    VMState,
     new_id,
     utcnow,
 )
@@ -196,7 +198,8 @@ def _discover(core: Core, session: Session, job: Job, found: list[DiscoveredVM])
     assert host is not None
     # Domains the inventory stands for; re-linking adds the ones it follows.
     claimed = _claimed(session, host, found)
-    relinked, not_relinked = _relink_host(_acting(core, session, job), host, found, claimed)
+    scope = _acting(core, session, job)
+    relinked, not_relinked = _relink_host(scope, host, found, claimed)
     return {
         "host_id": host.id,
         "unmanaged": [
@@ -204,7 +207,28 @@ def _discover(core: Core, session: Session, job: Job, found: list[DiscoveredVM])
         ],
         "relinked": relinked,
         "not_relinked": not_relinked,
+        "state_changed": _refresh_states(scope, host, found),
     }
+
+
+def _state_of(domain: DiscoveredVM) -> VMState:
+    """A domain that may still have its disks open (running, paused, shutting down...) is
+    Running: an in-place restore must not write under it."""
+    return VMState.STOPPED if domain["state"] == "shut off" else VMState.RUNNING
+
+
+def _refresh_states(scope: Scope, host: Host, found: list[DiscoveredVM]) -> list[dict[str, Any]]:
+    """Each managed VM of the host takes the state its domain is in now (it may have been
+    stopped or started outside this service); the VMs whose state changed."""
+    by_uuid = {vm["uuid"]: vm for vm in found}
+    changed = []
+    for vm in _managed(scope.session, host):
+        domain = by_uuid.get(domain_uuid(vm.id, vm.details))
+        if domain is None or (now := _state_of(domain)) is vm.state:
+            continue
+        changed.append({"vm_id": vm.id, "name": vm.name, "state": {"from": vm.state.value, "to": now.value}})
+        inventory.update_vm(scope, vm.id, state=now.value)
+    return changed
 
 
 def _claimed(session: Session, host: Host, found: list[DiscoveredVM]) -> set[str]:
@@ -329,7 +353,7 @@ def _import(core: Core, session: Session, job: Job, params: IngestParams, vm: Di
         host=host.id,
         volumes=volumes,
         vm_id=vm["uuid"],
-        state="Running" if vm["state"] == "running" else "Stopped",
+        state=_state_of(vm).value,
         details=vm_details(vm, vm["uuid"]),
     )
     return {"vm_id": row.id, "name": row.name, "volumes": [v.id for v in row.volumes]}

@@ -293,6 +293,33 @@ def register_vm(
     return vm
 
 
+# What the inventory may be told a live VM is doing (Destroyed is ``destroy_vm``'s).
+LIVE_VM_STATES = (VMState.RUNNING, VMState.STOPPED)
+
+
+def update_vm(scope: Scope, vm_id: str, *, state: str | None = None) -> VirtualMachine:
+    """Record that a VM was stopped or started; only what is given changes (admins). The
+    state is the cloud's fact, as in CloudStack where the hypervisor reports it and users
+    start and stop VMs through the cloud: an in-place restore trusts it to write only
+    under a stopped guest, so a user who could set it could have the disks of a running
+    VM overwritten. Discovery on a connected host refreshes it from the hypervisor."""
+    scope.actor.require_admin("update virtual machines")
+    vm = lookup.vm(scope, vm_id)
+    changed = {}
+    if state is not None:
+        new = validate.parse_enum(VMState, state, "state")
+        if new not in LIVE_VM_STATES:
+            raise InvalidArgument(
+                f"state: a VM can be set {' or '.join(LIVE_VM_STATES)}; destroy it to remove it",
+                field="state",
+            )
+        if new is not vm.state:
+            changed["state"] = {"from": vm.state.value, "to": new.value}
+            vm.state = new
+    audit.record(scope, "vm.update", "vm", vm.id, changed=changed)
+    return vm
+
+
 def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: int) -> Volume:
     p = find_pool(scope, spec.pool, vm.zone_id)
     if spec.format not in VOLUME_FORMATS:

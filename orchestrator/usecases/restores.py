@@ -11,7 +11,7 @@ written under a running guest."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -40,7 +40,7 @@ from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import backup_providers, jobs, lookup
 from orchestrator.usecases.inventory import find_host, place_volume, relink
 from orchestrator.usecases.refs import on_its_host, point_ref, vm_ref
-from providers.base import Capability, FailedVolume, ProviderDriver, VMRef
+from providers.base import Capability, FailedVolume, ProviderDriver, RestorePointRef, VMRef, VolumeRef
 from providers.hypervisor import copied_details
 
 
@@ -214,7 +214,17 @@ def _end(session: Session, job: Job) -> None:
         point.status = BackupStatus.BACKED_UP
 
 
-def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
+@dataclass(frozen=True)
+class _VmRestore:
+    """What a whole-VM restore asks of its provider, read before the provider is called."""
+
+    point: RestorePointRef
+    target: VMRef
+    recreate: bool
+    driver: ProviderDriver
+
+
+def _plan_restore_vm(core: Core, job: Job) -> _VmRestore:
     with core.db.session() as session:
         point = _begin(session, job)
         ref = point_ref(point)
@@ -231,7 +241,14 @@ def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
             target = on_its_host(session, ref.vm)
         else:
             target = vm_ref(vm)
-    restored = driver.restore_vm(ref, target, progress)
+        return _VmRestore(ref, target, recreate, driver)
+
+
+def _run_restore_vm(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    # Read (and the point marked Restoring) in a step repeated while the database is out.
+    plan = core.durably(lambda: _plan_restore_vm(core, job))
+    ref, target, recreate = plan.point, plan.target, plan.recreate
+    restored = plan.driver.restore_vm(ref, target, progress)
 
     def finish(session: Session) -> dict[str, Any]:
         _end(session, job)
@@ -284,7 +301,17 @@ def _recreate_vm(session: Session, backup_id: str, meta: VMRef) -> None:
         place_volume(volume, ref)
 
 
-def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:
+@dataclass(frozen=True)
+class _VolumeRestore:
+    """What a volume restore asks of its provider, read before the provider is called."""
+
+    point: RestorePointRef
+    volume: VolumeRef
+    target: VMRef
+    driver: ProviderDriver
+
+
+def _plan_restore_volume(core: Core, job: Job) -> _VolumeRestore:
     with core.db.session() as session:
         point = _begin(session, job)
         ref = point_ref(point)
@@ -293,9 +320,13 @@ def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:
         target = session.get(VirtualMachine, params.vm_id)
         if volume is None or target is None or target.removed_at is not None:
             raise ProviderError("the volume or the target virtual machine is gone", retryable=False)
-        target_ref = vm_ref(target)
-        driver = core.drivers.for_row(point.provider)
-    restored = driver.restore_volume(ref, volume, target_ref, progress)
+        return _VolumeRestore(ref, volume, vm_ref(target), core.drivers.for_row(point.provider))
+
+
+def _run_restore_volume(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    plan = core.durably(lambda: _plan_restore_volume(core, job))
+    ref, volume, target_ref = plan.point, plan.volume, plan.target
+    restored = plan.driver.restore_volume(ref, volume, target_ref, progress)
 
     def finish(session: Session) -> dict[str, Any]:
         _end(session, job)

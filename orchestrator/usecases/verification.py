@@ -16,7 +16,7 @@ from orchestrator.domain.models import USABLE_STATUSES, Backup, BackupStatus, Jo
 from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
 from orchestrator.usecases import jobs, lookup
 from orchestrator.usecases.refs import point_ref
-from providers.base import Capability
+from providers.base import Capability, ProviderDriver, RestorePointRef
 
 
 def verify_backup(scope: Scope, backup_id: str) -> Job:
@@ -31,13 +31,17 @@ def verify_backup(scope: Scope, backup_id: str) -> Job:
     return jobs.on_restore_point(scope, JobKind.VERIFY, point, action="backup.verify")
 
 
-def _run_verify(core: Core, job: Job, progress: ProgressFn) -> Finish:
+def _to_verify(core: Core, job: Job) -> tuple[ProviderDriver, RestorePointRef]:
     with core.db.session() as session:
         point = session.get(Backup, job.subject_id)
         if point is None or point.status not in USABLE_STATUSES:
             raise ProviderError(f"restore point {job.subject_id} is no longer verifiable", retryable=False)
-        driver = core.drivers.for_row(point.provider)
-        ref = point_ref(point)
+        return core.drivers.for_row(point.provider), point_ref(point)
+
+
+def _run_verify(core: Core, job: Job, progress: ProgressFn) -> Finish:
+    # Read in a step repeated while the database is out, like every write of a worker.
+    driver, ref = core.durably(lambda: _to_verify(core, job))
     try:
         driver.verify(ref)
         damage = None

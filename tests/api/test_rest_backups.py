@@ -224,6 +224,19 @@ def test_identical_schedules_posted_at_once_all_succeed_as_one(server, world):
     assert alice.ok("get", "/schedules")["total"] == 1
 
 
+def test_racing_backups_under_one_key_answer_the_same_job_never_500(server, world):
+    alice = clients(server)["alice"]
+    body = {"vm_id": world.alice_vm, "idempotency_key": "race-k"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: alice.post("/backups", body), range(8)))
+
+    assert {a.status_code for a in answers} == {202}, {a.status_code: a.text for a in answers}
+    (job_id,) = {a.json()["id"] for a in answers}
+    assert alice.wait(job_id)["state"] == "succeeded"
+    points = alice.ok("get", "/backups", params={"vm_id": world.alice_vm})["items"]
+    assert [p["id"] for p in points] == [answers[0].json()["subject_id"]]
+
+
 def test_jobs_report_retries_failures_and_cancel_what_has_not_started(server, world):
     api = clients(server)
     admin, alice = api["admin"], api["alice"]

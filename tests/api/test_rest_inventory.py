@@ -131,3 +131,21 @@ def test_host_connection_warns_of_files_not_on_this_machine_and_refuses_relative
     )
     assert refused["field"] == "connection.key_file"
     assert "absolute path" in refused["message"]
+
+
+def test_an_admin_records_a_vm_stopped_or_started(server, world):
+    api = clients(server)
+    admin, alice = api["admin"], api["alice"]
+    path = f"/vms/{world.alice_vm}"
+    refused = alice.patch(path, {"state": "Stopped"})
+    assert refused.status_code == 403, refused.text
+
+    stopped = admin.ok("patch", path, body={"state": "Stopped"})
+
+    assert stopped["state"] == "Stopped"
+    assert alice.ok("get", path)["state"] == "Stopped"
+    assert admin.ok("patch", path, body={})["state"] == "Stopped"  # what is not given stays
+    for wrong in ({"state": "Destroyed"}, {"state": "stopped"}, {"name": "x"}):
+        answer = admin.patch(path, wrong)
+        assert answer.status_code == 400, (wrong, answer.text)
+    assert admin.patch("/vms/00000000-0000-0000-0000-000000000000", {"state": "Running"}).status_code == 404

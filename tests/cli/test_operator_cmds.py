@@ -128,3 +128,21 @@ def test_new_commands_say_what_they_refuse() -> None:
     ):
         result = CliRunner().invoke(cli, [*args, "--help"], catch_exceptions=False)
         assert said in " ".join(result.output.split()), args
+
+
+def test_a_vm_marked_stopped_restores_in_place_without_stop(run, cloud):  # noqa: F811
+    run("backup", "create", "web-01", as_="alice")
+    point = data(run("backup", "list", "--vm", "web-01", "--json", as_="alice"))["backups"][0]
+    refused = run("vm", "update", "web-01", "--state", "Stopped", as_="alice", ok=False)
+    assert refused.exit_code == 6  # only admins: a restore in place trusts the state
+
+    stopped = data(run("vm", "update", "web-01", "--state", "Stopped", "--json"))
+
+    assert stopped["state"] == "Stopped"
+    restored = data(run("restore", "vm", point["id"], "--json", as_="alice"))
+    assert restored["state"] == "succeeded"
+    run("vm", "update", "web-01", "--state", "Running")
+    again = run("restore", "vm", point["id"], as_="alice", ok=False)
+    assert "virtual machine web-01 is Running" in again.output
+    bad = run("vm", "update", "web-01", "--state", "Destroyed", ok=False)
+    assert bad.exit_code == 2

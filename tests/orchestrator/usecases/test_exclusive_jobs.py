@@ -152,3 +152,17 @@ def test_restores_to_new_vms_are_not_exclusive(world, deferred, points):
         copies = [restores.restore_to_new_vm(s, points[0], f"copy{n}").id for n in range(2)]
 
     assert len(set(copies)) == 2
+
+
+def test_parallel_backups_under_one_key_all_answer_the_winners_job(world, deferred, points):
+    calls = [lambda s: backups.create_backup(s, world.alice_vm, idempotency_key="race-1")] * CALLERS
+    made, refused = _at_once(deferred, world.alice, calls)
+
+    assert refused == []
+    assert len(made) == CALLERS
+    assert len(set(made)) == 1
+    with deferred.db.session() as session:
+        queued = session.scalars(select(Backup).where(Backup.status == BackupStatus.QUEUED)).all()
+        winner = session.get(Job, made[0])
+        assert winner is not None
+        assert [p.id for p in queued] == [winner.subject_id]  # the losers left no restore point

@@ -289,3 +289,18 @@ def test_a_domain_named_like_a_vm_but_managed_as_another_is_not_taken(managed: W
         vm = session.get(VirtualMachine, WEB1)
         assert vm is not None
         assert "domain" not in vm.details
+
+
+def test_discovery_refreshes_the_state_of_managed_vms(managed: World) -> None:
+    with managed.core.scope(managed.admin) as s:
+        assert inventory.update_vm(s, WEB1, state="Stopped").state.value == "Stopped"
+
+    job = run(managed, lambda s: ingest.discover(s, "kvm1"))
+
+    assert job["state"] is JobState.SUCCEEDED, job["error"]
+    assert job["result"]["state_changed"] == [
+        {"vm_id": WEB1, "name": "web1", "state": {"from": "Stopped", "to": "Running"}}
+    ]
+    with managed.core.scope(managed.alice) as s:
+        assert inventory.show_vm(s, WEB1).state.value == "Running"
+    assert run(managed, lambda s: ingest.discover(s, "kvm1"))["result"]["state_changed"] == []
