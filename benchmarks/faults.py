@@ -337,7 +337,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 jobs a fault, the database down 8 s")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--jobs", type=int, help="backups per fault (default 200, 20 with --quick)")
-    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, of: " + ", ".join(FAULTS))
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated: " + ", ".join(FAULTS))
     parser.add_argument("--brokers", default=",".join(BROKER_URLS), help="comma-separated: redis, rabbitmq")
     args = parser.parse_args()
     faults = args.faults.split(",")
