@@ -116,28 +116,33 @@ class DummyProvider(ProviderDriver):
         tmp.write_text(json.dumps(data, sort_keys=True))
         os.replace(tmp, self._point_file(external_id))
 
-    # The newest attempt that started writing a restore point, and what an attempt writes
-    # before it commits: files of their own, so a backup still costs the same whatever is
-    # stored.
+    # Every attempt that started writing a restore point, one a line (the newest wins), and
+    # what an attempt writes before it commits: files of their own, so a backup still costs
+    # the same whatever is stored.
     def _writer_file(self, restore_point_id: str) -> Path:
         return self._points_dir / f".{restore_point_id}.writer"
+
+    def writers(self, restore_point_id: str) -> list[int]:
+        """The attempts that did a restore point's backup work, in order: more than one is
+        work done twice (an attempt given up for dead that was not, or a re-delivery)."""
+        try:
+            return [int(line) for line in self._writer_file(restore_point_id).read_text().split()]
+        except FileNotFoundError:
+            return []
 
     def _partial_file(self, restore_point_id: str, attempt: int) -> Path:
         return self._points_dir / f".{restore_point_id}.{attempt}.partial"
 
     def _newest_writer(self, restore_point_id: str) -> int:
-        try:
-            return int(self._writer_file(restore_point_id).read_text())
-        except FileNotFoundError:
-            return 0
+        return max(self.writers(restore_point_id), default=0)
 
     def _start_writing(self, request: BackupRequest) -> Path:
         """Record the attempt as the restore point's newest writer; its partial file."""
         rp, attempt = request.restore_point_id, request.attempt
         with self._locked():
             self._points_dir.mkdir(parents=True, exist_ok=True)
-            if self._newest_writer(rp) < attempt:
-                self._writer_file(rp).write_text(str(attempt))
+            with self._writer_file(rp).open("a") as writers:
+                writers.write(f"{attempt}\n")
             partial = self._partial_file(rp, attempt)
             partial.write_text(json.dumps({"attempt": attempt}))
         return partial

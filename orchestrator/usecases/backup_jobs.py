@@ -45,6 +45,11 @@ def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
     if not isinstance(planned, _Planned):
         return planned  # recorded already
     result = planned.driver.take_backup(planned.request, progress)
+    # An earlier attempt given up for dead (its worker killed mid-backup) may have committed
+    # a copy nobody records; now that this attempt is the restore point's newest writer, no
+    # earlier one can commit again. The port keeps what a later attempt wrote or took over.
+    for earlier in range(1, job.attempts):
+        planned.driver.abandon_backup(job.subject_id, earlier)
     parent_id = planned.parent_id
     if result.failed_volumes:
         message = _partial_message(job.subject_id, result)

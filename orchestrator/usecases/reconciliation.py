@@ -1,12 +1,12 @@
 """Counting the copies a back end holds that no restore point records.
 
 A copy goes untracked when the attempt that wrote it lost its job to another worker and
-could not remove it (its process died on the way, or the back end cannot tell attempts
-apart), when the record of it was lost (a database restored from an older dump), or when
-something wrote to the back end behind the framework's back. A reconcile lists what the
-back end holds (providers that can: ``list_restore_points``), compares it with the
-restore points of the database, logs what it found and stores the count on the provider,
-where the API shows it and the metrics export it.
+could not remove it (its process died on the way and no later attempt succeeded, or the
+back end cannot tell attempts apart), when the record of it was lost (a database restored
+from an older dump), or when something wrote to the back end behind the framework's back.
+A reconcile lists what the back end holds (providers that can: ``list_restore_points``),
+compares it with the restore points of the database, logs what it found and stores the
+count on the provider, where the API shows it and the metrics export it.
 
 It deletes nothing. A copy whose attempt is still running looks untracked until its job
 records it, and after a database restore the "untracked" copies are the only data of

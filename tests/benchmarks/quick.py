@@ -30,11 +30,13 @@ def positive(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-def run_quick(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The JSON object ``benchmarks/<script> --quick --json`` prints last. On a timeout the
-    script gets SIGTERM first, so it can stop what it started, then SIGKILL."""
+def run_quick(
+    script: str, env: dict[str, str] | None = None, *args: str, timeout: float = TIMEOUT
+) -> dict[str, Any]:
+    """The JSON object ``benchmarks/<script> --quick --json [args]`` prints last. On a timeout
+    the script gets SIGTERM first, so it can stop what it started, then SIGKILL."""
     proc = subprocess.Popen(
-        [sys.executable, f"benchmarks/{script}", "--quick", "--json"],
+        [sys.executable, f"benchmarks/{script}", "--quick", "--json", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -42,7 +44,7 @@ def run_quick(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         text=True,
     )
     try:
-        out, _ = proc.communicate(timeout=TIMEOUT)
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -50,6 +52,6 @@ def run_quick(script: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
-        pytest.fail(f"benchmarks/{script} --quick took over {TIMEOUT}s:\n{out[-4000:]}")
+        pytest.fail(f"benchmarks/{script} --quick took over {timeout}s:\n{out[-4000:]}")
     assert proc.returncode == 0, out[-4000:]
     return json.loads(out.strip().splitlines()[-1])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from orchestrator.domain.models import Job, JobKind, JobState
+from orchestrator.domain.models import Backup, Job, JobKind, JobState
 from orchestrator.engine.core import Core, Handlers, JobHandler, ProgressFn
 from orchestrator.engine.delivery import reclaim_expired
 from orchestrator.engine.execution import Outcome, _record_success, claim, execute
@@ -83,3 +83,23 @@ def test_a_worker_that_lost_its_job_stops_at_its_next_progress_and_cleans_up(wor
     with core.scope(world.alice) as s:
         log = [e.message for e in jobs.logs(s, job_id)]
     assert any("attempt 1 on w1 lost its lease" in m and "removed" in m for m in log), log
+
+
+def test_a_rerun_removes_the_copy_a_killed_attempt_committed(world: World, queued: Core) -> None:
+    job_id = backup_job(queued, world, world.alice_vm)
+    first = claim(queued, job_id, "w1")
+    assert isinstance(first, Job)
+    # Attempt 1 commits its copy in the back end, and its worker dies before recording it.
+    queued.handlers[JobKind.BACKUP].run(queued, first, lambda _done, _total: None)
+    expire(queued, job_id)
+    assert reclaim_expired(queued) == 1
+    make_due(queued, job_id)
+
+    assert execute(queued, job_id, "w2") is Outcome.SUCCEEDED
+
+    with queued.scope(world.admin) as s:
+        point = s.session.get(Backup, first.subject_id)
+        assert point is not None
+        driver = s.driver(point.provider)
+        copies = [c.external_id for c in driver.list_restore_points() if c.restore_point_id == point.id]
+        assert copies == [point.external_id]
