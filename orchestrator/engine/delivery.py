@@ -74,9 +74,10 @@ def reclaim_expired(core: Core) -> int:
     return len(expired)
 
 
-def deliver_due(core: Core) -> Delivery:
-    """One round: reclaim expired leases, then hand the runner what needs (re)sending."""
-    result = Delivery(lease_expired=reclaim_expired(core))
+def deliver_due(core: Core, *, reclaim: bool = True) -> Delivery:
+    """One round: reclaim expired leases (unless told not to yet), then hand the runner what
+    needs (re)sending."""
+    result = Delivery(lease_expired=reclaim_expired(core) if reclaim else 0)
     settings = core.settings
     now = utcnow()
     with core.db.session() as session:

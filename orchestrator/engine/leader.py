@@ -1,7 +1,9 @@
 """One dispatcher at a time: a leader lock that dies with its holder.
 
 On PostgreSQL a session-level advisory lock on a connection of its own: if the leader's
-process or its connection dies, the database frees the lock and a standby takes over. On
+process or its connection dies, the database frees the lock and a standby takes over.
+Advisory locks are per database, so the key names the schema too: two installations in
+one database, each in its own schema, each have their leader. On
 SQLite (one machine) an ``flock`` on a file beside the data, freed by the kernel likewise.
 """
 
@@ -19,6 +21,8 @@ from orchestrator.engine.core import Core
 from orchestrator.infra.private_files import touch_private
 
 log = logging.getLogger(__name__)
+
+_SCHEMA_KEY = func.hashtext(func.current_schema())
 
 
 class LeaderLock:
@@ -52,7 +56,7 @@ class LeaderLock:
             # Autocommit: the lock belongs to the session, and the liveness checks must not
             # leave it "idle in transaction" (a server timeout for those would drop the lock).
             conn = self.core.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if conn.execute(select(func.pg_try_advisory_lock(self._key))).scalar():
+            if conn.execute(select(func.pg_try_advisory_lock(self._key, _SCHEMA_KEY))).scalar():
                 self._conn = conn
                 log.info("took the %s leader lock", self.name)
                 return True
@@ -87,7 +91,7 @@ class LeaderLock:
     def release(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.execute(select(func.pg_advisory_unlock(self._key)))
+                self._conn.execute(select(func.pg_advisory_unlock(self._key, _SCHEMA_KEY)))
             except Exception:
                 log.debug("releasing the leader lock failed; closing frees it", exc_info=True)
             self._drop_connection()

@@ -157,6 +157,10 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+# The longest pause between two tries of a worker's write while the database is away.
+RETRY_WAIT_MAX_SECONDS = 5.0
+
+
 def persist(step: Callable[[], T], *, for_seconds: float) -> T:
     """Run a database step (its own transaction) again while the database cannot be reached.
 
@@ -165,7 +169,7 @@ def persist(step: Callable[[], T], *, for_seconds: float) -> T:
     is seen by the next attempt."""
     retrying = Retrying(
         retry=retry_if_exception(_unreachable),
-        wait=wait_exponential(multiplier=0.2, max=5),
+        wait=wait_exponential(multiplier=0.2, max=RETRY_WAIT_MAX_SECONDS),
         stop=stop_after_delay(for_seconds),
         reraise=True,
         before_sleep=lambda state: log.warning(

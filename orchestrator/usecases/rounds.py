@@ -15,17 +15,18 @@ from orchestrator.usecases import ingest, planning, schedules
 RELEASE_SECONDS = 15.0
 
 
-def tick(core: Core) -> dict[str, int | bool]:
+def tick(core: Core, *, reclaim: bool = True) -> dict[str, int | bool]:
     """Fire due user schedules, release due SLA backups, re-plan the rest, and deliver
-    what is due (new, retried, or lost on the way). While released jobs are still due
-    (``sla_release_pending``), the re-plan waits: the next round should come at once."""
+    what is due (new, retried, or lost on the way), reclaiming expired leases unless told
+    not to yet. While released jobs are still due (``sla_release_pending``), the re-plan
+    waits: the next round should come at once."""
     fired = schedules.fire_due(core)
     # Release what the standing plan says is due before re-planning the rest.
     released = planning.release_due(core, max_seconds=RELEASE_SECONDS)
     pending = planning.any_due(core)
     plan = planner.Plan() if pending else planning.replan(core)
     rediscovered = ingest.rediscover_due(core)
-    delivery = deliver_due(core)
+    delivery = deliver_due(core, reclaim=reclaim)
     telemetry.JOBS_RELEASED.inc(len(fired) + len(released))
     return {
         "schedules_fired": len(fired),
