@@ -19,7 +19,7 @@ QUERIES = ("by_vm", "by_account", "by_large_account")
 
 @pytest.mark.usefixtures("postgres_ready")
 def test_api_benchmark_quick_json() -> None:
-    result = run_quick("api.py", {**os.environ, "BACKUP_BENCH_POSTGRES_URL": POSTGRES_URL})
+    result = run_quick("api.py", {**os.environ, "BACKUP_BENCH_POSTGRES_URL": POSTGRES_URL}, timeout=300)
 
     assert result["rows"] == 100_000
     assert result["rounds"] >= 3

@@ -42,7 +42,8 @@ def redis_ready() -> None:
 @pytest.mark.usefixtures("postgres_ready", "redis_ready")
 def test_queue_benchmark_quick_json() -> None:
     env = {**os.environ, "BACKUP_BENCH_POSTGRES_URL": POSTGRES_URL, "BACKUP_BENCH_REDIS_URL": REDIS_URL}
-    result = run_quick("queue.py", env)
+    # Its rounds start real workers against PostgreSQL and Redis: slow on a loaded machine.
+    result = run_quick("queue.py", env, timeout=300)
 
     assert result["quick"] is True
     assert positive(result["jobs"])
