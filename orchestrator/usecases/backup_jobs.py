@@ -27,6 +27,7 @@ from orchestrator.domain.models import (
     utcnow,
 )
 from orchestrator.engine.core import Core, Finish, JobHandler, ProgressFn, Scope
+from orchestrator.engine.execution import held_by
 from orchestrator.usecases import pruning
 from orchestrator.usecases.backups import IN_FLIGHT, WITH_REF, newest_usable
 from orchestrator.usecases.refs import point_ref, vm_ref
@@ -56,7 +57,11 @@ def _run_backup(core: Core, job: Job, progress: ProgressFn) -> Finish:
 
         def record_partial() -> None:
             with core.db.session() as session:
-                _record(session, job, result, parent_id, BackupStatus.PARTIALLY_FAILED, message)
+                # Fenced like a success: an attempt whose job went to a newer one records
+                # nothing, or it could overwrite what that attempt recorded.
+                ours = select(Job.id).where(*held_by(job.id, job.leased_by or "", job.attempts))
+                if session.scalar(ours.with_for_update()) is not None:
+                    _record(session, job, result, parent_id, BackupStatus.PARTIALLY_FAILED, message)
 
         core.durably(record_partial)
         raise ProviderError(message, retryable=False)

@@ -7,12 +7,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from orchestrator.domain.errors import Conflict
+from orchestrator.bootstrap import build_core
+from orchestrator.domain.errors import Conflict, ProviderError
 from orchestrator.domain.models import Backup, BackupProvider, BackupStatus, Job, JobState
-from orchestrator.engine.execution import Outcome, execute
+from orchestrator.engine.execution import Outcome, claim, execute
 from orchestrator.infra.telemetry import StateCollector
 from orchestrator.usecases import assignments, backups, jobs, pruning, restores
 from tests.conftest import add_provider, import_offering
+from tests.orchestrator.engine.test_fencing import hand_over
+from tests.orchestrator.engine.test_job_lifecycle import Held
 
 
 @pytest.fixture
@@ -140,3 +143,19 @@ def test_a_redelivered_job_of_a_partial_point_fails_again_without_a_second_backu
         assert jobs.show(s, job_id).error == error
     assert len(driver.restore_points()) == taken
     assert _point(world, point_id).status is BackupStatus.PARTIALLY_FAILED
+
+
+def test_an_attempt_that_lost_its_job_records_no_partial_point(world, flaky, settings):
+    queued = build_core(settings, db=world.core.db, runner=Held())
+    with queued.scope(world.alice) as s:
+        job_id = backups.create_backup(s, world.alice_vm2).id
+    stale = claim(queued, job_id, "w1")
+    assert isinstance(stale, Job)
+    hand_over(queued, job_id, "w2")
+
+    with pytest.raises(ProviderError, match="partially failed"):
+        queued.handlers[stale.kind].run(queued, stale, lambda _done, _total: None)
+
+    point = _point(world, stale.subject_id)
+    assert point.status is not BackupStatus.PARTIALLY_FAILED
+    assert point.failed_volumes in (None, [])
