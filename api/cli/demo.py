@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from api import views
-from api.cli.output import emit
+from api.cli.backup_cmd import BACKUP_COLUMNS
+from api.cli.output import emit, human_bytes
 from orchestrator.domain.errors import DomainError
 from orchestrator.domain.models import Job
 from orchestrator.engine.core import Core, Scope
@@ -44,9 +45,10 @@ def _summary(job: dict[str, Any]) -> str:
     result = job["result"] or {}
     if job["state"] != "succeeded":
         return job["error"] or job["state"]
-    if "size" in result:
+    if "stored_size" in result:
         return (
-            f"{result['type']} restore point {result['backup_id'][:8]}, {result['size'] / GiB:.1f} GiB moved"
+            f"{result['type']} restore point {result['backup_id'][:8]} of "
+            f"{human_bytes(result['logical_size'])}, {human_bytes(result['stored_size'])} stored"
         )
     if "volume_id" in result:
         return f"new volume {result['volume_id'][:8]} at {result['path']}"
@@ -254,5 +256,5 @@ def run_demo(core: Core) -> None:
         emit(
             [views.backup(b) for b in backups.list_backups(s, include_removed=True).items],
             False,
-            ["vm_name", "offering", "type", "status", "size", "date"],
+            [c for c in BACKUP_COLUMNS if c != "id"],
         )

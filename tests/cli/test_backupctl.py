@@ -264,6 +264,9 @@ def test_demo_runs_end_to_end(tmp_path):
     result = CliRunner().invoke(cli, ["demo", "--home", str(tmp_path / "demo")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "VM recreated from the restore point" in result.output
+    # web-01's incremental: all 70 GiB restorable, a tenth of it stored (the dummy's ratio).
+    assert re.search(r"INCREMENTAL restore point \w+ of 70\.0 GiB, 7\.0 GiB stored", result.output)
+    assert re.search(r"web-01\s+gold\s+INCREMENTAL\s+BackedUp\s+70\.0 GiB\s+7\.0 GiB", result.output)
     assert result.output.count("refused as expected") == 4
     assert "✘" not in result.output
 
