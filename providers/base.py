@@ -215,6 +215,10 @@ class ProviderDriver(ABC):
         self.name = name
         self.config = dict(config)
         self.data_dir = data_dir
+        # Opens settings that are sealed at rest outside the driver's own configuration: a
+        # host's connection in a ``HostRef`` (a vCenter password). Set by whoever builds the
+        # driver with the key; left as is, sealed settings stay sealed.
+        self.open_sealed: Callable[[Mapping[str, Any]], dict[str, Any]] = dict
 
     @property
     @abstractmethod

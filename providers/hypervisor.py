@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, ClassVar, TypedDict
 
 from providers.registry import load_entry_point, not_a
 
@@ -90,6 +90,10 @@ def domain_uuid(vm_id: str, details: Mapping[str, Any]) -> str:
 
 class HostDriver(ABC):
     """Reaches one host with its inventory record's connection settings."""
+
+    # The connection settings that are secrets: sealed at rest, shown as ``********``, and
+    # handed to the driver opened.
+    secret_settings: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, connection: Mapping[str, Any]) -> None:
         self.connection = self.check_connection(connection)

@@ -53,6 +53,7 @@ class Drivers:
         driver = self._cache.get(key)
         if driver is None:
             driver = registry.create(row.driver, row.name, self._unseal(row.config), self.data_root / row.id)
+            driver.open_sealed = lambda sealed: self._unseal(dict(sealed))
             self._cache[key] = driver
         return driver
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ class Sealer:
     def seal_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """``config`` with every secret setting sealed (those already sealed are kept as they are)."""
         return map_secrets(config, self._seal_value)
+
+    def seal_settings(self, config: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:
+        """``config`` with the top-level settings ``names`` sealed: for a host's connection,
+        whose driver says which of its settings are secret (a key *file* is a path, not one)."""
+        return {k: self._seal_value(v) if k in names else v for k, v in config.items()}
 
     def unseal_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """``config`` as the driver needs it: every sealed setting opened. A setting stored

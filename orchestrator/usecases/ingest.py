@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.domain import validate
+from orchestrator.domain import secrets, validate
 from orchestrator.domain.actor import acting_as
 from orchestrator.domain.errors import Conflict, InvalidArgument, ProviderError
 from orchestrator.domain.jobparams import Ingest as IngestParams
@@ -70,9 +70,13 @@ def set_connection(scope: Scope, host: str, connection: Mapping[str, Any]) -> Co
     scope.actor.require_admin("set how hosts are reached")
     row = _host(scope, host)
     driver = hypervisor.driver_class(row.hypervisor.value)
-    row.connection = driver.check_connection(connection)
+    sealer = scope.core.sealer
+    # A secret sent back as ``********`` keeps the stored one.
+    stored = sealer.unseal_config(dict(row.connection or {}))
+    checked = driver.check_connection(secrets.keep_stored(dict(connection), stored, "connection"))
+    row.connection = sealer.seal_settings(checked, driver.secret_settings)
     audit.record(scope, "host.connection", "host", row.id, transport=row.connection.get("transport"))
-    return Connected(row, driver.connection_warnings(row.connection))
+    return Connected(row, driver.connection_warnings(checked))
 
 
 def discover(scope: Scope, host: str) -> Job:
@@ -173,7 +177,7 @@ def _run(core: Core, job: Job, progress: ProgressFn) -> Finish:
         row = session.get(Host, job.subject_id)
         if row is None:
             raise ProviderError(f"host {job.subject_id} is no longer in the inventory", retryable=False)
-        driver = hypervisor.connect(row.hypervisor.value, row.connection)
+        driver = hypervisor.connect(row.hypervisor.value, core.sealer.unseal_config(dict(row.connection)))
     try:
         found = driver.discover()
     finally:

@@ -1,0 +1,1 @@
+"""Real peers the tests and benchmarks start and stop themselves."""
