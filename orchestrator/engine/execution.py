@@ -53,6 +53,7 @@ from orchestrator.domain.models import Host, Job, JobKind, JobState, StoragePool
 from orchestrator.engine import joblog
 from orchestrator.engine.core import Core, Finish, JobHandler
 from orchestrator.infra import telemetry
+from orchestrator.infra.db import is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +387,11 @@ def _record_success(
             try:
                 with scope.savepoint():
                     handler.after(scope, job)
-            except Exception:
+            except Exception as exc:
+                if is_unreachable(exc):
+                    # The connection went with the follow-up, and this transaction with it:
+                    # the whole success is recorded again once the database answers.
+                    raise
                 log.exception("follow-up of job %s failed", job.id)
         return Outcome.SUCCEEDED
 
