@@ -76,7 +76,7 @@ from benchmarks.queue import (  # noqa: E402
 )
 from orchestrator.bootstrap import build_core  # noqa: E402
 from orchestrator.domain.models import Backup, BackupStatus, Job, JobState  # noqa: E402
-from orchestrator.engine import routing  # noqa: E402
+from orchestrator.engine import joblog, routing  # noqa: E402
 from orchestrator.infra.config import Settings  # noqa: E402
 from orchestrator.infra.db import Database  # noqa: E402
 from orchestrator.usecases import backup_providers, reconciliation  # noqa: E402
@@ -228,23 +228,35 @@ class Harness:
             time.sleep(0.1)
         return False
 
-    def judge(self, provider: str, vm_ids: list[str], ids: list[str]) -> dict[str, int]:
+    def judge(self, provider: str, vm_ids: list[str], ids: list[str]) -> dict[str, Any]:
         core = self.world.core
         with core.scope(self.world.admin) as s:
-            jobs = {j.subject_id: j.state for j in s.session.scalars(sa.select(Job).where(Job.id.in_(ids)))}
+            rows = list(s.session.scalars(sa.select(Job).where(Job.id.in_(ids))))
+            jobs = {j.subject_id: j.state for j in rows}
             points = list(s.session.scalars(sa.select(Backup).where(Backup.vm_id.in_(vm_ids))))
             driver = s.driver(backup_providers.find(s, provider))
             assert isinstance(driver, DummyProvider)
             untracked = reconciliation.reconcile(s, provider).untracked
+            doubled = {p.id for p in points if len(driver.writers(p.id)) > 1}
+            # Why each doubled point was written twice: its attempts and its job's log.
+            why = {
+                j.subject_id: {
+                    "writers": driver.writers(j.subject_id),
+                    "log": [f"{e.level}: {e.message}" for e in joblog.entries(s.session, j.id)],
+                }
+                for j in rows
+                if j.subject_id in doubled
+            }
             return {
                 "lost": sum(state is not JobState.SUCCEEDED for state in jobs.values()),
-                "ran_twice": sum(len(driver.writers(p.id)) > 1 for p in points),
+                "ran_twice": len(doubled),
                 "untracked_backend_copies": len(untracked),
                 "stuck": sum(p.status in (*IN_FLIGHT, BackupStatus.RESTORING) for p in points),
                 "good_without_job": sum(
                     p.status is BackupStatus.BACKED_UP and jobs.get(p.id) is not JobState.SUCCEEDED
                     for p in points
                 ),
+                "ran_twice_why": why,
             }
 
 
@@ -274,7 +286,9 @@ def harness(broker: str, jobs: int, down_s: float, home: Path, procs: Processes)
             core.db.dispose()
 
 
-def run(brokers: list[str], faults: list[str], jobs: int, down_s: float) -> dict[str, Any]:
+def run(
+    brokers: list[str], faults: list[str], jobs: int, down_s: float, keep: bool = False
+) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     home = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     (home / "logs").mkdir()
@@ -302,7 +316,10 @@ def run(brokers: list[str], faults: list[str], jobs: int, down_s: float) -> dict
         raise
     finally:
         procs.stop_all()
-        shutil.rmtree(home, ignore_errors=True)
+        if keep:
+            log(f"processes' logs kept in {home / 'logs'}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
     return results
 
 
@@ -339,6 +356,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, help="backups per fault (default 200, 20 with --quick)")
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated: " + ", ".join(FAULTS))
     parser.add_argument("--brokers", default=",".join(BROKER_URLS), help="comma-separated: redis, rabbitmq")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (path on stderr)")
     args = parser.parse_args()
     faults = args.faults.split(",")
     brokers = args.brokers.split(",")
@@ -346,7 +364,7 @@ def main() -> None:
         parser.error(f"unknown fault or broker: {', '.join(sorted(unknown))}")
     jobs = args.jobs or (20 if args.quick else 200)
     down_s = 8.0 if args.quick else 40.0
-    results = run(brokers, faults, jobs, down_s)
+    results = run(brokers, faults, jobs, down_s, keep=args.keep_logs)
     report(results, jobs)
     failures = missed(results)
     for failure in failures:
