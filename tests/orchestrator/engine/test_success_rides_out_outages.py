@@ -1,23 +1,28 @@
 """A database connection lost while a job's success is being recorded delays the record,
 never fails the attempt: the backup it did must not be done a second time.
 
-The connection is really lost (its PostgreSQL backend is terminated) in the follow-up step
-that runs behind a savepoint in the success transaction. That step's failures are
-swallowed so they do not undo the job, so the loss surfaced only at the commit, as
-SQLAlchemy's ``PendingRollbackError``, which the worker did not take for a database
-outage: the attempt failed and the backup was taken again by attempt 2."""
+The connection is really lost (its PostgreSQL backend is terminated) around the follow-up
+step, which runs behind a savepoint in the success transaction and whose failures are
+caught so that they do not undo the job. The loss used to be caught there too, and then
+surfaced as an error the worker did not take for a database outage (SQLAlchemy's
+``PendingRollbackError`` at the commit, or ``InvalidRequestError`` on the closed
+transaction): the attempt failed and attempt 2 took the backup again. The fault harness
+saw this as ``ran_twice`` on ``db-down``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import suppress
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from orchestrator.domain.models import Backup, BackupStatus, Job, JobKind, JobState
-from orchestrator.engine.core import Core, Handlers, JobHandler, Scope
+from orchestrator.engine.core import Core, Finish, Handlers, JobHandler, ProgressFn, Scope
 from orchestrator.engine.execution import Outcome, execute
 from orchestrator.infra.db import persist
 from orchestrator.usecases.handlers import job_handlers
@@ -33,19 +38,73 @@ def database_url(postgres_ready: None) -> Iterator[str]:
         yield url
 
 
-def test_a_connection_lost_in_the_follow_up_delays_the_success(world: World, settings) -> None:
+@pytest.fixture
+def other(database_url: str) -> Iterator[Engine]:
+    """A connection of its own, to end another one from outside as a cut does."""
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def end_backend_of(session: Session, other: Engine) -> None:
+    """End the session's connection at the server without the session noticing yet."""
+    pid = session.scalar(text("SELECT pg_backend_pid()"))
+    with other.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        deadline = time.monotonic() + 10
+        gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        while conn.execute(gone, {"pid": pid}).scalar() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def backup_handler(
+    lose_in_finish: Callable[[Session], None], lose_in_follow_up: Callable[[Session], None], log: list[str]
+) -> JobHandler:
+    """The real backup handler; each success's follow-up and finish step noted in ``log``,
+    the first of each given a chance to lose the connection."""
     real = job_handlers()[JobKind.BACKUP]
-    follow_ups: list[str] = []
+    assert real.after is not None
+    after = real.after
 
-    def after(scope: Scope, job: Job) -> None:
-        follow_ups.append(job.id)
-        if len(follow_ups) == 1:
-            with pytest.raises(OperationalError):
-                scope.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
-        assert real.after is not None
-        real.after(scope, job)
+    def run(core: Core, job: Job, progress: ProgressFn) -> Finish:
+        finish = real.run(core, job, progress)
 
-    handler = JobHandler(real.run, real.on_failure, after=after, abandon=real.abandon)
+        def finish_then_maybe_lose(session: Session) -> dict[str, Any]:
+            log.append("finish")
+            result = finish(session)
+            if log.count("finish") == 1:
+                lose_in_finish(session)
+            return result
+
+        return finish_then_maybe_lose
+
+    def follow_up(scope: Scope, job: Job) -> None:
+        log.append("follow-up")
+        if log.count("follow-up") == 1:
+            lose_in_follow_up(scope.session)
+        after(scope, job)
+
+    return JobHandler(run, real.on_failure, after=follow_up, abandon=real.abandon)
+
+
+def _terminate_own(session: Session) -> None:
+    with pytest.raises(OperationalError):
+        session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+
+def _nothing(_session: Session) -> None:
+    pass
+
+
+@pytest.mark.parametrize("where", ["in the follow-up", "before the follow-up's savepoint"])
+def test_a_connection_lost_around_the_follow_up_delays_the_success(
+    world: World, settings, other: Engine, where: str
+) -> None:
+    log: list[str] = []
+    if where == "in the follow-up":
+        handler = backup_handler(_nothing, _terminate_own, log)
+    else:  # the savepoint's flush of the success finds the connection gone
+        handler = backup_handler(lambda s: end_backend_of(s, other), _nothing, log)
     core = Core(settings, world.core.db, Held(), Handlers({JobKind.BACKUP: handler}))
     job_id = backup_job(core, world, world.alice_vm)
 
@@ -54,7 +113,7 @@ def test_a_connection_lost_in_the_follow_up_delays_the_success(world: World, set
     assert outcome is Outcome.SUCCEEDED
     done = row(core, job_id)
     assert (done.state, done.attempts, done.error) == (JobState.SUCCEEDED, 1, None)
-    assert len(follow_ups) == 2  # the success was recorded again, follow-up and all
+    assert log.count("finish") == 2  # the success was recorded again, in full
     with core.scope(world.admin) as s:
         point = s.session.get(Backup, done.subject_id)
         assert point is not None
@@ -64,7 +123,7 @@ def test_a_connection_lost_in_the_follow_up_delays_the_success(world: World, set
         assert driver.writers(point.id) == [1]  # the backup was taken once
 
 
-def test_a_step_that_swallowed_a_lost_connection_is_run_again(world: World) -> None:
+def test_a_step_that_passed_over_a_lost_connection_is_run_again(world: World) -> None:
     db = world.core.db
     runs: list[int] = []
 
