@@ -1,10 +1,16 @@
-"""A database connection lost while a job's success is being recorded delays the record,
-never fails the attempt: the backup it did must not be done a second time.
+"""A worker's writes ride out a database connection lost at the worst moment: a claim whose
+commit went through but whose answer was lost, and a success whose connection is lost
+around its follow-up step. Either delays the job; neither fails its attempt or leaves it
+to a second one, which would take the backup again.
 
-The connection is really lost (its PostgreSQL backend is terminated) around the follow-up
-step, which runs behind a savepoint in the success transaction and whose failures are
-caught so that they do not undo the job. The loss used to be caught there too, and then
-surfaced as an error the worker did not take for a database outage (SQLAlchemy's
+The claim's answer is lost by the test's TCP proxy (``lose_next_commit_answer``). Without a
+token of its own, the claim's retry found the job running and took it for another
+worker's: the job ran under nobody until its lease expired, and spent an attempt.
+
+The success's connection is really lost (its PostgreSQL backend is terminated) around the
+follow-up step, which runs behind a savepoint in the success transaction and whose failures
+are caught so that they do not undo the job. The loss used to be caught there too, and
+then surfaced as an error the worker did not take for a database outage (SQLAlchemy's
 ``PendingRollbackError`` at the commit, or ``InvalidRequestError`` on the closed
 transaction): the attempt failed and attempt 2 took the backup again. The fault harness
 saw this as ``ran_twice`` on ``db-down``."""
@@ -14,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,13 +28,16 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from orchestrator.bootstrap import build_core
 from orchestrator.domain.models import Backup, BackupStatus, Job, JobKind, JobState
 from orchestrator.engine.core import Core, Finish, Handlers, JobHandler, ProgressFn, Scope
 from orchestrator.engine.execution import Outcome, execute
-from orchestrator.infra.db import persist
+from orchestrator.infra.db import Database, persist
+from orchestrator.usecases import jobs
 from orchestrator.usecases.handlers import job_handlers
 from providers.dummy import DummyProvider
 from tests.conftest import World, postgres_schema
+from tests.distributed.pgproxy import Proxy
 from tests.orchestrator.engine.test_job_lifecycle import Held, backup_job, row
 
 
@@ -44,6 +54,34 @@ def other(database_url: str) -> Iterator[Engine]:
     engine = create_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def proxied(settings) -> Iterator[tuple[Proxy, Core]]:
+    """A proxy to the test's database, and a core whose jobs stay queued that reaches the
+    database through it."""
+    with Proxy.before(settings.database_url) as (proxy, url):
+        db = Database(url)
+        try:
+            yield proxy, build_core(replace(settings, database_url=url), db=db, runner=Held())
+        finally:
+            db.dispose()
+
+
+def test_a_claim_whose_answer_was_lost_is_found_again(world: World, proxied: tuple[Proxy, Core]) -> None:
+    proxy, core = proxied
+    job_id = backup_job(core, world, world.alice_vm)
+    proxy.lose_next_commit_answer()  # the claim's
+
+    outcome = execute(core, job_id, "w1")
+
+    assert proxy.answers_lost == 1
+    assert outcome is Outcome.SUCCEEDED
+    done = row(core, job_id)
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 1)
+    with core.scope(world.admin) as s:
+        log = [e.message for e in jobs.logs(s, job_id)]
+    assert log == ["attempt 1 started on w1", "attempt 1 succeeded"]
 
 
 def end_backend_of(session: Session, other: Engine) -> None:
