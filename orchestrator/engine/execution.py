@@ -287,6 +287,8 @@ def claim(core: Core, job_id: str, worker_id: str, token: str | None = None) -> 
         job = session.get(Job, job_id)
         if job is not None and job.state is JobState.RUNNING and job.claim_token == token:
             log.info("job %s: attempt %d was claimed by a try whose answer was lost", job_id, job.attempts)
+            # Its lease ran on while the answer was awaited; the beat starts only now.
+            job.lease_expires_at = now + timedelta(seconds=core.settings.lease_seconds)
             return job
         if job is None or job.state is not JobState.QUEUED or job.not_before > now:
             return None  # done, taken, cancelled, or rescheduled meanwhile
