@@ -19,7 +19,9 @@ Per fault and broker it reports ``lost`` (jobs that did not succeed), ``ran_twic
 (restore points whose back-end work was started by more than one attempt, as the dummy
 provider records), ``untracked_backend_copies`` (the provider reconcile),
 ``stuck`` (restore points left in flight), ``good_without_job`` (BackedUp points whose job
-did not succeed) and ``recovery_s`` (the batch's time minus the baseline's).
+did not succeed) and ``recovery_s`` (the batch's time minus the baseline's). For each
+point written twice, ``ran_twice_why`` gives its writers and its job's log, which say why
+(a lease judged expired, an attempt that failed and was retried, ...).
 
 Targets: every count 0, except ``ran_twice`` where the fault takes a running attempt for
 dead (kill -9 and SIGSTOP of a worker: delivery is at least once). The run exits 1 if a
@@ -27,6 +29,7 @@ target is missed.
 
     .venv/bin/python benchmarks/faults.py --quick --json      # 20 jobs a fault
     .venv/bin/python benchmarks/faults.py --faults kill-worker,flush --brokers redis
+    .venv/bin/python benchmarks/faults.py --quick --faults db-down --keep-logs  # logs at info
 
 It needs PostgreSQL (``BACKUP_BENCH_POSTGRES_URL``), Redis (``BACKUP_BENCH_REDIS_URL``,
 default database 12, which it flushes) and RabbitMQ (``BACKUP_BENCH_AMQP_URL``).
@@ -76,7 +79,7 @@ from benchmarks.queue import (  # noqa: E402
 )
 from orchestrator.bootstrap import build_core  # noqa: E402
 from orchestrator.domain.models import Backup, BackupStatus, Job, JobState  # noqa: E402
-from orchestrator.engine import routing  # noqa: E402
+from orchestrator.engine import joblog, routing  # noqa: E402
 from orchestrator.infra.config import Settings  # noqa: E402
 from orchestrator.infra.db import Database  # noqa: E402
 from orchestrator.usecases import backup_providers, reconciliation  # noqa: E402
@@ -114,17 +117,18 @@ class Harness:
     proxy: Proxy
     jobs: int
     down_s: float
+    loglevel: str = "warning"
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     dispatcher: subprocess.Popen[bytes] | None = None
 
     def start_worker(self) -> None:
         argv = [sys.executable, "-m", "api.cli.main", "worker", "--pools", pool_name(1)]
-        argv += ["--concurrency", "2", "--loglevel", "warning"]
+        argv += ["--concurrency", "2", "--loglevel", self.loglevel]
         self.workers.append(self.procs.start(f"{self.broker}-worker", argv, self.env()))
 
     def start_dispatcher(self) -> None:
         argv = [sys.executable, "-m", "api.cli.main", "dispatcher", "--deliver-every", "0.3"]
-        argv += ["--tick", "600", "--loglevel", "warning"]
+        argv += ["--tick", "600", "--loglevel", self.loglevel]
         self.dispatcher = self.procs.start(f"{self.broker}-dispatcher", argv, self.env())
 
     def env(self) -> dict[str, str]:
@@ -228,28 +232,42 @@ class Harness:
             time.sleep(0.1)
         return False
 
-    def judge(self, provider: str, vm_ids: list[str], ids: list[str]) -> dict[str, int]:
+    def judge(self, provider: str, vm_ids: list[str], ids: list[str]) -> dict[str, Any]:
         core = self.world.core
         with core.scope(self.world.admin) as s:
-            jobs = {j.subject_id: j.state for j in s.session.scalars(sa.select(Job).where(Job.id.in_(ids)))}
+            rows = list(s.session.scalars(sa.select(Job).where(Job.id.in_(ids))))
+            jobs = {j.subject_id: j.state for j in rows}
             points = list(s.session.scalars(sa.select(Backup).where(Backup.vm_id.in_(vm_ids))))
             driver = s.driver(backup_providers.find(s, provider))
             assert isinstance(driver, DummyProvider)
             untracked = reconciliation.reconcile(s, provider).untracked
+            doubled = {p.id for p in points if len(driver.writers(p.id)) > 1}
+            # Why each doubled point was written twice: its attempts and its job's log.
+            why = {
+                j.subject_id: {
+                    "writers": driver.writers(j.subject_id),
+                    "log": [f"{e.level}: {e.message}" for e in joblog.entries(s.session, j.id)],
+                }
+                for j in rows
+                if j.subject_id in doubled
+            }
             return {
                 "lost": sum(state is not JobState.SUCCEEDED for state in jobs.values()),
-                "ran_twice": sum(len(driver.writers(p.id)) > 1 for p in points),
+                "ran_twice": len(doubled),
                 "untracked_backend_copies": len(untracked),
                 "stuck": sum(p.status in (*IN_FLIGHT, BackupStatus.RESTORING) for p in points),
                 "good_without_job": sum(
                     p.status is BackupStatus.BACKED_UP and jobs.get(p.id) is not JobState.SUCCEEDED
                     for p in points
                 ),
+                "ran_twice_why": why,
             }
 
 
 @contextmanager
-def harness(broker: str, jobs: int, down_s: float, home: Path, procs: Processes) -> Iterator[Harness]:
+def harness(
+    broker: str, jobs: int, down_s: float, home: Path, procs: Processes, loglevel: str
+) -> Iterator[Harness]:
     with schema() as url, Proxy.before(url) as (proxy, proxied):
         settings = Settings(
             home=home / broker,
@@ -264,7 +282,8 @@ def harness(broker: str, jobs: int, down_s: float, home: Path, procs: Processes)
         core = build_core(settings, db=Database(url), runner=celery_runner(settings))
         try:
             world = build_world(core, (1,))
-            h = Harness(broker, world, replace(settings, database_url=proxied), procs, proxy, jobs, down_s)
+            proxied_settings = replace(settings, database_url=proxied)
+            h = Harness(broker, world, proxied_settings, procs, proxy, jobs, down_s, loglevel)
             for _ in range(WORKERS):
                 h.start_worker()
             h.start_dispatcher()
@@ -274,7 +293,9 @@ def harness(broker: str, jobs: int, down_s: float, home: Path, procs: Processes)
             core.db.dispose()
 
 
-def run(brokers: list[str], faults: list[str], jobs: int, down_s: float) -> dict[str, Any]:
+def run(
+    brokers: list[str], faults: list[str], jobs: int, down_s: float, keep: bool = False
+) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     home = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     (home / "logs").mkdir()
@@ -285,7 +306,9 @@ def run(brokers: list[str], faults: list[str], jobs: int, down_s: float) -> dict
         for broker in brokers:
             if broker == "redis":
                 redis.Redis.from_url(BROKER_URLS[broker]).flushdb()
-            with harness(broker, jobs, down_s, home, procs) as h:
+            # Kept logs are read to learn what happened: they say more.
+            loglevel = "info" if keep else "warning"
+            with harness(broker, jobs, down_s, home, procs, loglevel) as h:
                 # The first batch also warms the workers up; the second is the baseline.
                 h.batch("warm", None, 120)
                 baseline = h.batch("baseline", None, 120)["elapsed_s"]
@@ -302,7 +325,10 @@ def run(brokers: list[str], faults: list[str], jobs: int, down_s: float) -> dict
         raise
     finally:
         procs.stop_all()
-        shutil.rmtree(home, ignore_errors=True)
+        if keep:
+            log(f"processes' logs kept in {home / 'logs'}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
     return results
 
 
@@ -339,6 +365,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, help="backups per fault (default 200, 20 with --quick)")
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated: " + ", ".join(FAULTS))
     parser.add_argument("--brokers", default=",".join(BROKER_URLS), help="comma-separated: redis, rabbitmq")
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the processes' logs, at level info (path on stderr)"
+    )
     args = parser.parse_args()
     faults = args.faults.split(",")
     brokers = args.brokers.split(",")
@@ -346,7 +375,7 @@ def main() -> None:
         parser.error(f"unknown fault or broker: {', '.join(sorted(unknown))}")
     jobs = args.jobs or (20 if args.quick else 200)
     down_s = 8.0 if args.quick else 40.0
-    results = run(brokers, faults, jobs, down_s)
+    results = run(brokers, faults, jobs, down_s, keep=args.keep_logs)
     report(results, jobs)
     failures = missed(results)
     for failure in failures:

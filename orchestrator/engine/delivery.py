@@ -56,6 +56,15 @@ def reclaim_expired(core: Core) -> int:
         for job in expired:
             message = f"worker {job.leased_by} stopped renewing its lease (presumed dead)"
             final = job.attempts >= job.max_attempts or job.cancel_requested_at is not None
+            late = (now - job.lease_expires_at).total_seconds() if job.lease_expires_at else 0.0
+            log.warning(
+                "job %s attempt %d: %s, its lease expired %.1fs ago; %s",
+                job.id,
+                job.attempts,
+                message,
+                late,
+                "giving up" if final else "queued again",
+            )
             job.leased_by = None
             job.lease_expires_at = None
             job.error = message
@@ -110,6 +119,9 @@ def deliver_due(core: Core, *, reclaim: bool = True) -> Delivery:
             due.append(Queued(row.id, row.queue, row.kind))
             if again:
                 result.redelivered[again] = result.redelivered.get(again, 0) + 1
+                log.info(
+                    "re-sending job %s (%s), sent at %s", row.id, again.replace("_", " "), row.dispatched_at
+                )
         if due:
             session.execute(update(Job).where(Job.id.in_([j.id for j in due])).values(dispatched_at=now))
     for reason, n in result.redelivered.items():

@@ -52,6 +52,9 @@ def run_dispatcher(
             telemetry.DISPATCHER_LEADER.set(1 if leading else 0)
             if leading:
                 reclaim = time.monotonic() >= judge_leases_at
+                if reclaim and judge_leases_at:
+                    log.info("judging expired leases again")
+                    judge_leases_at = 0.0
                 try:
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + tick_seconds

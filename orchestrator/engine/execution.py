@@ -26,6 +26,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -53,6 +54,7 @@ from orchestrator.domain.models import Host, Job, JobKind, JobState, StoragePool
 from orchestrator.engine import joblog
 from orchestrator.engine.core import Core, Finish, JobHandler
 from orchestrator.infra import telemetry
+from orchestrator.infra.db import is_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +114,18 @@ class Lease:
 
     def _beat(self) -> None:
         every = self.core.settings.lease_seconds / 3
+        failed = 0
         while not self._stop.wait(every):
             try:
                 self.renew()
             except Exception as exc:
                 # The database may be restarting: the lease has two more beats of slack.
+                failed += 1
                 log.warning("could not renew the lease of job %s: %s", self.job_id, exc)
+                continue
+            if failed:
+                log.info("renewed the lease of job %s after %d failed tries", self.job_id, failed)
+                failed = 0
 
     def renew(self) -> None:
         until = utcnow() + timedelta(seconds=self.core.settings.lease_seconds)
@@ -138,6 +146,8 @@ class Lease:
                 .returning(Job.cancel_requested_at)
             ).first()
         if row is None:
+            if not self.lost.is_set():
+                log.info("job %s: attempt %d no longer holds the job", self.job_id, self.attempt)
             self.lost.set()
         elif row.cancel_requested_at is not None:
             self.cancelled.set()
@@ -224,6 +234,7 @@ def _claim_statement() -> ReturningUpdate[Job]:
             state=JobState.RUNNING,
             attempts=Job.attempts + 1,
             leased_by=bindparam("claim_worker"),
+            claim_token=bindparam("claim_token"),
             lease_expires_at=bindparam("claim_until"),
             started_at=now,
             error=None,
@@ -244,13 +255,17 @@ class Deferred:
     reason: str
 
 
-def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
+def claim(core: Core, job_id: str, worker_id: str, token: str | None = None) -> Job | Deferred | None:
     """Move a due queued job to running under this worker's lease. ``Deferred`` when its host
     or pool is at its limit (the job is offered again shortly); None if it is not ours to run.
 
     One UPDATE claims the job only while its host and pool have a free slot. On PostgreSQL
     claims of the same host or pool queue behind an advisory lock first: under READ
-    COMMITTED two concurrent UPDATEs would otherwise count the same free slot."""
+    COMMITTED two concurrent UPDATEs would otherwise count the same free slot.
+
+    Safe to repeat with the same ``token`` (one per claim; a fresh one when None): a claim
+    whose commit went through although its answer was lost is found again and returned."""
+    token = token or uuid.uuid4().hex
     with core.db.session() as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(_LOCK_SLOTS, {"lock_job_id": job_id})
@@ -263,12 +278,18 @@ def claim(core: Core, job_id: str, worker_id: str) -> Job | Deferred | None:
                 "claim_now": now,
                 "claim_worker": worker_id,
                 "claim_until": now + timedelta(seconds=core.settings.lease_seconds),
+                "claim_token": token,
             },
         ).first()
         if claimed is not None:
             joblog.add(session, claimed.id, f"attempt {claimed.attempts} started on {worker_id}")
             return claimed
         job = session.get(Job, job_id)
+        if job is not None and job.state is JobState.RUNNING and job.claim_token == token:
+            log.info("job %s: attempt %d was claimed by a try whose answer was lost", job_id, job.attempts)
+            # Its lease ran on while the answer was awaited; the beat starts only now.
+            job.lease_expires_at = now + timedelta(seconds=core.settings.lease_seconds)
+            return job
         if job is None or job.state is not JobState.QUEUED or job.not_before > now:
             return None  # done, taken, cancelled, or rescheduled meanwhile
         # Still queued and due, so a limit refused it (a slot may have freed since).
@@ -306,7 +327,8 @@ def _succeeded_already(session: Session, job_id: str, worker_id: str, attempt: i
 def execute(core: Core, job_id: str, worker_id: str = "inline") -> Outcome:
     """Run the job if it is due and ours to run; how the attempt ended."""
     started = time.monotonic()
-    claimed = core.durably(lambda: claim(core, job_id, worker_id))
+    token = uuid.uuid4().hex  # the same for every try of this claim
+    claimed = core.durably(lambda: claim(core, job_id, worker_id, token))
     if claimed is None:
         return Outcome.SKIPPED
     if isinstance(claimed, Deferred):
@@ -386,7 +408,11 @@ def _record_success(
             try:
                 with scope.savepoint():
                     handler.after(scope, job)
-            except Exception:
+            except Exception as exc:
+                if is_unreachable(exc):
+                    # The connection went with the follow-up, and this transaction with it:
+                    # the whole success is recorded again once the database answers.
+                    raise
                 log.exception("follow-up of job %s failed", job.id)
         return Outcome.SUCCEEDED
 

@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, func, literal, select
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, PendingRollbackError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
@@ -152,9 +152,20 @@ def unavailable(engine: Engine, exc: DBAPIError) -> Unavailable:
     return Unavailable(f"the database {where} cannot be reached: {why}")
 
 
-def _unreachable(exc: BaseException) -> bool:
+# SQLAlchemy's code for "Can't reconnect until invalid transaction is rolled back": the
+# transaction's connection was lost earlier (a disconnect invalidates it) and the error that
+# said so was caught and passed over, e.g. by a step that lets a follow-up fail; the commit
+# then reports the loss under this name, not as an OperationalError.
+_LOST_IN_TRANSACTION = "8s2b"
+
+
+def is_unreachable(exc: BaseException) -> bool:
     """A lost or refused connection (a restart, a failover, a locked SQLite file), not a bad query."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+    return (
+        isinstance(exc, OperationalError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or (isinstance(exc, PendingRollbackError) and exc.code == _LOST_IN_TRANSACTION)
+    )
 
 
 # The longest pause between two tries of a worker's write while the database is away.
@@ -168,7 +179,7 @@ def persist(step: Callable[[], T], *, for_seconds: float) -> T:
     losing their outcome. The step must be safe to repeat: a commit whose answer was lost
     is seen by the next attempt."""
     retrying = Retrying(
-        retry=retry_if_exception(_unreachable),
+        retry=retry_if_exception(is_unreachable),
         wait=wait_exponential(multiplier=0.2, max=RETRY_WAIT_MAX_SECONDS),
         stop=stop_after_delay(for_seconds),
         reraise=True,

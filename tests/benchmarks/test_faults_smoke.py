@@ -1,5 +1,6 @@
-"""``benchmarks/faults.py --quick --json`` for a kill -9 of a worker and a flushed broker,
-on Redis and on RabbitMQ: every fault reported with its counts, and every target met.
+"""``benchmarks/faults.py --quick --json`` for a kill -9 of a worker, a flushed broker and the
+database down for 8 s, on Redis and on RabbitMQ: every fault reported with its counts, and
+every target met.
 
 It needs PostgreSQL (the suite's ``BACKUP_TEST_POSTGRES_URL``), Redis
 (``BACKUP_BENCH_REDIS_URL``, default 127.0.0.1:6379 database 12, which it flushes) and
@@ -20,7 +21,7 @@ from tests.conftest import POSTGRES_URL
 
 REDIS_URL = os.environ.get("BACKUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 AMQP_URL = os.environ.get("BACKUP_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-FAULTS = ("kill-worker", "flush")
+FAULTS = ("kill-worker", "flush", "db-down")
 BROKERS = ("redis", "rabbitmq")
 COUNTS = ("lost", "ran_twice", "untracked_backend_copies", "stuck", "good_without_job")
 
@@ -60,7 +61,8 @@ def test_faults_quick_meets_its_targets() -> None:
         assert set(by_fault) == {"baseline_s", *FAULTS}, broker
         for fault in FAULTS:
             got = by_fault[fault]
-            assert set(got) == {*COUNTS, "recovery_s"}, (broker, fault)
+            assert set(got) == {*COUNTS, "ran_twice_why", "recovery_s"}, (broker, fault)
+            assert len(got["ran_twice_why"]) == got["ran_twice"], (broker, fault)
             assert got["recovery_s"] >= 0, (broker, fault)
             # kill -9 may run a backup twice (at least once); nothing else may go wrong.
             allowed = {"ran_twice"} if fault == "kill-worker" else set()

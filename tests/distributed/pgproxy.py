@@ -1,6 +1,7 @@
 """A TCP proxy in front of PostgreSQL that a test can cut: what a database restart looks
 like to a worker (every connection dropped, new ones refused for a moment), without
-restarting the server other tests share."""
+restarting the server other tests share. It can also lose the answer to a commit: the
+server commits, and the client sees its connection drop instead of the reply."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from collections.abc import Iterator
 
 from sqlalchemy.engine import make_url
 
+# A COMMIT as a client sends it: a simple query message (type, length, text, NUL).
+_COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+
 
 class Proxy:
     def __init__(self, host: str, port: int) -> None:
@@ -19,11 +23,13 @@ class Proxy:
         self.port: int = self._listener.getsockname()[1]
         self._open = threading.Event()
         self._open.set()
+        self._lose_commit_answer = threading.Event()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         # What a cut did, so a test can tell it hit the worker at all.
         self.dropped = 0
         self.refused = 0
+        self.answers_lost = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     @classmethod
@@ -49,6 +55,11 @@ class Proxy:
     def restore(self) -> None:
         self._open.set()
 
+    def lose_next_commit_answer(self) -> None:
+        """The next COMMIT a client sends reaches the server; the server's reply does not
+        reach the client, whose connection is dropped instead."""
+        self._lose_commit_answer.set()
+
     def close(self) -> None:
         self.cut()
         _close(self._listener)
@@ -71,12 +82,21 @@ class Proxy:
             server.settimeout(None)
             with self._lock:
                 self._sockets.update((client, server))
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+            committing = threading.Event()  # this connection's COMMIT whose reply is lost
+            threading.Thread(target=self._pump, args=(client, server, committing, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, committing, False), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, committing: threading.Event, up: bool
+    ) -> None:
         try:
             while data := source.recv(65536):
+                if up and _COMMIT in data and self._lose_commit_answer.is_set():
+                    self._lose_commit_answer.clear()
+                    committing.set()  # before the server can answer
+                elif not up and committing.is_set():
+                    self.answers_lost += 1
+                    break  # the server answered the commit: drop the answer and the connection
                 sink.sendall(data)
         except OSError:
             pass

@@ -74,6 +74,8 @@ class Job(IdMixin, Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     lease_expires_at: Mapped[datetime | None]
     leased_by: Mapped[str | None] = mapped_column(String(255))
+    # Written by each claim: a worker trying its claim again after a lost answer knows its own.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     # When a message for this job was last handed to the runner (the reconciler re-sends lost ones).
     dispatched_at: Mapped[datetime | None]
     # A running job is cancelled at its next progress report or heartbeat.
