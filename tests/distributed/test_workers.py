@@ -3,7 +3,6 @@ and crashes lose nothing and double nothing."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from orchestrator.domain.models import Backup, BackupStatus, Host, Job, JobState
 from orchestrator.engine.core import Core
 from orchestrator.usecases import assignments, backups, inventory
 from tests.conftest import World, add_provider, import_offering
-from tests.distributed.conftest import Processes, job_rows, wait_for
+from tests.distributed.conftest import Processes, free_port, job_rows, wait_for
 
 GiB = 2**30
 
@@ -129,12 +128,6 @@ def test_host_limit_holds_too(world: World, processes: Processes) -> None:
     assert {r.state for r in rows} == {JobState.SUCCEEDED}
     assert sampled.peak == 1
     assert max_overlap(rows) == 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
