@@ -67,8 +67,8 @@ JOB_LATENESS = Histogram(
     ["kind"],
     buckets=(0, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600),
 )
-BYTES_MOVED = Counter(
-    f"{PREFIX}_bytes_moved", "Bytes read or written by backups and restores.", ["pool", "kind"]
+MOVED_BYTES = Counter(
+    f"{PREFIX}_moved_bytes", "Bytes read or written by backups and restores.", ["pool", "kind"]
 )
 DISPATCHER_ROUNDS = Counter(f"{PREFIX}_dispatcher_rounds", "Dispatcher rounds run.")
 JOBS_RELEASED = Counter(f"{PREFIX}_jobs_released", "Planned or scheduled jobs released to the queues.")
@@ -85,7 +85,7 @@ EVENT_METRICS = (
     JOB_ATTEMPTS,
     JOB_DURATION,
     JOB_LATENESS,
-    BYTES_MOVED,
+    MOVED_BYTES,
     DISPATCHER_ROUNDS,
     JOBS_RELEASED,
     JOBS_REDELIVERED,

@@ -163,5 +163,5 @@ def test_worker_metrics_add_up_its_pool_processes(world: World, processes: Proce
         (("kind", "backup"), ("outcome", "succeeded"), ("queue", queue)),
     ]
     assert durations == 4
-    moved = samples["backup_orchestrator_bytes_moved_total", (("kind", "backup"), ("pool", world.pool_id))]
+    moved = samples["backup_orchestrator_moved_bytes_total", (("kind", "backup"), ("pool", world.pool_id))]
     assert moved == 4 * GiB
