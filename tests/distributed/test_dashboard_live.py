@@ -53,12 +53,7 @@ ABSENT = re.compile(r"^absent\((?P<inner>.*)\)$", re.DOTALL)
 class Prometheus:
     """A Prometheus server of this test, on a free loopback port with its own storage."""
 
-    def __init__(self, workdir: Path, targets: dict[str, int]) -> None:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            if IN_CI:
-                pytest.fail("prometheus is required in CI (apt-get install prometheus)")
-            pytest.skip("prometheus not installed (apt-get install prometheus)")
+    def __init__(self, binary: str, workdir: Path, targets: dict[str, int]) -> None:
         token_file = workdir / "metrics-token"
         token_file.write_text(TOKEN)
         config = {
@@ -118,10 +113,13 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "prometheus"
-    path.mkdir()
-    return path
+def prometheus_binary() -> str:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("prometheus is required in CI (apt-get install prometheus)")
+        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    return binary
 
 
 @dataclass
@@ -182,7 +180,7 @@ def build_fleet(world: World) -> Fleet:
 
 @pytest.fixture
 def scraped(
-    world: World, processes: Processes, prometheus_dir: Path, tmp_path: Path
+    prometheus_binary: str, world: World, processes: Processes, tmp_path: Path
 ) -> Iterator[tuple[Prometheus, str]]:
     """A Prometheus that has scraped the scenario, and the queue no worker serves."""
     fleet = build_fleet(world)
@@ -199,7 +197,8 @@ def scraped(
     processes.start(
         "dispatcher", "--deliver-every", "0.3", "--tick", "600", *metrics, str(ports["dispatcher"])
     )
-    prometheus = Prometheus(prometheus_dir, ports)
+    (tmp_path / "prometheus").mkdir()
+    prometheus = Prometheus(prometheus_binary, tmp_path / "prometheus", ports)
     try:
         wait_for(prometheus.ready, timeout=20, what="Prometheus to start")
 
@@ -212,7 +211,7 @@ def scraped(
                 and states[fleet.stalled] is JobState.QUEUED
             )
 
-        wait_for(settled, timeout=30, what="the backups to succeed, fail, run and wait")
+        wait_for(settled, timeout=45, what="the backups to succeed, fail, run and wait")
         # And an ad-hoc backup once the VM's SLA backup is done (a VM takes one at a time).
         with world.core.scope(world.alice) as s:
             fleet.succeeded.append(backups.create_backup(s, world.alice_vm).id)
