@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from orchestrator.domain.models import (
     USABLE_STATUSES,
@@ -102,7 +102,7 @@ STATE_METRICS = (
     "untracked_copies",
 )
 
-
+# What rpo_vms counts VMs by: newest usable restore point within or beyond the RPO, or none.
 RPO_STATES = ("within", "beyond", "never")
 
 
@@ -165,17 +165,15 @@ class StateCollector(Collector):
                 labels=["offering"],
             )
             # A planned backup's subject is its VM; once released, its restore point.
-            point = aliased(Backup)
-            vm = aliased(VirtualMachine)
             overdue = {name: 0 for name in offerings}
             for name, n in session.execute(
                 select(BackupOffering.name, func.count())
                 .select_from(Job)
-                .outerjoin(point, (Job.subject_type == "backup") & (point.id == Job.subject_id))
-                .outerjoin(vm, (Job.subject_type == "vm") & (vm.id == Job.subject_id))
+                .outerjoin(Backup, (Job.subject_type == "backup") & (Backup.id == Job.subject_id))
+                .outerjoin(VirtualMachine, (Job.subject_type == "vm") & (VirtualMachine.id == Job.subject_id))
                 .join(
                     BackupOffering,
-                    BackupOffering.id == func.coalesce(point.offering_id, vm.backup_offering_id),
+                    BackupOffering.id == func.coalesce(Backup.offering_id, VirtualMachine.backup_offering_id),
                 )
                 .where(Job.kind == JobKind.BACKUP, Job.state.in_(ACTIVE_STATES), Job.deadline < now)
                 .group_by(BackupOffering.name)
