@@ -56,13 +56,13 @@ def test_the_schema_has_teeth(validator: Draft7Validator) -> None:
     assert len(_errors(validator, broken)) == 2
 
 
-def _override_examples() -> list[dict[str, Any]]:
+def override_examples() -> list[dict[str, Any]]:
     blocks = [yaml.safe_load(block) for block in YAML_BLOCK.findall(DEPLOY_README.read_text())]
     return [block for block in blocks if isinstance(block, dict) and "services" in block]
 
 
-def test_the_guides_override_examples_follow_the_specification(validator: Draft7Validator) -> None:
-    examples = _override_examples()
+def test_the_guidesoverride_examples_follow_the_specification(validator: Draft7Validator) -> None:
+    examples = override_examples()
     assert examples, "deploy/README.md shows no compose override"
     for example in examples:
         assert _errors(validator, example) == []

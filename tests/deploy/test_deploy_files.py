@@ -20,6 +20,7 @@ import yaml
 
 from api.cli.main import cli
 from orchestrator.infra import telemetry
+from tests.deploy.test_compose_schema import override_examples
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -257,11 +258,7 @@ def test_dockerfile_runs_backupctl_as_a_user() -> None:
     assert "backupctl" in pyproject["project"]["scripts"]
 
 
-@pytest.mark.parametrize("service", ["migrate", "worker", "dispatcher"])
-def test_service_commands_are_real_backupctl_commands(
-    services: dict[str, dict[str, Any]], service: str
-) -> None:
-    args = list(services[service]["command"])
+def _assert_backupctl_command(args: list[str], service: str) -> None:
     command: click.Command = cli
     while isinstance(command, click.Group) and args and not args[0].startswith("-"):
         name = args.pop(0)
@@ -272,6 +269,25 @@ def test_service_commands_are_real_backupctl_commands(
     for arg in args:
         if arg.startswith("-"):
             assert arg.split("=")[0] in known, f"{command.name} has no option {arg}"
+
+
+@pytest.mark.parametrize("service", ["migrate", "worker", "dispatcher"])
+def test_service_commands_are_real_backupctl_commands(
+    services: dict[str, dict[str, Any]], service: str
+) -> None:
+    _assert_backupctl_command(list(services[service]["command"]), service)
+
+
+def test_the_guides_override_examples_run_real_backupctl_commands() -> None:
+    commands = [
+        (name, service["command"])
+        for example in override_examples()
+        for name, service in example["services"].items()
+        if "command" in service
+    ]
+    assert commands
+    for name, command in commands:
+        _assert_backupctl_command(list(command), name)
 
 
 # -- Prometheus ------------------------------------------------------------------------------------
