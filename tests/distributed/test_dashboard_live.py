@@ -308,5 +308,13 @@ def test_dashboard_and_alert_queries_return_series_from_a_live_stack(
     assert value('sum(backup_orchestrator_jobs{state="running"})') == 1
     assert value('sum(backup_orchestrator_dispatcher_leader{job="dispatcher"})') == 1
 
+    # The overdue backups already make their alert pending (it fires after its 5 minutes).
+    pending = {
+        (alert["labels"]["alertname"], alert["labels"].get("offering"))
+        for alert in prometheus.api("alerts")["alerts"]
+        if alert["state"] == "pending"
+    }
+    assert {("BackupJobsPastDeadline", "gold"), ("BackupJobsPastDeadline", "slow")} <= pending
+
     # And the check has teeth: a renamed metric returns nothing.
     assert prometheus.query("backup_orchestrator_job_attempt_total") == []
