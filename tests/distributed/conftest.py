@@ -102,9 +102,9 @@ class Processes:
         self.logs = logs
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """``backupctl ARGS``; ``env`` adds to the settings' environment."""
-        return self.run(args[0], ["-m", "api.cli.main", *args], env=env)
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """``backupctl ARGS``."""
+        return self.run(args[0], ["-m", "api.cli.main", *args])
 
     def run(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """``python ARGS`` (a module such as gunicorn) with the settings' environment."""
