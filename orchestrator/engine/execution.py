@@ -461,7 +461,7 @@ def _observe(job: Job, outcome: Outcome, seconds: float, total: int) -> None:
     telemetry.JOB_ATTEMPTS.labels(*labels).inc()
     telemetry.JOB_DURATION.labels(*labels).observe(seconds)
     if outcome is Outcome.SUCCEEDED and job.kind in MOVES_DATA and total:
-        telemetry.BYTES_MOVED.labels(job.pool_id or "", job.kind.value).inc(total)
+        telemetry.MOVED_BYTES.labels(job.pool_id or "", job.kind.value).inc(total)
     if job.deadline is not None and outcome in (Outcome.SUCCEEDED, Outcome.FAILED):
         telemetry.JOB_LATENESS.labels(job.kind.value).observe(
             max(0.0, (utcnow() - job.deadline).total_seconds())

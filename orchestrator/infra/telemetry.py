@@ -3,8 +3,15 @@
 Two kinds: events counted where they happen (job attempts, durations, bytes moved; the
 worker processes write them to ``PROMETHEUS_MULTIPROC_DIR`` when it is set, so a prefork
 worker's children add up), and state read from the database at scrape time (queue depth,
-restore points, RPO compliance). State is exported once, by the API and the dispatcher,
-never by every worker: N workers would report the same rows N times.
+restore points, RPO compliance). State is exported once, by the API, never by every
+worker: N workers would report the same rows N times.
+
+Names follow Prometheus's conventions: base units in the name (``_seconds``, ``_bytes``),
+``_total`` on counters. Series whose label values are known ahead are exported at 0 before
+anything happened (every live offering's RPO states, restore point statuses and late jobs;
+every reason to re-deliver), so that a dashboard shows a zero rather than nothing and
+``rate()`` sees the first increment. No label names a tenant: offerings, hosts, pools,
+queues and providers are the operator's; VMs and accounts never appear.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from orchestrator.domain.models import (
     Backup,
     BackupOffering,
     BackupProvider,
+    BackupStatus,
     Job,
+    JobKind,
     JobState,
     VirtualMachine,
     Volume,
@@ -58,22 +67,25 @@ JOB_LATENESS = Histogram(
     ["kind"],
     buckets=(0, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600),
 )
-BYTES_MOVED = Counter(
-    f"{PREFIX}_bytes_moved", "Bytes read or written by backups and restores.", ["pool", "kind"]
+MOVED_BYTES = Counter(
+    f"{PREFIX}_moved_bytes", "Bytes read or written by backups and restores.", ["pool", "kind"]
 )
 DISPATCHER_ROUNDS = Counter(f"{PREFIX}_dispatcher_rounds", "Dispatcher rounds run.")
 JOBS_RELEASED = Counter(f"{PREFIX}_jobs_released", "Planned or scheduled jobs released to the queues.")
+REDELIVERY_REASONS = ("lease_expired", "message_lost", "stale")
 JOBS_REDELIVERED = Counter(
     f"{PREFIX}_jobs_redelivered",
     "Jobs handed to the queues again: lease_expired, message_lost or stale.",
     ["reason"],
 )
+for _reason in REDELIVERY_REASONS:
+    JOBS_REDELIVERED.labels(_reason)
 DISPATCHER_LEADER = Gauge(f"{PREFIX}_dispatcher_leader", "1 while this dispatcher holds the leader lock.")
 EVENT_METRICS = (
     JOB_ATTEMPTS,
     JOB_DURATION,
     JOB_LATENESS,
-    BYTES_MOVED,
+    MOVED_BYTES,
     DISPATCHER_ROUNDS,
     JOBS_RELEASED,
     JOBS_REDELIVERED,
@@ -90,6 +102,9 @@ STATE_METRICS = (
     "untracked_copies",
 )
 
+# What rpo_vms counts VMs by: newest usable restore point within or beyond the RPO, or none.
+RPO_STATES = ("within", "beyond", "never")
+
 
 class StateCollector(Collector):
     """Gauges computed from the database at each scrape."""
@@ -100,6 +115,9 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = utcnow()
         with self.db.session() as session:
+            offerings = list(
+                session.scalars(select(BackupOffering.name).where(BackupOffering.removed_at.is_(None)))
+            )
             jobs = GaugeMetricFamily(f"{PREFIX}_jobs", "Active jobs.", labels=["kind", "state", "queue"])
             for kind, state, queue, n in session.execute(
                 select(Job.kind, Job.state, Job.queue, func.count())
@@ -128,29 +146,40 @@ class StateCollector(Collector):
             points = GaugeMetricFamily(
                 f"{PREFIX}_restore_points", "Restore points.", labels=["offering", "status"]
             )
+            counted = {(name, status.value): 0 for name in offerings for status in BackupStatus}
             for name, status, n in session.execute(
                 select(BackupOffering.name, Backup.status, func.count())
                 .join(BackupOffering, Backup.offering_id == BackupOffering.id)
                 .group_by(BackupOffering.name, Backup.status)
             ):
-                points.add_metric([name, status.value], n)
+                counted[name, status.value] = n
+            for (name, status_value), n in sorted(counted.items()):
+                points.add_metric([name, status_value], n)
             yield points
 
-            yield from self._rpo(session, now)
+            yield from self._rpo(session, now, offerings)
 
             late = GaugeMetricFamily(
                 f"{PREFIX}_jobs_past_deadline",
                 "Unfinished backups whose deadline (last good + RPO) has passed.",
                 labels=["offering"],
             )
+            # A planned backup's subject is its VM; once released, its restore point.
+            overdue = {name: 0 for name in offerings}
             for name, n in session.execute(
                 select(BackupOffering.name, func.count())
                 .select_from(Job)
-                .join(VirtualMachine, VirtualMachine.id == Job.subject_id)
-                .join(BackupOffering, BackupOffering.id == VirtualMachine.backup_offering_id)
-                .where(Job.state.in_(ACTIVE_STATES), Job.deadline < now)
+                .outerjoin(Backup, (Job.subject_type == "backup") & (Backup.id == Job.subject_id))
+                .outerjoin(VirtualMachine, (Job.subject_type == "vm") & (VirtualMachine.id == Job.subject_id))
+                .join(
+                    BackupOffering,
+                    BackupOffering.id == func.coalesce(Backup.offering_id, VirtualMachine.backup_offering_id),
+                )
+                .where(Job.kind == JobKind.BACKUP, Job.state.in_(ACTIVE_STATES), Job.deadline < now)
                 .group_by(BackupOffering.name)
             ):
+                overdue[name] = n
+            for name, n in sorted(overdue.items()):
                 late.add_metric([name], n)
             yield late
 
@@ -167,7 +196,7 @@ class StateCollector(Collector):
                 untracked.add_metric([name], copies or 0)
             yield untracked
 
-    def _rpo(self, session: Session, now: datetime) -> Iterator[Metric]:
+    def _rpo(self, session: Session, now: datetime, offerings: list[str]) -> Iterator[Metric]:
         # Per offering, host and pool (of the ROOT volume, as backups are queued), never per
         # VM: a VM id is a tenant's, and a series per VM grows with the fleet.
         oldest = GaugeMetricFamily(
@@ -193,7 +222,7 @@ class StateCollector(Collector):
             .group_by(Volume.vm_id)
             .subquery()
         )
-        counts: dict[tuple[str, str], int] = {}
+        counts = {(offering, state): 0 for offering in offerings for state in RPO_STATES}
         first: dict[tuple[str, str, str], float] = {}
         for offering, host, pool, rpo_seconds, at in session.execute(
             select(

@@ -20,6 +20,7 @@ import yaml
 
 from api.cli.main import cli
 from orchestrator.infra import telemetry
+from tests.deploy.test_compose_schema import override_examples
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -74,6 +75,19 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
     instructions = [tuple(line.split(maxsplit=1)) for line in lines if line and not line.startswith("#")]
     last_from = max(i for i, (name, *_) in enumerate(instructions) if name.upper() == "FROM")
     return [(name.upper(), rest[0] if rest else "") for name, *rest in instructions[last_from:]]
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Target -> source of a service's short-syntax volumes (colons inside ``${...}`` kept)."""
+    pairs = (re.split(r":(?![^{]*})", volume)[:2] for volume in service.get("volumes", []))
+    return {target: source for source, target in pairs}
+
+
+def _default(value: str) -> str:
+    """What ``${NAME:-default}`` becomes when NAME is unset."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    assert match, value
+    return match.group(1)
 
 
 def _port_of(url: str) -> int:
@@ -139,12 +153,41 @@ def test_backupctl_services_share_settings(services: dict[str, dict[str, Any]]) 
 def test_backupctl_services_share_backup_home(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
-    mounts = set()
-    for name in BACKUPCTL_SERVICES:
-        (volume,) = [v for v in services[name]["volumes"] if v.split(":")[1] == BACKUP_HOME]
-        mounts.add(volume.split(":")[0])
-    (home,) = mounts
+    (home,) = {_mounts(services[name])[BACKUP_HOME] for name in BACKUPCTL_SERVICES}
     assert home in compose["volumes"]
+
+
+def test_workers_see_storage_at_the_paths_of_the_hosts_and_the_inventory(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = _mounts(services["worker"])
+    storage = {target: source for target, source in worker.items() if target != BACKUP_HOME}
+    # Primary storage and the NAS mount, each at the very path it has outside.
+    assert {_default(target) for target in storage} == {"/var/lib/libvirt/images", "/mnt/backup"}
+    assert all(source == target for target, source in storage.items())
+    nas = next(target for target in storage if _default(target) == "/mnt/backup")
+    assert _mounts(services["api"])[nas] == nas
+
+
+def test_workers_run_unprivileged_unless_told(services: dict[str, dict[str, Any]]) -> None:
+    uid, _, gid = _default(services["worker"]["user"]).partition(":")
+    assert uid not in ("0", "root")
+    assert gid not in ("0", "root")
+    run_as = dict(_dockerfile_instructions())["USER"]
+    assert uid == "10001"
+    assert "--uid 10001" in DOCKERFILE.read_text()
+    assert run_as == "backup"
+
+
+def test_workers_get_the_ssh_files_as_secrets(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    assert set(services["worker"]["secrets"]) == {"ssh_key", "ssh_known_hosts"}
+    for name in services["worker"]["secrets"]:
+        path = (REPO / _default(compose["secrets"][name]["file"])).resolve()
+        assert path.parent == DEPLOY / "ssh", name
+    # Site files: never committed.
+    assert (DEPLOY / "ssh" / ".gitignore").read_text().splitlines()[-2:] == ["*", "!.gitignore"]
 
 
 def test_backupctl_services_use_the_image_built_from_the_dockerfile(
@@ -186,8 +229,8 @@ def test_healthchecks_probe_the_service_ports(services: dict[str, dict[str, Any]
 
 def test_prometheus_and_grafana_mount_the_deploy_files(services: dict[str, dict[str, Any]]) -> None:
     def mounts(name: str) -> dict[str, Path]:
-        pairs = (volume.split(":")[:2] for volume in services[name]["volumes"])
-        return {target: (REPO / source).resolve() for source, target in pairs if source.startswith(".")}
+        pairs = _mounts(services[name]).items()
+        return {target: (REPO / source).resolve() for target, source in pairs if source.startswith(".")}
 
     assert mounts("prometheus")["/etc/prometheus"] == PROMETHEUS.parent
     grafana = mounts("grafana")
@@ -207,16 +250,15 @@ def test_dockerfile_runs_backupctl_as_a_user() -> None:
     assert set(values["EXPOSE"].split()) == {"8080", "9101", "9102"}
     assert f"BACKUP_HOME={BACKUP_HOME}" in values["ENV"]
     assert BACKUP_HOME in values["VOLUME"]
-    assert any("qemu-utils" in rest for name, rest in instructions if name == "RUN")
+    installs = " ".join(rest for name, rest in instructions if name == "RUN")
+    # qemu-img for the data mover, virsh for the KVM driver.
+    assert "qemu-utils" in installs
+    assert "libvirt-clients" in installs
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "backupctl" in pyproject["project"]["scripts"]
 
 
-@pytest.mark.parametrize("service", ["migrate", "worker", "dispatcher"])
-def test_service_commands_are_real_backupctl_commands(
-    services: dict[str, dict[str, Any]], service: str
-) -> None:
-    args = list(services[service]["command"])
+def _assert_backupctl_command(args: list[str], service: str) -> None:
     command: click.Command = cli
     while isinstance(command, click.Group) and args and not args[0].startswith("-"):
         name = args.pop(0)
@@ -227,6 +269,25 @@ def test_service_commands_are_real_backupctl_commands(
     for arg in args:
         if arg.startswith("-"):
             assert arg.split("=")[0] in known, f"{command.name} has no option {arg}"
+
+
+@pytest.mark.parametrize("service", ["migrate", "worker", "dispatcher"])
+def test_service_commands_are_real_backupctl_commands(
+    services: dict[str, dict[str, Any]], service: str
+) -> None:
+    _assert_backupctl_command(list(services[service]["command"]), service)
+
+
+def test_the_guides_override_examples_run_real_backupctl_commands() -> None:
+    commands = [
+        (name, service["command"])
+        for example in override_examples()
+        for name, service in example["services"].items()
+        if "command" in service
+    ]
+    assert commands
+    for name, command in commands:
+        _assert_backupctl_command(list(command), name)
 
 
 # -- Prometheus ------------------------------------------------------------------------------------

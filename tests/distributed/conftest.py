@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,10 +103,15 @@ class Processes:
         self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = self.logs / f"{args[0]}-{len(self.started)}.log"
+        """``backupctl ARGS``."""
+        return self.run(args[0], ["-m", "api.cli.main", *args])
+
+    def run(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """``python ARGS`` (a module such as gunicorn) with the settings' environment."""
+        log = self.logs / f"{name}-{len(self.started)}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli.main", *args],
-            env=environment(self.settings),
+            [sys.executable, *args],
+            env={**environment(self.settings), **(env or {})},
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -153,6 +159,12 @@ def processes(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed:
         print(procs.output())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(

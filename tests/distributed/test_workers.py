@@ -3,7 +3,6 @@ and crashes lose nothing and double nothing."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from orchestrator.domain.models import Backup, BackupStatus, Host, Job, JobState
 from orchestrator.engine.core import Core
 from orchestrator.usecases import assignments, backups, inventory
 from tests.conftest import World, add_provider, import_offering
-from tests.distributed.conftest import Processes, job_rows, wait_for
+from tests.distributed.conftest import Processes, free_port, job_rows, wait_for
 
 GiB = 2**30
 
@@ -131,12 +130,6 @@ def test_host_limit_holds_too(world: World, processes: Processes) -> None:
     assert max_overlap(rows) == 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
     try:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -170,5 +163,5 @@ def test_worker_metrics_add_up_its_pool_processes(world: World, processes: Proce
         (("kind", "backup"), ("outcome", "succeeded"), ("queue", queue)),
     ]
     assert durations == 4
-    moved = samples["backup_orchestrator_bytes_moved_total", (("kind", "backup"), ("pool", world.pool_id))]
+    moved = samples["backup_orchestrator_moved_bytes_total", (("kind", "backup"), ("pool", world.pool_id))]
     assert moved == 4 * GiB
