@@ -25,6 +25,7 @@ snapshot ones (the snapshot is vSphere's here), plus:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ from providers.vsphere.api import VSphere
 from providers.vsphere.connection import VCenterSettings, sessions
 from providers.vsphere.restore import VSphereRestore
 from providers.vsphere.snapshot import VSphereOptions, VSphereSnapshot
+
+log = logging.getLogger(__name__)
 
 VSPHERE_KEYS = frozenset({"hosts", "quiesce", "quiesce_fallback", "cbt", "task_timeout_s"})
 # The snapshot is vSphere's: the NAS ways of freezing a VM would be silently ignored.
@@ -117,7 +120,7 @@ class VSphereProvider(ProviderDriver):
                 retryable=False,
             )
         if vm.host is not None and vm.host.connection:
-            return self._host_settings(vm.host, vm.name)
+            return self._host_settings(vm.host)
         settings = self.hosts.get(vm.host_id)
         if settings is None:
             raise ProviderError(
@@ -127,13 +130,12 @@ class VSphereProvider(ProviderDriver):
             )
         return settings
 
-    def _host_settings(self, host: HostRef, vm_name: str) -> VCenterSettings:
+    def _host_settings(self, host: HostRef) -> VCenterSettings:
         try:
             return VCenterSettings.from_config(self.open_sealed(host.connection))
         except InvalidArgument as exc:
             raise ProviderError(
-                f"host {host.id} of VM {vm_name}: {exc.message} (fix it with backupctl host connect)",
-                retryable=False,
+                f"host {host.id}: {exc.message} (fix it with backupctl host connect)", retryable=False
             ) from None
 
     def _vsphere(self, vm: VMRef) -> VSphere:
@@ -154,22 +156,24 @@ class VSphereProvider(ProviderDriver):
         """Remove the snapshots killed backups left on the VM (every backup does this first)."""
         return self.snapshots.repair(vm)
 
-    def release_snapshots(self, hosts: Iterable[HostRef], in_flight: Iterable[str]) -> list[str]:
+    def release_leftovers(self, hosts: Iterable[HostRef], in_flight: frozenset[str]) -> list[str]:
         """Remove this product's snapshots on every VM of the given vCenters, except those of
-        the restore points still being backed up (``in_flight``: restore point ids)."""
+        the restore points still being backed up. A vCenter that cannot be reached is
+        logged and skipped: the next reconcile, or the VM's next backup, removes them."""
         # Snapshots are named after the repository's name of the point.
         keep = frozenset(point_name(p) for p in in_flight)
         removed = []
         for host in hosts:
-            settings = (
-                self._host_settings(host, f"of host {host.id}")
-                if host.connection
-                else self.hosts.get(host.id)
-            )
-            if settings is None:
+            if host.hypervisor != "vmware":
                 continue
-            api = VSphere(sessions.get(settings), settings.datacenter, self.task_timeout_s)
-            removed += self.snapshots.sweep(api, keep)
+            try:
+                settings = self._host_settings(host) if host.connection else self.hosts.get(host.id)
+                if settings is None:
+                    continue
+                api = VSphere(sessions.get(settings), settings.datacenter, self.task_timeout_s)
+                removed += self.snapshots.sweep(api, keep)
+            except ProviderError as exc:
+                log.warning("host %s: leftover snapshots not removed: %s", host.id, exc.message)
         return removed
 
     def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:

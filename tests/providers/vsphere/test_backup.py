@@ -249,10 +249,10 @@ def test_snapshot_of_a_killed_worker_is_removed(sim: Sim, provider: VSphereProvi
     assert sim.snapshot_names(machine) == ["backup-orchestrator:rp-killed"]
 
     # The reconciler keeps the snapshots of backups still running...
-    assert provider.release_snapshots([vm.host], in_flight=["rp-killed"]) == []
+    assert provider.release_leftovers([vm.host], frozenset({"rp-killed"})) == []
     assert sim.snapshot_names(machine) == ["backup-orchestrator:rp-killed"]
     # ...and removes those no running job needs.
-    assert provider.release_snapshots([vm.host], in_flight=[]) == [f"{VM0}: backup-orchestrator:rp-killed"]
+    assert provider.release_leftovers([vm.host], frozenset()) == [f"{VM0}: backup-orchestrator:rp-killed"]
     assert sim.snapshot_names(machine) == []
 
     # The next backup of the VM removes what a killed one left before taking its own.
