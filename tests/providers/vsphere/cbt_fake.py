@@ -57,11 +57,12 @@ def file_fault_response(message: str) -> bytes:
 
 class ChangeTracking:
     """What the fake vCenter answers: the disks' current change id and, per change id asked
-    for, the areas changed since (as of the current snapshot)."""
+    for (and disk key, where disks differ), the areas changed since (as of the current
+    snapshot)."""
 
     def __init__(self) -> None:
         self.change_id = "52 3e 1a 7d 0c 44 9b 21-8f 66 02 d5 e0 17 4a c3/1"
-        self.changed: dict[str, list[tuple[int, int]]] = {}
+        self.changed: dict[str | tuple[str, int], list[tuple[int, int]]] = {}
         self.refused: set[str] = set()
         self.queries: list[dict[str, Any]] = []
         # The disk is described in two parts, as a vCenter may: the caller must ask again.
@@ -81,7 +82,8 @@ def install(stub: Any, tracking: ChangeTracking) -> Callable[[], None]:
                 raise fault
             capacity = _capacity(mo, snapshot, key)
             end = capacity if tracking.part == 0 or start > 0 else min(capacity, tracking.part)
-            areas = [(s, n) for s, n in tracking.changed.get(change_id, []) if start <= s < end]
+            since = tracking.changed.get((change_id, key), tracking.changed.get(change_id, []))
+            areas = [(s, n) for s, n in since if start <= s < end]
             return _deserialize(stub, changed_areas_response(start, end - start, areas), info)
         result = real(mo, info, args, outerStub)
         if info.wsdlName in ("RetrieveContents", "RetrieveProperties"):

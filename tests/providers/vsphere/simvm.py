@@ -86,17 +86,29 @@ class Sim:
         connection.close()
         assert response.status in (200, 201), response.status
 
-    def write_disk(self, vm: vim.VirtualMachine, index: int, data: bytes) -> str:
-        """Give the VM's ``index``th disk this content (and that size); its path."""
-        disk = [d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)][index]
-        if disk.capacityInKB != len(data) // 1024:
-            # The simulator empties every disk file of a VM it reconfigures: resize first.
-            disk.capacityInKB = len(data) // 1024
-            change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)
-            self.wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])))
-        path = disk.backing.fileName
-        self.put(path.removesuffix(".vmdk") + "-flat.vmdk", data)
-        return str(path)
+    def disk_paths(self, vm: vim.VirtualMachine) -> list[str]:
+        """The VM's disks, by device key (the simulator reorders its device list)."""
+        disks = sorted(
+            (d for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)),
+            key=lambda d: d.key,
+        )
+        return [str(d.backing.fileName) for d in disks]
+
+    def write_disk(self, vm: vim.VirtualMachine, path: str, data: bytes) -> None:
+        """Give the VM's disk at ``path`` this content, and that size."""
+        self.fill(vm, {path: data})
+
+    def fill(self, vm: vim.VirtualMachine, contents: dict[str, bytes]) -> None:
+        """Give the VM's disks (by path) these contents and sizes. The simulator empties every
+        disk file of a VM it reconfigures: all disks get their sizes before their data."""
+        for path, data in contents.items():
+            disk = next(d for d in vm.config.hardware.device if getattr(d.backing, "fileName", None) == path)
+            if disk.capacityInKB != len(data) // 1024:
+                disk.capacityInKB = len(data) // 1024
+                change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)
+                self.wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change])))
+        for path, data in contents.items():
+            self.put(path.removesuffix(".vmdk") + "-flat.vmdk", data)
 
     def add_disk(self, vm: vim.VirtualMachine, size: int) -> None:
         controller = next(

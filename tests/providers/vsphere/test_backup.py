@@ -93,7 +93,8 @@ def test_capabilities_say_what_the_driver_does(tmp_path: Path) -> None:
 def test_backup_then_restore_in_place_is_byte_exact(sim: Sim, provider: VSphereProvider) -> None:
     machine = sim.vm(VM0)
     original = pattern(16 * MiB, 1)
-    path = sim.write_disk(machine, 0, original)
+    path = sim.disk_paths(machine)[0]
+    sim.write_disk(machine, path, original)
     vm = sim.ref(machine)
 
     result, point = take(provider, vm, "rp-1")
@@ -119,10 +120,11 @@ def test_backup_then_restore_in_place_is_byte_exact(sim: Sim, provider: VSphereP
 
 def test_restore_in_place_refuses_a_vm_whose_disks_changed(sim: Sim, provider: VSphereProvider) -> None:
     machine = sim.vm(VM0)
-    sim.write_disk(machine, 0, pattern(8 * MiB, 1))
+    path = sim.disk_paths(machine)[0]
+    sim.write_disk(machine, path, pattern(8 * MiB, 1))
     vm = sim.ref(machine)
     _, point = take(provider, vm, "rp-1")
-    sim.write_disk(machine, 0, pattern(4 * MiB, 2))
+    sim.write_disk(machine, path, pattern(4 * MiB, 2))
 
     with pytest.raises(
         ProviderError, match=r"its disks differ from restore point rp-1: .* holds 4194304 bytes"
@@ -135,9 +137,7 @@ def test_restore_to_a_new_vm_recreates_its_hardware_and_disks(sim: Sim, provider
     machine = sim.vm(VM0)
     sim.add_disk(machine, 8 * MiB)
     first, second = pattern(8 * MiB, 3), pattern(12 * MiB, 4)
-    # Resizing empties the simulator's disk files: the resized disk is written last.
-    sim.write_disk(machine, 1, second)
-    sim.write_disk(machine, 0, first)
+    sim.fill(machine, dict(zip(sim.disk_paths(machine), [first, second], strict=True)))
     vm = sim.ref(machine)
     _, point = take(provider, vm, "rp-1")
 
@@ -177,7 +177,7 @@ def test_restore_to_a_new_vm_recreates_its_hardware_and_disks(sim: Sim, provider
 def test_one_disk_restored_and_attached_to_another_vm(sim: Sim, provider: VSphereProvider) -> None:
     source = sim.vm(VM0)
     data = pattern(8 * MiB, 5)
-    sim.write_disk(source, 0, data)
+    sim.write_disk(source, sim.disk_paths(source)[0], data)
     vm = sim.ref(source)
     _, point = take(provider, vm, "rp-1")
     other = sim.vm(VM1)
@@ -242,7 +242,7 @@ def _kill_mid_read(tmp_path: Path, vm: VMRef) -> None:
 
 def test_snapshot_of_a_killed_worker_is_removed(sim: Sim, provider: VSphereProvider, tmp_path: Path) -> None:
     machine = sim.vm(VM0)
-    sim.write_disk(machine, 0, pattern(8 * MiB, 6))
+    sim.write_disk(machine, sim.disk_paths(machine)[0], pattern(8 * MiB, 6))
     vm = sim.ref(machine)
 
     _kill_mid_read(tmp_path, vm)
@@ -266,7 +266,7 @@ def test_vcenter_gone_mid_backup_is_retryable_and_commits_nothing(
     vcenter: Vcsim, sim: Sim, provider: VSphereProvider
 ) -> None:
     machine = sim.vm(VM0)
-    sim.write_disk(machine, 0, pattern(16 * MiB, 7))
+    sim.write_disk(machine, sim.disk_paths(machine)[0], pattern(16 * MiB, 7))
     vm = sim.ref(machine)
 
     def stop_vcenter(done: int, total: int) -> None:
@@ -301,7 +301,8 @@ def test_incremental_reads_only_the_changed_areas(
     machine = sim.vm(VM0)
     size = 16 * MiB
     data = bytearray(pattern(size, 8))
-    path = sim.write_disk(machine, 0, bytes(data))
+    path = sim.disk_paths(machine)[0]
+    sim.write_disk(machine, path, bytes(data))
     flat = path.removesuffix(".vmdk") + "-flat.vmdk"
     vm = sim.ref(machine)
     _, full = take(provider, vm, "rp-1")
@@ -341,7 +342,7 @@ def test_a_refused_change_id_falls_back_to_a_full_read(
     sim: Sim, provider: VSphereProvider, tracking: cbt_fake.ChangeTracking
 ) -> None:
     machine = sim.vm(VM0)
-    sim.write_disk(machine, 0, pattern(8 * MiB, 10))
+    sim.write_disk(machine, sim.disk_paths(machine)[0], pattern(8 * MiB, 10))
     vm = sim.ref(machine)
     _, full = take(provider, vm, "rp-1")
     tracking.refused.add(tracking.change_id)
