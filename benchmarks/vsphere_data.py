@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -82,7 +83,7 @@ def measure(sim: vcsim.Vcsim, quick: bool, size: int | None = None) -> dict[str,
         machine = look.vm("DC0_C0_RP0_VM0")
         look.add_disk(machine, size)
         rng = random.Random(1)
-        disks = [bytearray(rng.randbytes(size)) for _ in range(2)]
+        disks = [bytearray(os.urandom(size)) for _ in range(2)]
         paths = look.disk_paths(machine)
         look.fill(machine, {path: bytes(data) for path, data in zip(paths, disks, strict=True)})
         vm = look.ref(machine)
