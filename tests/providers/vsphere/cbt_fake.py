@@ -13,6 +13,8 @@ vCenter's answer would be:
   https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vim.VirtualMachine.html#queryChangedDiskAreas
   https://developer.broadcom.com/xapis/vsphere-web-services-api/latest/vim.VirtualMachine.DiskChangeInfo.html
 - A change id vCenter no longer accepts (tracking reset) is refused with a ``FileFault``.
+- A quiesced snapshot of a VM whose VMware Tools do not run is refused with
+  ``ToolsUnavailable`` (``refuse_quiesce``).
 
 The disks' ``backing.changeId`` is set on the simulator's answers to property reads, as a
 vCenter with tracking on reports it for a snapshot's disks.
@@ -45,14 +47,29 @@ def changed_areas_response(start: int, length: int, areas: list[tuple[int, int]]
     return ENVELOPE.format(body=body).encode()
 
 
-def file_fault_response(message: str) -> bytes:
+def fault_response(fault: str, message: str, fields: str = "") -> bytes:
     body = (
         "<soapenv:Fault><faultcode>ServerFaultCode</faultcode>"
         f"<faultstring>{message}</faultstring>"
-        '<detail><FileFaultFault xmlns="urn:vim25" xsi:type="FileFault">'
-        f"<file>{message}</file></FileFaultFault></detail></soapenv:Fault>"
+        f'<detail><{fault}Fault xmlns="urn:vim25" xsi:type="{fault}">{fields}</{fault}Fault></detail>'
+        "</soapenv:Fault>"
     )
     return ENVELOPE.format(body=body).encode()
+
+
+def refuse_quiesce(stub: Any) -> Callable[[], None]:
+    """Answer quiesced snapshots as vCenter does for a VM whose VMware Tools do not run
+    (``ToolsUnavailable``); returns the undo."""
+    real = stub.InvokeMethod
+
+    def invoke(mo: Any, info: Any, args: Any, outerStub: Any = None) -> Any:
+        if info.wsdlName == "CreateSnapshot_Task" and args[3]:
+            message = "Cannot complete operation because VMware Tools is not running in this virtual machine."
+            raise _deserialize(stub, fault_response("ToolsUnavailable", message), info)
+        return real(mo, info, args, outerStub)
+
+    stub.InvokeMethod = invoke
+    return lambda: setattr(stub, "InvokeMethod", real)
 
 
 class ChangeTracking:
@@ -78,7 +95,10 @@ def install(stub: Any, tracking: ChangeTracking) -> Callable[[], None]:
             snapshot, key, start, change_id = args
             tracking.queries.append({"device_key": key, "start": start, "change_id": change_id})
             if change_id in tracking.refused:
-                fault = _deserialize(stub, file_fault_response(f"change id {change_id} is not valid"), info)
+                message = f"change id {change_id} is not valid"
+                fault = _deserialize(
+                    stub, fault_response("FileFault", message, f"<file>{message}</file>"), info
+                )
                 raise fault
             capacity = _capacity(mo, snapshot, key)
             end = capacity if tracking.part == 0 or start > 0 else min(capacity, tracking.part)

@@ -118,6 +118,33 @@ def test_backup_then_restore_in_place_is_byte_exact(sim: Sim, provider: VSphereP
     assert machine.runtime.powerState == "poweredOn"
 
 
+def test_a_failed_quiesce_falls_back_to_crash_consistent_only_when_allowed(
+    vcenter: Vcsim, sim: Sim, tmp_path: Path
+) -> None:
+    machine = sim.vm(VM0)
+    sim.write_disk(machine, sim.disk_paths(machine)[0], pattern(4 * MiB, 11))
+    vm = sim.ref(machine)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    undo = cbt_fake.refuse_quiesce(
+        sessions.get(VCenterSettings.from_config(vcenter.connection())).service_instance()._stub
+    )
+    try:
+        strict = VSphereProvider("strict", config(tmp_path / "a"), tmp_path / "a")
+        with pytest.raises(
+            ProviderError, match=f"taking snapshot backup-orchestrator:rp-1 of VM {VM0}: ToolsUnavailable"
+        ):
+            take(strict, vm, "rp-1")
+        assert strict.list_restore_points() == []
+
+        lenient = VSphereProvider("lenient", config(tmp_path / "b", quiesce_fallback=True), tmp_path / "b")
+        take(lenient, vm, "rp-2")
+    finally:
+        undo()
+    assert manifest(lenient, "rp-2").consistency == "vsphere"
+    assert sim.snapshot_names(machine) == []
+
+
 def test_restore_in_place_refuses_a_vm_whose_disks_changed(sim: Sim, provider: VSphereProvider) -> None:
     machine = sim.vm(VM0)
     path = sim.disk_paths(machine)[0]
