@@ -141,6 +141,23 @@ class VSphere:
             self._datastores = Datastores(self.session.settings, self.datacenter(), self.session.cookie)
         return self._datastores
 
+    def close(self) -> None:
+        """Close the datastore connections (the session stays, for the process's next job)."""
+        if self._datastores is not None:
+            self._datastores.close()
+
+    def delete_file(self, path: str, what: str) -> None:
+        def start(si: vim.ServiceInstance) -> vim.Task:
+            datacenter = next(
+                c
+                for c in si.content.rootFolder.childEntity
+                if isinstance(c, vim.Datacenter) and c.name == self.datacenter()
+            )
+            assert si.content.fileManager is not None  # every vCenter has one
+            return si.content.fileManager.DeleteDatastoreFile_Task(name=path, datacenter=datacenter)
+
+        self.wait(self.call(what, start), what)
+
     # -- virtual machines
 
     def find_vm(self, vm: VMRef) -> str | None:
@@ -190,6 +207,9 @@ class VSphere:
             return machine.PowerOnVM_Task() if on else machine.PowerOffVM_Task()
 
         self.wait(self.call(what, start), what)
+
+    def destroy_vm(self, moref: str, what: str) -> None:
+        self.wait(self.call(what, lambda si: vim.VirtualMachine(moref, si._stub).Destroy_Task()), what)
 
     def reconfigure(self, moref: str, spec: vim.vm.ConfigSpec, what: str) -> None:
         self.wait(self.call(what, lambda si: vim.VirtualMachine(moref, si._stub).ReconfigVM_Task(spec)), what)

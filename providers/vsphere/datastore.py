@@ -97,31 +97,36 @@ class Datastores:
         headers: dict[str, str],
         body: Iterable[bytes] | bytes | None = None,
     ) -> tuple[int, bytes, http.client.HTTPResponse]:
-        connection = self._connection()
-        try:
-            connection.request(
-                method, self._target(path), body=body, headers={"Cookie": self.cookie(), **headers}
-            )
-            response = connection.getresponse()
-            data = response.read()
-        except ssl.SSLCertVerificationError as exc:
-            self._drop(connection)
-            raise ProviderError(
-                f"vCenter {self.settings.host}: certificate refused while {what} {path}: "
-                f"{exc.verify_message}",
-                retryable=False,
-            ) from None
-        except NETWORK_ERRORS as exc:
-            # vCenter went away or the connection broke: the job can be tried again.
-            self._drop(connection)
-            raise ProviderError(
-                f"vCenter {self.settings.host}: {what} {path}: {type(exc).__name__}: {exc}"
-            ) from None
-        except BaseException:
-            # A body that failed half-sent leaves the connection unusable.
-            self._drop(connection)
-            raise
-        return response.status, data, response
+        # A kept-alive connection the server closed meanwhile fails at once: a read (not a
+        # streamed write, whose body is spent) is tried once more on a fresh connection.
+        tries = 2 if method in ("GET", "HEAD") else 1
+        for attempt in range(1, tries + 1):
+            connection = self._connection()
+            try:
+                connection.request(
+                    method, self._target(path), body=body, headers={"Cookie": self.cookie(), **headers}
+                )
+                response = connection.getresponse()
+                return response.status, response.read(), response
+            except ssl.SSLCertVerificationError as exc:
+                self._drop(connection)
+                raise ProviderError(
+                    f"vCenter {self.settings.host}: certificate refused while {what} {path}: "
+                    f"{exc.verify_message}",
+                    retryable=False,
+                ) from None
+            except NETWORK_ERRORS as exc:
+                self._drop(connection)
+                if attempt == tries:
+                    # vCenter went away or the connection broke: the job can be tried again.
+                    raise ProviderError(
+                        f"vCenter {self.settings.host}: {what} {path}: {type(exc).__name__}: {exc}"
+                    ) from None
+            except BaseException:
+                # A body that failed half-sent leaves the connection unusable.
+                self._drop(connection)
+                raise
+        raise AssertionError("unreachable")
 
     def _drop(self, connection: http.client.HTTPSConnection) -> None:
         self._local.connection = None

@@ -88,6 +88,12 @@ class VSphereRestore:
 
     def in_place(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
         api = self.connect(target)
+        try:
+            self._in_place(api, point, target, progress)
+        finally:
+            api.close()
+
+    def _in_place(self, api: VSphere, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
         moref = api.require_vm(target)
         # A snapshot a killed backup left would keep the VM running on a delta over the restore.
         self.snapshots.repair(target)
@@ -145,6 +151,12 @@ class VSphereRestore:
 
     def new_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef:
         api = self.connect(target)
+        try:
+            return self._new_vm(api, point, target, progress)
+        finally:
+            api.close()
+
+    def _new_vm(self, api: VSphere, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef:
         source = point.vm.details
         folder, pool = source.get("folder"), source.get("resource_pool")
         if not folder or not pool:
@@ -169,7 +181,16 @@ class VSphereRestore:
                 sinks.append((stored, self._sink(api, DatastorePath.parse(disk.file).flat())))
             return sinks
 
-        self.nas.stream_restore(point, plan, progress)
+        try:
+            self.nas.stream_restore(point, plan, progress)
+        except BaseException as exc:
+            if "moref" in created:
+                # A new VM with disks half written is no restore: it goes.
+                try:
+                    api.destroy_vm(created["moref"], f"removing VM {target.name} of a failed restore")
+                except ProviderError as cleanup:
+                    exc.add_note(f"and removing the new VM {target.name} failed: {cleanup.message}")
+            raise
         moref = created["moref"]
         return _restored_ref(api, moref, point, target, created["disks"])
 
@@ -179,11 +200,21 @@ class VSphereRestore:
         self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
     ) -> VolumeRef:
         api = self.connect(target)
+        try:
+            return self._volume(api, point, volume, target, progress)
+        finally:
+            api.close()
+
+    def _volume(
+        self, api: VSphere, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
+    ) -> VolumeRef:
         moref = api.require_vm(target)
         props = api.vm_props(
             moref, ["config.files.vmPathName", "config.hardware.device"], f"reading VM {target.name}"
         )
         home = DatastorePath.parse(str(props.get("config.files.vmPathName")))
+        # Checked before anything is uploaded.
+        controller, unit = _free_scsi_unit(props.get("config.hardware.device") or (), target.name)
         new_id = str(uuid.uuid4())
         stem = DatastorePath.parse(volume.path).relative.rsplit("/", 1)[-1].removesuffix(".vmdk")
         name = f"{stem}-restored-{new_id[:8]}"
@@ -197,26 +228,36 @@ class VSphereRestore:
             found["stored"] = stored
             return [(stored, self._sink(api, flat))]
 
-        self.nas.stream_restore(point, plan, progress)
-        stored = found["stored"]
-        api.datastores().write(
-            disk_path, iter([text := descriptor(flat.relative.rsplit("/", 1)[-1], stored.size)]), len(text)
-        )
-        controller, unit = _free_scsi_unit(props.get("config.hardware.device") or (), target.name)
-        disk = vim.vm.device.VirtualDisk(
-            key=-1,
-            controllerKey=controller,
-            unitNumber=unit,
-            capacityInKB=stored.size // 1024,
-            backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-                diskMode="persistent", fileName=str(disk_path)
-            ),
-        )
-        api.reconfigure(
-            moref,
-            vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=disk)]),
-            f"attaching {disk_path} to VM {target.name}",
-        )
+        try:
+            self.nas.stream_restore(point, plan, progress)
+            stored = found["stored"]
+            text = descriptor(flat.relative.rsplit("/", 1)[-1], stored.size)
+            api.datastores().write(disk_path, iter([text]), len(text))
+            disk = vim.vm.device.VirtualDisk(
+                key=-1,
+                controllerKey=controller,
+                unitNumber=unit,
+                capacityInKB=stored.size // 1024,
+                backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                    diskMode="persistent", fileName=str(disk_path)
+                ),
+            )
+            api.reconfigure(
+                moref,
+                vim.vm.ConfigSpec(
+                    deviceChange=[vim.vm.device.VirtualDeviceSpec(operation="add", device=disk)]
+                ),
+                f"attaching {disk_path} to VM {target.name}",
+            )
+        except BaseException as exc:
+            # Files nothing uses would stay on the datastore, unnamed by any inventory.
+            for path in (disk_path, flat):
+                try:
+                    if found and api.datastores().size(path) is not None:
+                        api.delete_file(str(path), f"removing {path} of a failed restore")
+                except ProviderError as cleanup:
+                    exc.add_note(f"and removing {path} failed: {cleanup.message}")
+            raise
         return VolumeRef(
             id=new_id,
             name=f"{stored.name}-restored",

@@ -160,29 +160,30 @@ class VSphereSnapshot(SnapshotSource):
     @contextmanager
     def capture(self, vm: VMRef, point_id: str, *, quiesce: bool = False) -> Iterator[Capture]:
         api = self.connect(vm)
+        try:
+            with self._captured(api, vm, point_id, quiesce) as capture:
+                yield capture
+        finally:
+            api.close()
+
+    @contextmanager
+    def _captured(self, api: VSphere, vm: VMRef, point_id: str, quiesce: bool) -> Iterator[Capture]:
         moref = api.require_vm(vm)
         # Whatever a killed worker left on this VM first: never stack snapshots.
         self._release(api, moref, vm.name)
         props = api.vm_props(
             moref, ["runtime.powerState", "config.changeTrackingEnabled"], f"reading VM {vm.name}"
         )
-        tracking = bool(props.get("config.changeTrackingEnabled"))
+        tracking: bool | str = bool(props.get("config.changeTrackingEnabled"))
         if self.options.cbt and not tracking:
-            api.reconfigure(
-                moref,
-                vim.vm.ConfigSpec(changeTrackingEnabled=True),
-                f"turning on changed-block tracking of VM {vm.name}",
-            )
+            tracking = self._track(api, moref, vm)
         running = props.get("runtime.powerState") == "poweredOn"
         snapshot, consistency = self._snapshot(api, moref, vm, point_id, quiesce and running)
         if not running:
             consistency = CONSISTENCY_STOPPED
         try:
             disks = api.snapshot_disks(snapshot, f"reading the disks of snapshot {point_id} of VM {vm.name}")
-            images = {
-                v.id: self._image(api, moref, snapshot, vm, v, disks, tracking and self.options.cbt)
-                for v in vm.volumes
-            }
+            images = {v.id: self._image(api, moref, snapshot, vm, v, disks, tracking) for v in vm.volumes}
             yield Capture(images, consistency)
         except BaseException as exc:
             try:
@@ -195,6 +196,22 @@ class VSphereSnapshot(SnapshotSource):
             raise
         else:
             api.remove_snapshot(moref, snapshot, f"removing snapshot {point_id} of VM {vm.name}")
+
+    def _track(self, api: VSphere, moref: str, vm: VMRef) -> str:
+        """Turn changed-block tracking on; why this backup reads every disk in full."""
+        try:
+            api.reconfigure(
+                moref,
+                vim.vm.ConfigSpec(changeTrackingEnabled=True),
+                f"turning on changed-block tracking of VM {vm.name}",
+            )
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            # E.g. a VM with snapshots of its own: the backup goes on, reading in full.
+            log.warning("VM %s: changed-block tracking not turned on: %s", vm.name, exc.message)
+            return f"changed-block tracking could not be turned on ({exc.message})"
+        return "changed-block tracking was just turned on"
 
     def _snapshot(self, api: VSphere, moref: str, vm: VMRef, point_id: str, quiesce: bool) -> tuple[str, str]:
         name = f"{SNAPSHOT_PREFIX}{point_id}"
@@ -224,7 +241,7 @@ class VSphereSnapshot(SnapshotSource):
         vm: VMRef,
         volume: VolumeRef,
         disks: list[Disk],
-        tracking: bool,
+        tracking: bool | str,
     ) -> SourceImage:
         disk = volume_disk(vm, volume, disks)
         if disk is None:
@@ -255,7 +272,7 @@ class VSphereSnapshot(SnapshotSource):
         vm: VMRef,
         disk: Disk,
         data: DatastorePath,
-        tracking: bool,
+        tracking: bool | str,
         parent: Mapping[str, Any],
     ) -> DiskReader:
         datastores = api.datastores()
@@ -277,14 +294,15 @@ class VSphereSnapshot(SnapshotSource):
         snapshot: str,
         vm: VMRef,
         disk: Disk,
-        tracking: bool,
+        tracking: bool | str,
         parent: Mapping[str, Any],
     ) -> tuple[list[tuple[int, int]] | None, str]:
-        """The areas to read (None: all) and how the restore point says it was read."""
+        """The areas to read (None: all) and how the restore point says it was read.
+        ``tracking``: True when it was on before this backup, else why it was not."""
         if not self.options.cbt:
             return None, "full"
-        if not tracking:
-            return None, "full: changed-block tracking was just turned on"
+        if tracking is not True:
+            return None, f"full: {tracking or 'changed-block tracking is off'}"
         previous = parent.get("change_id")
         if not previous:
             return None, "full: no change id recorded for the disk"
