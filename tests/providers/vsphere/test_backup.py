@@ -201,6 +201,25 @@ def test_restore_to_a_new_vm_recreates_its_hardware_and_disks(sim: Sim, provider
     assert machine.runtime.powerState == "poweredOn"
 
 
+def test_a_failed_restore_to_a_new_vm_leaves_no_vm(
+    sim: Sim, provider: VSphereProvider, tmp_path: Path
+) -> None:
+    machine = sim.vm(VM0)
+    sim.write_disk(machine, sim.disk_paths(machine)[0], pattern(4 * MiB, 12))
+    vm = sim.ref(machine)
+    _, point = take(provider, vm, "rp-1")
+    for chunk in (tmp_path / "repo" / "chunks").rglob("*"):
+        if chunk.is_file():
+            chunk.write_bytes(b"damaged")
+    target = VMRef(str(uuid.uuid4()), "broken", vm.zone_id, vm.host_id, vm.volumes, dict(vm.details), vm.host)
+
+    with pytest.raises(ProviderError, match="chunk"):
+        provider.restore_vm(point, target, ignore)
+
+    with pytest.raises(StopIteration):
+        sim.vm("broken")
+
+
 def test_one_disk_restored_and_attached_to_another_vm(sim: Sim, provider: VSphereProvider) -> None:
     source = sim.vm(VM0)
     data = pattern(8 * MiB, 5)
