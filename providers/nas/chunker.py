@@ -46,9 +46,13 @@ class ImageReader(ABC):
     """Random access to a disk image's guest-visible bytes; safe to call from many threads."""
 
     size: int
-    # What the source records about this read on the volume's manifest (e.g. a hypervisor's
-    # change id), handed back to it when the next backup of the volume opens its reader.
-    state: Mapping[str, Any] = MappingProxyType({})
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        """What the source records about this read on the volume's manifest (e.g. a
+        hypervisor's change id), handed back to it when the next backup of the volume opens
+        its reader; read once the volume was read."""
+        return MappingProxyType({})
 
     @abstractmethod
     def read(self, offset: int, length: int) -> bytes | bytearray | None:

@@ -170,7 +170,7 @@ class VSphereRestore:
         def plan(manifest: Manifest) -> list[tuple[VolumeManifest, Sink]]:
             require_whole(manifest)
             pairs = match_volumes(manifest, point.vm)
-            spec, placed = _new_vm_spec(api, point.vm, target, [(s, v) for s, v in pairs])
+            spec, placed = _new_vm_spec(api, point.vm, target, pairs)
             moref = api.create_vm(str(folder), str(pool), spec, f"creating VM {target.name}")
             created["moref"] = moref
             disks = api.disks(moref, f"reading new VM {target.name}")

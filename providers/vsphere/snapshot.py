@@ -54,7 +54,8 @@ class VSphereOptions:
 
 class DiskReader(ImageReader):
     """A snapshot's base disk data file, read in ranges; what lies beyond the file's end (a
-    thin or short file) reads as zeros. Counts the bytes it fetched."""
+    thin or short file) reads as zeros. Its ``state`` (kept on the restore point) adds the
+    bytes it fetched."""
 
     def __init__(
         self,
@@ -72,9 +73,13 @@ class DiskReader(ImageReader):
         # None: every area may have changed (a full read).
         self._changed = None if changed is None else _merged(changed)
         self._starts = [start for start, _ in self._changed or ()]
-        self.state = MappingProxyType(dict(state))
+        self._state = dict(state)
         self.fetched = 0
         self._lock = threading.Lock()
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        return MappingProxyType({**self._state, "fetched_bytes": self.fetched})
 
     def unchanged(self, offset: int, length: int) -> bool:
         if self._changed is None:

@@ -372,6 +372,7 @@ def test_incremental_reads_only_the_changed_areas(
         "change_id": tracking.change_id,
         "read": f"changed areas since {previous}",
         "disk_key": first.source["disk_key"],
+        "fetched_bytes": 3 * CHUNK,
     }
     # Asked with the recorded change id, from where each answer ended.
     assert [(q["start"], q["change_id"]) for q in tracking.queries] == [(0, previous), (8 * MiB, previous)]
