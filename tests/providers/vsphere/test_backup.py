@@ -242,6 +242,27 @@ def test_one_disk_restored_and_attached_to_another_vm(sim: Sim, provider: VSpher
     assert sim.local(volume.path.removesuffix(".vmdk") + "-flat.vmdk").read_bytes() == data
 
 
+def test_a_failed_disk_restore_leaves_no_file_behind(
+    sim: Sim, provider: VSphereProvider, tmp_path: Path
+) -> None:
+    source = sim.vm(VM0)
+    sim.write_disk(source, sim.disk_paths(source)[0], pattern(8 * MiB, 13))
+    vm = sim.ref(source)
+    _, point = take(provider, vm, "rp-1")
+    chunks = sorted(c for c in (tmp_path / "repo" / "chunks").rglob("*") if c.is_file())
+    # The last chunks are damaged: the upload has begun when the restore fails.
+    for chunk in chunks[len(chunks) // 2 :]:
+        chunk.write_bytes(b"damaged")
+    other = sim.vm(VM1)
+    before = len(other.config.hardware.device)
+
+    with pytest.raises(ProviderError, match="chunk"):
+        provider.restore_volume(point, vm.volumes[0], sim.ref(other), ignore)
+
+    assert len(other.config.hardware.device) == before
+    assert [f.name for f in sim.local(f"[LocalDS_0] {VM1}/x").parent.iterdir() if "restored" in f.name] == []
+
+
 KILLED_BACKUP = """
 import sys, time, json
 from pathlib import Path
