@@ -137,8 +137,9 @@ class Datastores:
         reason = data.decode(errors="replace").strip()[:200]
         return ProviderError(
             f"vCenter {self.settings.host}: {what} {path}: HTTP {status}{f' ({reason})' if reason else ''}",
-            # The server's own trouble may pass; a refusal or a missing file will not.
-            retryable=status >= 500,
+            # The server's own trouble may pass, and so does an expired session (401: the next
+            # SOAP call logs in again); a refusal or a missing file will not.
+            retryable=status >= 500 or status == 401,
         )
 
     def size(self, path: DatastorePath) -> int | None:
