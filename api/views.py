@@ -151,6 +151,7 @@ def reconciled(result: Reconciled) -> dict[str, Any]:
         "provider": provider(result.provider),
         "listed": result.listed,
         "in_flight": result.in_flight,
+        "released": result.released,
         "untracked": [
             {
                 "external_id": u.copy.external_id,

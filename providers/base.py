@@ -266,6 +266,13 @@ class ProviderDriver(ABC):
         a later attempt wrote or took over: the attempt lost its job to another worker.
         A no-op where the back end cannot tell attempts apart."""
 
+    def release_leftovers(self, hosts: Iterable[HostRef], in_flight: frozenset[str]) -> list[str]:
+        """Remove what interrupted backups left on the given hosts (a hypervisor snapshot a
+        killed worker never removed), except what the backups of the restore points in
+        ``in_flight`` (ids) still need; returns what was removed. Back ends that leave
+        nothing outside their own store have nothing to do."""
+        return []
+
     def list_restore_points(self) -> list[StoredPoint]:
         """Every restore point the back end holds (LIST_RESTORE_POINTS)."""
         raise Unsupported(f"provider {self.name!r} ({self.driver}) cannot list its restore points")

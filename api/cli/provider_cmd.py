@@ -134,8 +134,10 @@ def provider_reconcile(app: App, provider_ref: str, as_json: bool) -> None:
 
     Lists the back end's restore points (drivers that can list them), shows each untracked
     copy and why, and stores the count on the provider (`provider list`, the
-    untracked_copies metric). Deletes nothing: a copy of a backup still running, or of a
-    restore point a restored database forgot, looks untracked too."""
+    untracked_copies metric). Deletes no copy: a copy of a backup still running, or of a
+    restore point a restored database forgot, looks untracked too. Removes what interrupted
+    backups left on the hosts (a vSphere snapshot of a killed worker), except what running
+    backups need."""
     with app.scope() as s:
         result = reconciliation.reconcile(s, provider_ref)
         view = views.reconciled(result)
@@ -148,6 +150,8 @@ def provider_reconcile(app: App, provider_ref: str, as_json: bool) -> None:
         )
         if view["untracked"]:
             emit(view["untracked"], False, ["external_id", "restore_point_id", "vm_id", "why"])
+        for leftover in result.released:
+            click.echo(f"removed left over: {leftover}")
 
 
 @provider.command("enable")

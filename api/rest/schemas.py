@@ -413,6 +413,11 @@ class Reconcile(ma.Schema):
         required=True, metadata={"description": "Copies of restore points still being backed up."}
     )
     untracked = fields.List(fields.Nested(UntrackedCopy), required=True)
+    released = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "What interrupted backups had left on the hosts (e.g. snapshots), removed."},
+    )
 
 
 class ProviderOfferingQuery(PageQuery):

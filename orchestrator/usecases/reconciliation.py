@@ -8,22 +8,27 @@ A reconcile lists what the back end holds (providers that can: ``list_restore_po
 compares it with the restore points of the database, logs what it found and stores the
 count on the provider, where the API shows it and the metrics export it.
 
-It deletes nothing. A copy whose attempt is still running looks untracked until its job
+It deletes no copy. A copy whose attempt is still running looks untracked until its job
 records it, and after a database restore the "untracked" copies are the only data of
 restore points the database forgot: whether a copy is garbage is the operator's call.
+
+It does remove what interrupted backups left outside the back end's store, on the hosts of
+the provider's VMs (``release_leftovers``: a hypervisor snapshot a killed worker never
+removed), except what backups still running need: such leftovers hold no restore point.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from orchestrator.domain.models import Backup, BackupProvider, BackupStatus, utcnow
+from orchestrator.domain.models import Backup, BackupProvider, BackupStatus, Host, VirtualMachine, utcnow
 from orchestrator.engine.core import Scope
 from orchestrator.usecases import backup_providers
 from orchestrator.usecases.backups import IN_FLIGHT
+from orchestrator.usecases.refs import host_ref
 from providers.base import Capability, StoredPoint
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ class Reconciled:
     untracked: list[Untracked]
     # Copies of restore points still being backed up: not counted either way.
     in_flight: int
+    # What interrupted backups had left on the hosts, removed.
+    released: list[str] = field(default_factory=list)
 
 
 def reconcile(scope: Scope, provider: str) -> Reconciled:
@@ -71,6 +78,18 @@ def reconcile(scope: Scope, provider: str) -> Reconciled:
             untracked.append(Untracked(copy, f"its restore point records copy {point[0]}"))
         elif point[1] is BackupStatus.EXPUNGED:
             untracked.append(Untracked(copy, "its restore point was expunged"))
+    running = frozenset(point_id for point_id, (_, status) in recorded.items() if status in IN_FLIGHT)
+    with_points = (
+        select(VirtualMachine.host_id)
+        .join(Backup, Backup.vm_id == VirtualMachine.id)
+        .where(Backup.provider_id == row.id)
+    )
+    hosts = scope.session.scalars(select(Host).where(Host.id.in_(with_points)))
+    released = driver.release_leftovers([ref for host in hosts if (ref := host_ref(host))], running)
+    if released:
+        log.warning(
+            "provider %s: removed what interrupted backups left: %s", row.name, ", ".join(released[:20])
+        )
     row.untracked_copies = len(untracked)
     row.reconciled_at = utcnow()
     if untracked:
@@ -80,4 +99,4 @@ def reconcile(scope: Scope, provider: str) -> Reconciled:
             len(untracked),
             ", ".join(u.copy.external_id for u in untracked[:20]),
         )
-    return Reconciled(row, len(stored), untracked, in_flight)
+    return Reconciled(row, len(stored), untracked, in_flight, released)

@@ -28,7 +28,8 @@ Repository format (version 1)
     (``consistency``), stats, the job ``attempt`` that wrote it (1 when absent), and per
     volume its id, device id, name, format, guest size, chunk size, ``digest`` (the id
     function over the newline-joined chunk list) and ``chunks``: every chunk id in order,
-    ``"0"`` for an all-zero chunk.
+    ``"0"`` for an all-zero chunk; and ``source`` when the snapshot source's reader recorded
+    something about the volume (a hypervisor's change id), absent otherwise.
 
 ``writers/<restore point id>``
     The newest job attempt that started writing the restore point, as plain text. A backup

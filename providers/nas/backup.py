@@ -16,6 +16,8 @@ others are kept: a partial restore point. When no volume is left, the backup fai
 An incremental reads every byte again (there is no changed-block tracking on a plain
 file) but writes only chunks whose id is new: ids already in the parent's manifest are
 not even looked up, other ids cost one ``stat`` in the repository (dedup across VMs).
+A source that tracks changed blocks (its reader's ``unchanged``) spares the reading too:
+a chunk it says did not change since the parent keeps the parent's chunk id, unread.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from providers.nas.manifest import ZERO, Manifest, VolumeManifest
 from providers.nas.snapshot import Capture
 from providers.nas.store import FileSystemSync, Repository, Staging
 
-NEW, ADOPTED, KNOWN, DEDUP, EMPTY = "new", "adopted", "known", "dedup", "zero"
+NEW, ADOPTED, KNOWN, DEDUP, EMPTY, UNCHANGED = "new", "adopted", "known", "dedup", "zero", "unchanged"
 
 
 class SourceUnreadable(Exception):
@@ -71,6 +73,8 @@ class Stats:
     known_chunks: int = 0
     dedup_chunks: int = 0
     zero_chunks: int = 0
+    # Not read: the source's changed-block tracking said they are the parent's.
+    unchanged_chunks: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def count(self, kind: str, read: int, stored: int) -> None:
@@ -84,6 +88,8 @@ class Stats:
             self.known_chunks += 1
         elif kind == DEDUP:
             self.dedup_chunks += 1
+        elif kind == UNCHANGED:
+            self.unchanged_chunks += 1
         else:
             self.zero_chunks += 1
 
@@ -96,6 +102,7 @@ class Stats:
             "known_chunks": self.known_chunks,
             "dedup_chunks": self.dedup_chunks,
             "zero_chunks": self.zero_chunks,
+            "unchanged_chunks": self.unchanged_chunks,
             "duration_s": round(time.monotonic() - self.started, 3),
         }
 
@@ -147,9 +154,31 @@ def publish(
 class _Volume:
     ref: VolumeRef
     reader: ImageReader
+    # The parent's chunks of this volume, when it has the same size and chunk size: what an
+    # unchanged chunk keeps.
+    parent_chunks: tuple[str, ...] = ()
     chunks: list[str] = field(default_factory=list)
     # Why it cannot be read: set at the first error, its chunks are dropped.
     failure: str | None = None
+
+    def parent_chunk(self, offset: int, length: int, chunk_size: int) -> str | None:
+        """The parent's chunk at ``offset`` when the source says it is unchanged, else None."""
+        if not self.parent_chunks or not self.reader.unchanged(offset, length):
+            return None
+        return self.parent_chunks[offset // chunk_size]
+
+
+def _parent_chunks(parent: Manifest | None, ref: VolumeRef, size: int, chunk_size: int) -> tuple[str, ...]:
+    found = next((v for v in parent.volumes if v.id == ref.id), None) if parent else None
+    if found is None or found.size != size or found.chunk_size != chunk_size:
+        return ()
+    return found.chunks
+
+
+def _done(result: tuple[str, str, int, int]) -> Future[tuple[str, str, int, int]]:
+    future: Future[tuple[str, str, int, int]] = Future()
+    future.set_result(result)
+    return future
 
 
 def _spans(volumes: list[_Volume], chunk_size: int) -> Iterator[tuple[_Volume, int, int]]:
@@ -177,7 +206,11 @@ def back_up(
     volume id -> why); returns the manifest to commit (not yet written)."""
     known = KnownChunks(parent.chunk_ids() if parent else set())
     ordered = sorted(request.vm.volumes, key=lambda v: v.device_id)
-    volumes = [_Volume(v, readers[v.id]) for v in ordered if v.id in readers]
+    volumes = [
+        _Volume(v, readers[v.id], _parent_chunks(parent, v, readers[v.id].size, repo.chunk_size))
+        for v in ordered
+        if v.id in readers
+    ]
     total = sum(v.reader.size for v in volumes)
     stats = Stats()
     done = 0
@@ -204,7 +237,12 @@ def back_up(
             if volume.failure is not None:
                 done += length
                 continue
-            future = pool.submit(_store_chunk, repo, staging, known, staged, volume.reader, offset, length)
+            carried = volume.parent_chunk(offset, length, repo.chunk_size)
+            if carried is not None:
+                future = _done((carried, UNCHANGED, 0, 0))
+            else:
+                reader = volume.reader
+                future = pool.submit(_store_chunk, repo, staging, known, staged, reader, offset, length)
             inflight.append((volume, offset, length, future))
             if len(inflight) >= window:
                 collect()
@@ -243,6 +281,7 @@ def back_up(
                 chunk_size=repo.chunk_size,
                 chunks=tuple(v.chunks),
                 digest=repo.keys.digest(v.chunks),
+                source=dict(v.reader.state),
             )
             for v in kept
         ),

@@ -22,9 +22,12 @@ import errno
 import os
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from orchestrator.domain.errors import ProviderError
 from providers.nas import qemu
@@ -44,9 +47,22 @@ class ImageReader(ABC):
 
     size: int
 
+    @property
+    def state(self) -> Mapping[str, Any]:
+        """What the source records about this read on the volume's manifest (e.g. a
+        hypervisor's change id), handed back to it when the next backup of the volume opens
+        its reader; read once the volume was read."""
+        return MappingProxyType({})
+
     @abstractmethod
     def read(self, offset: int, length: int) -> bytes | bytearray | None:
         """The bytes at ``offset``, or None when they are known to be zeros (nothing read)."""
+
+    def unchanged(self, offset: int, length: int) -> bool:
+        """Whether the source knows these bytes did not change since the backup whose
+        ``state`` it was opened with (changed-block tracking): they are then not read, the
+        parent's chunk is kept."""
+        return False
 
     def close(self) -> None:  # noqa: B027
         pass

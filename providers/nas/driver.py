@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,13 +32,16 @@ from providers.nas.config import NasConfig, parse_config
 from providers.nas.crypto import Damaged
 from providers.nas.iopool import IoPool, bounded
 from providers.nas.locks import SHARED, RepositoryLock
-from providers.nas.manifest import Manifest, point_name
+from providers.nas.manifest import Manifest, VolumeManifest, point_name
 from providers.nas.prune import GcReport, PrunePlan
-from providers.nas.snapshot import SnapshotSource, source_for
+from providers.nas.snapshot import SnapshotSource, SourceImage, source_for
 from providers.nas.store import Repository, Staging
 from providers.nas.verify import CheckReport
 
 log = logging.getLogger(__name__)
+
+# Consumes one volume's bytes, in order, to write them where the restore goes.
+Sink = Callable[[VolumeManifest, Iterator[bytes]], None]
 
 CAPABILITIES = frozenset(
     {
@@ -185,7 +188,7 @@ class NasProvider(ProviderDriver):
         limit = 3 * self.cfg.hook_timeout_s + self.cfg.io_timeout_s
         frozen = self.snapshot_source.capture(request.vm, name, quiesce=request.quiesce)
         with bounded(pool, frozen, limit, "freezing the VM's disks") as capture:
-            readers, unreadable = self._open_readers(pool, request.vm, capture.images)
+            readers, unreadable = self._open_readers(pool, request.vm, capture.images, parent)
             try:
                 return backup.back_up(
                     repo,
@@ -217,7 +220,7 @@ class NasProvider(ProviderDriver):
         return parent
 
     def _open_readers(
-        self, pool: IoPool, vm: VMRef, images: Mapping[str, Any]
+        self, pool: IoPool, vm: VMRef, images: Mapping[str, SourceImage], parent: Manifest | None
     ) -> tuple[dict[str, ImageReader], dict[str, str]]:
         """A reader of every volume's image, and why the images that cannot be opened
         (for good: a retryable error, such as a timeout, fails the backup) cannot."""
@@ -226,7 +229,8 @@ class NasProvider(ProviderDriver):
         try:
             for volume in vm.volumes:
                 try:
-                    readers[volume.id] = self._open_reader(pool, images[volume.id])
+                    state = _source_state(parent, volume)
+                    readers[volume.id] = self._open_reader(pool, images[volume.id], state)
                 except ProviderError as exc:
                     if exc.retryable:
                         raise
@@ -240,9 +244,11 @@ class NasProvider(ProviderDriver):
             )
         return readers, unreadable
 
-    def _open_reader(self, pool: IoPool, image: Any) -> ImageReader:
+    def _open_reader(self, pool: IoPool, image: SourceImage, parent_state: Mapping[str, Any]) -> ImageReader:
         staging = self.cfg.staging_dir or self.data_dir / "staging"
         io = self.cfg.io_timeout_s
+        if image.open is not None:
+            return pool.call_within(3 * io, f"opening {image.path}", image.open, parent_state)
         # qemu-img info and map, each bounded by io.
         opened = pool.call_within(3 * io, f"opening {image.path}", open_image, image.path, image.format, io)
         if isinstance(opened, NeedsConversion):
@@ -334,13 +340,7 @@ class NasProvider(ProviderDriver):
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> None:
         with self._session() as (pool, repo):
             manifest = self._require_manifest(pool, repo, point)
-            if manifest.failed_volumes:
-                lacks = ", ".join(v.label for v in manifest.failed_volumes)
-                raise ProviderError(
-                    f"restore point {manifest.id} is partial (it lacks {lacks}): a whole-VM restore "
-                    "needs every volume; restore the volumes it kept one by one",
-                    retryable=False,
-                )
+            require_whole(manifest)
             pairs = [
                 (volume, Path(found.path), _format_of(found, volume.format))
                 for volume, found in restore.match_volumes(manifest, target)
@@ -352,20 +352,7 @@ class NasProvider(ProviderDriver):
     ) -> VolumeRef:
         with self._session() as (pool, repo):
             manifest = self._require_manifest(pool, repo, point)
-            stored = next((v for v in manifest.volumes if v.id == volume.id), None) or next(
-                (v for v in manifest.volumes if v.device_id == volume.device_id), None
-            )
-            failed = manifest.failed(volume.id)
-            if stored is None and failed is not None:
-                raise ProviderError(
-                    f"volume {failed.label} failed in restore point {manifest.id} and was not kept: "
-                    f"{failed.error}",
-                    retryable=False,
-                )
-            if stored is None:
-                raise ProviderError(
-                    f"volume {volume.id} is not in restore point {manifest.id}", retryable=False
-                )
+            stored = stored_volume(manifest, volume)
             new_id = str(uuid.uuid4())
             fmt = _format_of(volume, stored.format)
             dest = restore.restored_path(volume, new_id, self.cfg.restore_dir)
@@ -380,6 +367,35 @@ class NasProvider(ProviderDriver):
             format=fmt,
             pool_id=volume.pool_id,
         )
+
+    def stream_restore(
+        self,
+        point: RestorePointRef,
+        plan: Callable[[Manifest], Sequence[tuple[VolumeManifest, Sink]]],
+        progress: Progress,
+    ) -> Manifest:
+        """Restore to where only the snapshot source can write (a hypervisor's HTTP interface):
+        ``plan`` gets the restore point's manifest and names the volumes to restore, each
+        with the sink that consumes its bytes in order. Returns the manifest."""
+        with self._session() as (pool, repo):
+            manifest = self._require_manifest(pool, repo, point)
+            pairs = plan(manifest)
+            total = sum(v.size for v, _ in pairs)
+            done = 0
+            progress(0, total)
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                progress(min(done, total), total)
+
+            for volume, sink in pairs:
+                sink(volume, restore.read_volume(repo, pool, volume, advance, window=self._window))
+            if not pairs or done != total or total == 0:
+                raise ProviderError(
+                    f"restore of {manifest.id} wrote nothing; not reporting success", retryable=False
+                )
+            return manifest
 
     # -- checking and housekeeping ---------------------------------------------------------------
     def init_repository(self) -> None:
@@ -446,6 +462,39 @@ def _commit(repo: Repository, name: str, manifest: Manifest) -> None:
             retryable=False,
         )
     repo.write_manifest(name, manifest.to_dict())
+
+
+def require_whole(manifest: Manifest) -> None:
+    """A whole-VM restore needs every volume: a partial point's is refused."""
+    if manifest.failed_volumes:
+        lacks = ", ".join(v.label for v in manifest.failed_volumes)
+        raise ProviderError(
+            f"restore point {manifest.id} is partial (it lacks {lacks}): a whole-VM restore "
+            "needs every volume; restore the volumes it kept one by one",
+            retryable=False,
+        )
+
+
+def stored_volume(manifest: Manifest, volume: VolumeRef) -> VolumeManifest:
+    """The restore point's copy of ``volume`` (by id, else device id), or why it has none."""
+    stored = next((v for v in manifest.volumes if v.id == volume.id), None) or next(
+        (v for v in manifest.volumes if v.device_id == volume.device_id), None
+    )
+    failed = manifest.failed(volume.id)
+    if stored is None and failed is not None:
+        raise ProviderError(
+            f"volume {failed.label} failed in restore point {manifest.id} and was not kept: {failed.error}",
+            retryable=False,
+        )
+    if stored is None:
+        raise ProviderError(f"volume {volume.id} is not in restore point {manifest.id}", retryable=False)
+    return stored
+
+
+def _source_state(parent: Manifest | None, volume: VolumeRef) -> Mapping[str, Any]:
+    """What the parent's reader of the same volume recorded (empty without a parent)."""
+    found = next((v for v in parent.volumes if v.id == volume.id), None) if parent else None
+    return found.source if found else {}
 
 
 def _close_all(pool: IoPool, readers: Iterable[ImageReader], timeout: float) -> None:

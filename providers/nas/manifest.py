@@ -43,6 +43,8 @@ class VolumeManifest:
     chunk_size: int
     chunks: tuple[str, ...]
     digest: str
+    # What the snapshot source recorded about reading it (its reader's ``state``).
+    source: dict[str, Any] = field(default_factory=dict)
 
     def spans(self) -> Iterator[tuple[int, int, int, str]]:
         """(index, offset, length, chunk id or ZERO) of every chunk, in order."""
@@ -66,6 +68,8 @@ class VolumeManifest:
             "chunk_size": self.chunk_size,
             "chunks": list(self.chunks),
             "digest": self.digest,
+            # Absent when empty: manifests of sources that record nothing stay as they were.
+            **({"source": self.source} if self.source else {}),
         }
 
     @classmethod

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef, VolumeRef
 from providers.nas import qemu
-from providers.nas.chunker import is_zero
+from providers.nas.chunker import is_zero, zeros
 from providers.nas.iopool import IoPool, paced_timeout
 from providers.nas.manifest import ZERO, Manifest, VolumeManifest
 from providers.nas.store import Repository, fsync_dir
@@ -90,11 +90,18 @@ class _Target:
             os.close(self.fd)
 
 
-def _fetch_and_write(repo: Repository, target: _Target, chunk_id: str, offset: int, length: int) -> int:
+def _fetch(repo: Repository, chunk_id: str, length: int) -> bytes:
+    """The chunk's bytes, checked against its id and length (zeros for ZERO)."""
+    if chunk_id == ZERO:
+        return zeros(length)
     data = repo.get_chunk(chunk_id)
     if len(data) != length:
         raise ProviderError(f"chunk {chunk_id} holds {len(data)} bytes, expected {length}", retryable=False)
-    target.pwrite(data, offset)
+    return data
+
+
+def _fetch_and_write(repo: Repository, target: _Target, chunk_id: str, offset: int, length: int) -> int:
+    target.pwrite(_fetch(repo, chunk_id, length), offset)
     return length
 
 
@@ -120,6 +127,17 @@ def _run_window(
     finally:
         for future in inflight:
             future.cancel()
+
+
+def read_volume(
+    repo: Repository, pool: IoPool, volume: VolumeManifest, advance: Advance, *, window: int
+) -> Iterator[bytes]:
+    """The volume's bytes in order, chunk by chunk, each checked against its id, fetched
+    ahead on the pool: for a restore that streams them somewhere other than a local file."""
+    jobs = [(_fetch, (repo, chunk_id, length)) for _, _, length, chunk_id in volume.spans()]
+    for data in _run_window(pool, jobs, window, f"reading {volume.label}"):
+        advance(len(data))
+        yield data
 
 
 def write_volume(

@@ -35,13 +35,15 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator.domain.errors import ProviderError
 from providers.base import VMRef
+from providers.nas.chunker import ImageReader
 from providers.nas.config import NasConfig
 from providers.nas.iopool import run_bounded
 
@@ -52,10 +54,18 @@ NO_REFLINK = {errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.E
 STOPPED_STATES = {"stopped", "shutdown", "shutoff", "destroyed"}
 
 
+# Opens a reader of an image that is not a local file, given the ``state`` the volume's
+# reader recorded at the parent backup (empty when there is none).
+Opener = Callable[[Mapping[str, Any]], ImageReader]
+
+
 @dataclass(frozen=True)
 class SourceImage:
     path: str
     format: str
+    # A source that is not a local file (a hypervisor's HTTP interface) reads it itself;
+    # ``path`` then only names it in messages.
+    open: Opener | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,22 @@ def test_a_provider_that_cannot_list_its_points_is_refused(world: World) -> None
     add_provider(world.core, world.admin, "blind", capabilities=["incremental"])
     with world.core.scope(world.admin) as s, pytest.raises(Unsupported, match="list its restore points"):
         reconciliation.reconcile(s, "blind")
+
+
+def test_leftovers_of_interrupted_backups_are_released_on_the_vms_hosts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point = backed_up(world)
+    dummy = dummy_of(world, world.provider_id)
+    asked: list[tuple[list[str], frozenset[str]]] = []
+
+    def release(hosts, in_flight):  # what a vSphere driver gets: the hosts and running points
+        asked.append(([h.id for h in hosts], in_flight))
+        return ["VM-1: backup-orchestrator:rp-x"]
+
+    monkeypatch.setattr(dummy, "release_leftovers", release)
+    with world.core.scope(world.admin) as s:
+        result = reconciliation.reconcile(s, "dummy")
+
+    assert result.released == ["VM-1: backup-orchestrator:rp-x"]
+    assert asked == [([VMRef.from_dict(point.vm_metadata).host_id], frozenset())]
