@@ -45,7 +45,7 @@ VM_PROPERTIES = (
 )
 
 # Most specific first: a subclass must match before its parent class does.
-CONTROLLERS: tuple[tuple[type, str, str], ...] = (
+CONTROLLERS: tuple[tuple[type[Any], str, str], ...] = (
     (vim.vm.device.ParaVirtualSCSIController, "scsi", "pvscsi"),
     (vim.vm.device.VirtualLsiLogicSASController, "scsi", "lsilogic-sas"),
     (vim.vm.device.VirtualLsiLogicController, "scsi", "lsilogic"),
@@ -56,7 +56,7 @@ CONTROLLERS: tuple[tuple[type, str, str], ...] = (
     (vim.vm.device.VirtualNVMEController, "nvme", "nvme"),
     (vim.vm.device.VirtualIDEController, "ide", "ide"),
 )
-NIC_MODELS: tuple[tuple[type, str], ...] = (
+NIC_MODELS: tuple[tuple[type[Any], str], ...] = (
     (vim.vm.device.VirtualE1000e, "e1000e"),
     (vim.vm.device.VirtualE1000, "e1000"),
     (vim.vm.device.VirtualVmxnet3, "vmxnet3"),
@@ -107,15 +107,15 @@ def read_vms(si: vim.ServiceInstance, scope: Scope) -> list[DiscoveredVM]:
 
 
 def _datacenter(content: vim.ServiceInstanceContent, name: str | None) -> tuple[str, vim.Datacenter]:
-    dcs = {str(p["name"]): ref for ref, p in _retrieve(content, content.rootFolder, vim.Datacenter, ("name",))}
+    found = _retrieve(content, content.rootFolder, vim.Datacenter, ("name",))
+    dcs = {str(p["name"]): ref for ref, p in found}
     if name is None:
         if not dcs:
             raise ProviderError("vCenter has no datacenter", retryable=False)
         name = min(dcs)
     if name not in dcs:
-        raise ProviderError(
-            f"datacenter {name!r} not found (vCenter has: {', '.join(sorted(dcs)) or 'none'})", retryable=False
-        )
+        known = ", ".join(sorted(dcs)) or "none"
+        raise ProviderError(f"datacenter {name!r} not found (vCenter has: {known})", retryable=False)
     return name, dcs[name]
 
 
@@ -131,7 +131,7 @@ def _cluster(content: vim.ServiceInstanceContent, dc: vim.Datacenter, name: str)
 
 def _names(content: vim.ServiceInstanceContent, dc: vim.Datacenter, dc_name: str) -> Names:
     """Hosts, clusters, datastores, networks and port groups of the datacenter in one call."""
-    wanted = {
+    wanted: dict[type[Any], Sequence[str]] = {
         vim.HostSystem: ("name", "parent"),
         vim.ClusterComputeResource: ("name",),
         vim.Datastore: ("name", "summary.url"),
@@ -139,7 +139,9 @@ def _names(content: vim.ServiceInstanceContent, dc: vim.Datacenter, dc_name: str
         vim.dvs.DistributedVirtualPortgroup: ("key", "config.defaultPortConfig"),
     }
     objects = list(_retrieve_many(content, dc, wanted))
-    clusters = {ref._moId: str(p["name"]) for ref, p in objects if isinstance(ref, vim.ClusterComputeResource)}
+    clusters = {
+        ref._moId: str(p["name"]) for ref, p in objects if isinstance(ref, vim.ClusterComputeResource)
+    }
     hosts = {ref._moId: p for ref, p in objects if isinstance(ref, vim.HostSystem)}
     portgroups = {
         str(p["key"]): (str(p["name"]), _vlan(p.get("config.defaultPortConfig")))
@@ -169,16 +171,18 @@ def _vlan(port_config: Any) -> int | None:
 
 
 def _retrieve(
-    content: vim.ServiceInstanceContent, root: vim.ManagedEntity, kind: type, paths: Sequence[str]
+    content: vim.ServiceInstanceContent, root: vim.ManagedEntity, kind: type[Any], paths: Sequence[str]
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
     return _retrieve_many(content, root, {kind: paths})
 
 
 def _retrieve_many(
-    content: vim.ServiceInstanceContent, root: vim.ManagedEntity, wanted: dict[type, Sequence[str]]
+    content: vim.ServiceInstanceContent, root: vim.ManagedEntity, wanted: dict[type[Any], Sequence[str]]
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
     """Each object of the ``wanted`` types under ``root`` with its properties: a ContainerView
     and one RetrievePropertiesEx, continued while vCenter pages the answer."""
+    if content.viewManager is None or content.propertyCollector is None:
+        raise ProviderError("vCenter offers no view manager or property collector", retryable=False)
     view = content.viewManager.CreateContainerView(root, list(wanted), True)
     try:
         spec = PC.FilterSpec(
@@ -272,11 +276,12 @@ def _disk(device: Any, controllers: dict[int, dict[str, Any]], names: Names) -> 
 
 def _nic(device: Any, names: Names) -> dict[str, Any]:
     backing = device.backing
-    portgroup_key = None
-    vlan = None
+    portgroup_key: str | None = None
+    vlan: int | None = None
+    source: str | None
     if isinstance(backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
         kind = "dvportgroup"
-        portgroup_key = backing.port.portgroupKey
+        portgroup_key = str(backing.port.portgroupKey)
         source, vlan = names.portgroups.get(portgroup_key, (portgroup_key, None))
     elif isinstance(backing, vim.vm.device.VirtualEthernetCard.OpaqueNetworkBackingInfo):
         kind, source = "opaque", backing.opaqueNetworkId
