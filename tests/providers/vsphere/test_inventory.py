@@ -24,11 +24,13 @@ def test_discovery_describes_each_vm_with_controllers_disks_and_nics(vcenter: vc
     assert (vm["state"], vm["vcpus"], vm["memory_bytes"], vm["xml"]) == ("Running", 1, 32 * 2**20, "")
     extras = dict(vm)
     assert extras["moref"].startswith("vm-")
-    assert extras["datacenter"] == "DC0" and extras["cluster"] == "DC0_C0"
+    assert extras["datacenter"] == "DC0"
+    assert extras["cluster"] == "DC0_C0"
     assert extras["esx_host"].startswith("DC0_C0_H")
     assert extras["vmx_path"] == "[LocalDS_0] DC0_C0_RP0_VM0/DC0_C0_RP0_VM0.vmx"
     assert (extras["power_state"], extras["cbt_enabled"]) == ("poweredOn", False)
-    assert len(vm["uuid"]) == 36 and vm["uuid"] != extras["bios_uuid"]
+    assert len(vm["uuid"]) == 36
+    assert vm["uuid"] != extras["bios_uuid"]
     assert [(c["type"], c["model"], c["index"]) for c in vm["controllers"]] == [
         ("ide", "ide", 0),
         ("ide", "ide", 1),
@@ -110,11 +112,13 @@ def test_connection_shows_no_password_even_when_sealed(vcenter: vcsim.Vcsim) -> 
     sealed = {**checked, "password": {"sealed": "gAAAA..."}}
     for shown in (VSphereHost.public_connection(checked), VSphereHost.public_connection(sealed)):
         assert shown["password"] == "********"
-        assert shown["url"] == vcenter.url and shown["datacenter"] == "DC0"
+        assert shown["url"] == vcenter.url
+        assert shown["datacenter"] == "DC0"
     assert VSphereHost.secret_settings == frozenset({"password"})
     assert VSphereHost.connection_warnings(checked) == []
     absent = VSphereHost.connection_warnings({**checked, "ca_file": "/nonexistent/ca.pem"})
-    assert absent and "ca_file" in absent[0]
+    assert absent
+    assert "ca_file" in absent[0]
     with pytest.raises(InvalidArgument) as bad:
         VSphereHost.check_connection({**checked, "password": ""})
     assert bad.value.field == "connection.password"
