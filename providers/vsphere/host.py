@@ -38,4 +38,5 @@ class VSphereHost(HostDriver):
         scope = Scope(s.datacenter, s.cluster)
         where = f"datacenter {s.datacenter or '(first)'}" + (f", cluster {s.cluster}" if s.cluster else "")
         # The session stays open for the worker's next job: it is shared per process.
-        return sessions.get(s).call(f"VM inventory of {where}", lambda si: read_vms(si, scope))
+        session = sessions.get(s)
+        return session.call(f"VM inventory of {where}", lambda _: read_vms(session, scope))

@@ -2,28 +2,28 @@
 round trips whatever the number of VMs.
 
 Reading ``vm.config.hardware.device`` VM by VM costs one SOAP call per property per VM: minutes
-for a few thousand VMs. Instead every object is read through a ContainerView: one
-RetrievePropertiesEx for the datacenter, one for its hosts, clusters, datastores and networks,
-and one for the VMs (continued page by page when vCenter pages the answer), each asking only
-the properties discovery needs. Device backings name datastores and port groups by moref; the
-second read resolves them without another call per VM.
+for a few thousand VMs on a remote vCenter. Instead every object is read through a ContainerView:
+one RetrievePropertiesEx for the datacenters, one for a datacenter's hosts, clusters, datastores
+and networks, and one for the VMs (continued page by page when vCenter pages the answer), each
+asking only the properties discovery needs, and parsed without pyVmomi's object model
+(``bulk``). Device backings name datastores and port groups by moref; the second read resolves
+them without another call per VM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from orchestrator.domain.errors import ProviderError
 from providers.hypervisor import DiscoveredVM
-
-PC = vmodl.query.PropertyCollector
-# Objects per page of the VM read: large enough that a few thousand VMs take a few pages,
-# small enough that one page (each VM's device list) stays a few megabytes.
-PAGE_SIZE = 500
+from providers.vsphere import bulk
+from providers.vsphere.bulk import Props, child, flag, is_a, number, text
+from providers.vsphere.connection import VCenterSession
 
 VM_PROPERTIES = (
     "name",
@@ -65,6 +65,8 @@ NIC_MODELS: tuple[tuple[type[Any], str], ...] = (
     (vim.vm.device.VirtualPCNet32, "pcnet32"),
     (vim.vm.device.VirtualSriovEthernetCard, "sriov"),
 )
+DVPORT_BACKING = vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo
+OPAQUE_BACKING = vim.vm.device.VirtualEthernetCard.OpaqueNetworkBackingInfo
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,74 @@ class Scope:
 
     datacenter: str | None
     cluster: str | None
+
+
+def read_vms(session: VCenterSession, scope: Scope) -> list[DiscoveredVM]:
+    """Every VM (templates left out) of ``scope``, in discovery's shape, sorted by name."""
+    content = session.service_instance().content
+    dc_name, dc = _datacenter(session, content, scope.datacenter)
+    root: vim.ManagedEntity = dc
+    if scope.cluster is not None:
+        root = _cluster(session, content, dc, scope.cluster)
+    names = _names(session, content, dc, dc_name)
+    found = []
+    for _, moref, props in _retrieve(session, content, root, {"VirtualMachine": VM_PROPERTIES}):
+        if flag(props.get("config.template")) or not text(props.get("config.instanceUuid")):
+            continue  # templates run nothing; a VM without config is inaccessible
+        found.append(_vm(moref, props, names, scope.cluster))
+    return sorted(found, key=lambda vm: vm["name"])
+
+
+def _retrieve(
+    session: VCenterSession,
+    content: vim.ServiceInstanceContent,
+    root: vim.ManagedEntity,
+    wanted: Mapping[str, Sequence[str]],
+) -> Iterator[tuple[str, str, Props]]:
+    """The objects of the ``wanted`` types under ``root`` with their properties, through a
+    container view made for the read and destroyed after it."""
+    if content.viewManager is None:
+        raise ProviderError("vCenter offers no view manager", retryable=False)
+    kinds = [bulk.vim_class(kind) for kind in wanted]
+    view = content.viewManager.CreateContainerView(root, kinds, True)
+    try:
+        yield from bulk.retrieve(session, content, view, wanted)
+    finally:
+        view.DestroyView()
+
+
+def _entity(content: vim.ServiceInstanceContent, kind: str, moref: str) -> Any:
+    # A reference on the session's connection, as pyVmomi makes them for its own answers.
+    return bulk.vim_class(kind)(moref, content.rootFolder._stub)
+
+
+def _datacenter(
+    session: VCenterSession, content: vim.ServiceInstanceContent, name: str | None
+) -> tuple[str, vim.Datacenter]:
+    found = _retrieve(session, content, content.rootFolder, {"Datacenter": ("name",)})
+    dcs = {text(p["name"]) or moref: moref for _, moref, p in found}
+    if name is None:
+        if not dcs:
+            raise ProviderError("vCenter has no datacenter", retryable=False)
+        name = min(dcs)
+    if name not in dcs:
+        known = ", ".join(sorted(dcs)) or "none"
+        raise ProviderError(f"datacenter {name!r} not found (vCenter has: {known})", retryable=False)
+    dc: vim.Datacenter = _entity(content, "Datacenter", dcs[name])
+    return name, dc
+
+
+def _cluster(
+    session: VCenterSession, content: vim.ServiceInstanceContent, dc: vim.Datacenter, name: str
+) -> vim.ManagedEntity:
+    found = _retrieve(session, content, dc, {"ComputeResource": ("name",)})
+    clusters = {text(p["name"]) or moref: (kind, moref) for kind, moref, p in found}
+    if name not in clusters:
+        known = ", ".join(sorted(clusters)) or "none"
+        raise ProviderError(
+            f"cluster {name!r} not found in the datacenter (it has: {known})", retryable=False
+        )
+    return _entity(content, *clusters[name])
 
 
 @dataclass(frozen=True)
@@ -88,214 +158,148 @@ class Names:
     portgroups: dict[str, tuple[str, int | None]]  # port group key → (name, VLAN)
 
 
-def read_vms(si: vim.ServiceInstance, scope: Scope) -> list[DiscoveredVM]:
-    """Every VM (templates left out) of ``scope``, in discovery's shape, sorted by name."""
-    content = si.content
-    dc_name, dc = _datacenter(content, scope.datacenter)
-    root: vim.ManagedEntity = dc
-    cluster_name = None
-    if scope.cluster is not None:
-        root = _cluster(content, dc, scope.cluster)
-        cluster_name = scope.cluster
-    names = _names(content, dc, dc_name)
-    found = []
-    for ref, props in _retrieve(content, root, vim.VirtualMachine, VM_PROPERTIES):
-        if props.get("config.template") or not props.get("config.instanceUuid"):
-            continue  # templates run nothing; a VM without config is inaccessible
-        found.append(_vm(ref, props, names, cluster_name))
-    return sorted(found, key=lambda vm: vm["name"])
-
-
-def _datacenter(content: vim.ServiceInstanceContent, name: str | None) -> tuple[str, vim.Datacenter]:
-    found = _retrieve(content, content.rootFolder, vim.Datacenter, ("name",))
-    dcs = {str(p["name"]): ref for ref, p in found}
-    if name is None:
-        if not dcs:
-            raise ProviderError("vCenter has no datacenter", retryable=False)
-        name = min(dcs)
-    if name not in dcs:
-        known = ", ".join(sorted(dcs)) or "none"
-        raise ProviderError(f"datacenter {name!r} not found (vCenter has: {known})", retryable=False)
-    return name, dcs[name]
-
-
-def _cluster(content: vim.ServiceInstanceContent, dc: vim.Datacenter, name: str) -> vim.ManagedEntity:
-    clusters = {str(p["name"]): ref for ref, p in _retrieve(content, dc, vim.ComputeResource, ("name",))}
-    if name not in clusters:
-        raise ProviderError(
-            f"cluster {name!r} not found in the datacenter (it has: {', '.join(sorted(clusters)) or 'none'})",
-            retryable=False,
-        )
-    return clusters[name]
-
-
-def _names(content: vim.ServiceInstanceContent, dc: vim.Datacenter, dc_name: str) -> Names:
+def _names(
+    session: VCenterSession, content: vim.ServiceInstanceContent, dc: vim.Datacenter, dc_name: str
+) -> Names:
     """Hosts, clusters, datastores, networks and port groups of the datacenter in one call."""
-    wanted: dict[type[Any], Sequence[str]] = {
-        vim.HostSystem: ("name", "parent"),
-        vim.ClusterComputeResource: ("name",),
-        vim.Datastore: ("name", "summary.url"),
-        vim.Network: ("name",),
-        vim.dvs.DistributedVirtualPortgroup: ("key", "config.defaultPortConfig"),
+    wanted = {
+        "HostSystem": ("name", "parent"),
+        "ClusterComputeResource": ("name",),
+        "Datastore": ("name", "summary.url"),
+        # Port groups are networks too: their name comes with the networks'.
+        "Network": ("name",),
+        "DistributedVirtualPortgroup": ("key", "config.defaultPortConfig"),
     }
-    objects = list(_retrieve_many(content, dc, wanted))
-    clusters = {
-        ref._moId: str(p["name"]) for ref, p in objects if isinstance(ref, vim.ClusterComputeResource)
-    }
-    hosts = {ref._moId: p for ref, p in objects if isinstance(ref, vim.HostSystem)}
+    objects = list(_retrieve(session, content, dc, wanted))
+    by_kind: dict[str, dict[str, Props]] = {}
+    for kind, moref, props in objects:
+        by_kind.setdefault(kind, {})[moref] = props
+    clusters = {moref: text(p.get("name")) for moref, p in by_kind.get("ClusterComputeResource", {}).items()}
+    hosts = by_kind.get("HostSystem", {})
     portgroups = {
-        str(p["key"]): (str(p["name"]), _vlan(p.get("config.defaultPortConfig")))
-        for ref, p in objects
-        if isinstance(ref, vim.dvs.DistributedVirtualPortgroup)
+        text(p.get("key")) or moref: (text(p.get("name")) or moref, _vlan(p.get("config.defaultPortConfig")))
+        for moref, p in by_kind.get("DistributedVirtualPortgroup", {}).items()
+    }
+    networks = {
+        moref: text(p.get("name")) or moref
+        for kind, moref, p in objects
+        if kind in ("Network", "DistributedVirtualPortgroup", "OpaqueNetwork")
     }
     return Names(
         datacenter=dc_name,
-        hosts={moid: str(p["name"]) for moid, p in hosts.items()},
-        host_cluster={moid: clusters.get(_moid(p.get("parent"))) for moid, p in hosts.items()},
+        hosts={moref: text(p.get("name")) or moref for moref, p in hosts.items()},
+        host_cluster={moref: clusters.get(text(p.get("parent")) or "") for moref, p in hosts.items()},
         datastores={
-            ref._moId: (str(p["name"]), str(p.get("summary.url") or ""))
-            for ref, p in objects
-            if isinstance(ref, vim.Datastore)
+            moref: (text(p.get("name")) or moref, text(p.get("summary.url")) or "")
+            for moref, p in by_kind.get("Datastore", {}).items()
         },
-        networks={ref._moId: str(p["name"]) for ref, p in objects if isinstance(ref, vim.Network)},
+        networks=networks,
         portgroups=portgroups,
     )
 
 
-def _vlan(port_config: Any) -> int | None:
+def _vlan(port_config: ET.Element | None) -> int | None:
     """The port group's VLAN when it sets one (not a trunk or private VLAN)."""
-    vlan = getattr(port_config, "vlan", None)
-    if isinstance(vlan, vim.dvs.VmwareDistributedVirtualSwitch.VlanIdSpec):
-        return int(vlan.vlanId)
+    vlan = child(port_config, "vlan")
+    if vlan is not None and is_a(vlan, vim.dvs.VmwareDistributedVirtualSwitch.VlanIdSpec):
+        return number(vlan, "vlanId")
     return None
 
 
-def _retrieve(
-    content: vim.ServiceInstanceContent, root: vim.ManagedEntity, kind: type[Any], paths: Sequence[str]
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    return _retrieve_many(content, root, {kind: paths})
-
-
-def _retrieve_many(
-    content: vim.ServiceInstanceContent, root: vim.ManagedEntity, wanted: dict[type[Any], Sequence[str]]
-) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Each object of the ``wanted`` types under ``root`` with its properties: a ContainerView
-    and one RetrievePropertiesEx, continued while vCenter pages the answer."""
-    if content.viewManager is None or content.propertyCollector is None:
-        raise ProviderError("vCenter offers no view manager or property collector", retryable=False)
-    view = content.viewManager.CreateContainerView(root, list(wanted), True)
-    try:
-        spec = PC.FilterSpec(
-            objectSet=[
-                PC.ObjectSpec(
-                    obj=view,
-                    skip=True,
-                    selectSet=[PC.TraversalSpec(name="view", type=vim.view.ContainerView, path="view")],
-                )
-            ],
-            propSet=[PC.PropertySpec(type=kind, pathSet=list(paths)) for kind, paths in wanted.items()],
-        )
-        collector = content.propertyCollector
-        page = collector.RetrievePropertiesEx([spec], PC.RetrieveOptions(maxObjects=PAGE_SIZE))
-        while page is not None:
-            for obj in page.objects:
-                yield obj.obj, {p.name: p.val for p in obj.propSet}
-            page = collector.ContinueRetrievePropertiesEx(page.token) if page.token else None
-    finally:
-        view.DestroyView()
-
-
-def _moid(ref: Any) -> str:
-    return str(ref._moId) if ref is not None else ""
-
-
-def _vm(ref: Any, p: dict[str, Any], names: Names, cluster: str | None) -> DiscoveredVM:
-    devices = list(p.get("config.hardware.device") or ())
+def _vm(moref: str, p: Props, names: Names, cluster: str | None) -> DiscoveredVM:
+    devices = list(p["config.hardware.device"]) if "config.hardware.device" in p else []
     controllers = [c for d in devices if (c := _controller(d)) is not None]
     by_key = {c["key"]: c for c in controllers}
-    host = _moid(p.get("runtime.host"))
-    power = str(p.get("runtime.powerState") or "")
+    host = text(p.get("runtime.host")) or ""
+    power = text(p.get("runtime.powerState")) or ""
+    guest_id = text(p.get("config.guestId"))
     vm: dict[str, Any] = {
-        "uuid": str(p["config.instanceUuid"]),
-        "name": str(p["name"]),
+        "uuid": text(p["config.instanceUuid"]),
+        "name": text(p["name"]),
         "state": "Running" if power == "poweredOn" else "Stopped",
-        "vcpus": int(p.get("config.hardware.numCPU") or 0),
-        "memory_bytes": int(p.get("config.hardware.memoryMB") or 0) * 2**20,
-        "has_guest_agent": p.get("guest.toolsRunningStatus") == "guestToolsRunning",
+        "vcpus": number(p.get("config.hardware.numCPU")) or 0,
+        "memory_bytes": (number(p.get("config.hardware.memoryMB")) or 0) * 2**20,
+        "has_guest_agent": text(p.get("guest.toolsRunningStatus")) == "guestToolsRunning",
         "xml": "",
-        "moref": ref._moId,
-        "bios_uuid": p.get("config.uuid"),
-        "guest_os": p.get("config.guestFullName") or p.get("config.guestId"),
-        "guest_id": p.get("config.guestId"),
+        "moref": moref,
+        "bios_uuid": text(p.get("config.uuid")),
+        "guest_os": text(p.get("config.guestFullName")) or guest_id,
+        "guest_id": guest_id,
         "datacenter": names.datacenter,
         "cluster": cluster or names.host_cluster.get(host),
         "esx_host": names.hosts.get(host),
-        "resource_pool": _moid(p.get("resourcePool")) or None,
-        "folder": _moid(p.get("parent")) or None,
-        "vmx_path": p.get("config.files.vmPathName"),
+        "resource_pool": text(p.get("resourcePool")),
+        "folder": text(p.get("parent")),
+        "vmx_path": text(p.get("config.files.vmPathName")),
         "power_state": power,
-        "cbt_enabled": bool(p.get("config.changeTrackingEnabled")),
+        "cbt_enabled": bool(flag(p.get("config.changeTrackingEnabled"))),
         "controllers": controllers,
-        "disks": [_disk(d, by_key, names) for d in devices if isinstance(d, vim.vm.device.VirtualDisk)],
-        "nics": [_nic(d, names) for d in devices if isinstance(d, vim.vm.device.VirtualEthernetCard)],
+        "disks": [_disk(d, by_key, names) for d in devices if is_a(d, vim.vm.device.VirtualDisk)],
+        "nics": [_nic(d, names) for d in devices if is_a(d, vim.vm.device.VirtualEthernetCard)],
     }
     return vm  # type: ignore[return-value]  # a superset of a DiscoveredVM
 
 
-def _controller(device: Any) -> dict[str, Any] | None:
+def _controller(device: ET.Element) -> dict[str, Any] | None:
     for kind, bus, model in CONTROLLERS:
-        if isinstance(device, kind):
-            return {"type": bus, "model": model, "index": int(device.busNumber), "key": int(device.key)}
+        if is_a(device, kind):
+            return {
+                "type": bus,
+                "model": model,
+                "index": number(device, "busNumber"),
+                "key": number(device, "key"),
+            }
     return None
 
 
-def _disk(device: Any, controllers: dict[int, dict[str, Any]], names: Names) -> dict[str, Any]:
-    backing = device.backing
-    controller = controllers.get(device.controllerKey)
+def _disk(device: ET.Element, controllers: dict[int | None, dict[str, Any]], names: Names) -> dict[str, Any]:
+    backing = child(device, "backing")
+    controller_key = number(device, "controllerKey")
+    controller = controllers.get(controller_key)
     bus = controller["type"] if controller else None
-    unit = device.unitNumber
-    datastore = names.datastores.get(_moid(getattr(backing, "datastore", None)), ("", ""))
+    unit = number(device, "unitNumber")
+    key = number(device, "key")
+    datastore = names.datastores.get(text(backing, "datastore") or "", ("", ""))
     # vCenter may leave capacityInBytes unset on older disks; capacityInKB is always there.
-    size = device.capacityInBytes or (device.capacityInKB or 0) * 1024
+    size = number(device, "capacityInBytes") or (number(device, "capacityInKB") or 0) * 1024
     return {
-        "target": f"{bus}{controller['index']}:{unit}" if controller else f"disk{device.key}",
+        "target": f"{bus}{controller['index']}:{unit}" if controller else f"disk{key}",
         "bus": bus,
         "device": "disk",
-        "path": getattr(backing, "fileName", None) or None,
+        "path": text(backing, "fileName") or None,
         "format": "vmdk",
-        "size_bytes": int(size) or None,
-        "key": int(device.key),
-        "controller_key": device.controllerKey,
+        "size_bytes": size or None,
+        "key": key,
+        "controller_key": controller_key,
         "unit": unit,
         "datastore": datastore[0] or None,
         "datastore_url": datastore[1] or None,
-        "disk_uuid": getattr(backing, "uuid", None),
-        "thin": getattr(backing, "thinProvisioned", None),
+        "disk_uuid": text(backing, "uuid"),
+        "thin": flag(backing, "thinProvisioned"),
     }
 
 
-def _nic(device: Any, names: Names) -> dict[str, Any]:
-    backing = device.backing
+def _nic(device: ET.Element, names: Names) -> dict[str, Any]:
+    backing = child(device, "backing")
     portgroup_key: str | None = None
     vlan: int | None = None
     source: str | None
-    if isinstance(backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
+    if backing is not None and is_a(backing, DVPORT_BACKING):
         kind = "dvportgroup"
-        portgroup_key = str(backing.port.portgroupKey)
-        source, vlan = names.portgroups.get(portgroup_key, (portgroup_key, None))
-    elif isinstance(backing, vim.vm.device.VirtualEthernetCard.OpaqueNetworkBackingInfo):
-        kind, source = "opaque", backing.opaqueNetworkId
+        portgroup_key = text(backing, "port", "portgroupKey")
+        source, vlan = names.portgroups.get(portgroup_key or "", (portgroup_key, None))
+    elif backing is not None and is_a(backing, OPAQUE_BACKING):
+        kind, source = "opaque", text(backing, "opaqueNetworkId")
     else:
         kind = "network"
-        network = getattr(backing, "network", None)
-        source = names.networks.get(_moid(network)) or getattr(backing, "deviceName", None)
-    model = next((m for cls, m in NIC_MODELS if isinstance(device, cls)), type(device).__name__)
+        source = names.networks.get(text(backing, "network") or "") or text(backing, "deviceName")
+    model = next((m for cls, m in NIC_MODELS if is_a(device, cls)), bulk.xsi_type(device))
     return {
-        "mac": device.macAddress,
+        "mac": text(device, "macAddress"),
         "kind": kind,
         "source": source,
         "model": model,
-        "key": int(device.key),
+        "key": number(device, "key"),
         "vlan": vlan,
         "portgroup_key": portgroup_key,
     }
