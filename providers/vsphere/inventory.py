@@ -15,6 +15,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from pyVmomi import vim
@@ -22,7 +23,7 @@ from pyVmomi import vim
 from orchestrator.domain.errors import ProviderError
 from providers.hypervisor import DiscoveredVM
 from providers.vsphere import bulk
-from providers.vsphere.bulk import Props, child, flag, is_a, number, text
+from providers.vsphere.bulk import Props, child, fields, flag, is_a, number, text
 from providers.vsphere.connection import VCenterSession
 
 VM_PROPERTIES = (
@@ -207,8 +208,11 @@ def _vlan(port_config: ET.Element | None) -> int | None:
 
 
 def _vm(moref: str, p: Props, names: Names, cluster: str | None) -> DiscoveredVM:
-    devices = list(p["config.hardware.device"]) if "config.hardware.device" in p else []
-    controllers = [c for d in devices if (c := _controller(d)) is not None]
+    devices: dict[str, list[ET.Element]] = {"controller": [], "disk": [], "nic": []}
+    for device in p.get("config.hardware.device", ()):
+        if (kind := _device_kind(bulk.xsi_type(device))) is not None:
+            devices[kind].append(device)
+    controllers = [c for d in devices["controller"] if (c := _controller(d)) is not None]
     by_key = {c["key"]: c for c in controllers}
     host = text(p.get("runtime.host")) or ""
     power = text(p.get("runtime.powerState")) or ""
@@ -234,39 +238,64 @@ def _vm(moref: str, p: Props, names: Names, cluster: str | None) -> DiscoveredVM
         "power_state": power,
         "cbt_enabled": bool(flag(p.get("config.changeTrackingEnabled"))),
         "controllers": controllers,
-        "disks": [_disk(d, by_key, names) for d in devices if is_a(d, vim.vm.device.VirtualDisk)],
-        "nics": [_nic(d, names) for d in devices if is_a(d, vim.vm.device.VirtualEthernetCard)],
+        "disks": [_disk(d, by_key, names) for d in devices["disk"]],
+        "nics": [_nic(d, names) for d in devices["nic"]],
     }
     return vm  # type: ignore[return-value]  # a superset of a DiscoveredVM
 
 
-def _controller(device: ET.Element) -> dict[str, Any] | None:
-    for kind, bus, model in CONTROLLERS:
-        if is_a(device, kind):
-            return {
-                "type": bus,
-                "model": model,
-                "index": number(device, "busNumber"),
-                "key": number(device, "key"),
-            }
+@cache
+def _device_kind(type_name: str) -> str | None:
+    """What discovery makes of a device type: a controller, a disk, a NIC, or nothing (a VM
+    has a dozen devices, most of them none of these)."""
+    if _controller_kind(type_name) is not None:
+        return "controller"
+    cls = bulk.find_class(type_name)
+    if cls is not None and issubclass(cls, vim.vm.device.VirtualDisk):
+        return "disk"
+    if cls is not None and issubclass(cls, vim.vm.device.VirtualEthernetCard):
+        return "nic"
     return None
 
 
+@cache
+def _controller_kind(type_name: str) -> tuple[str, str] | None:
+    """(bus, model) of a controller type; None for any other device (a VM has a dozen)."""
+    cls = bulk.find_class(type_name)
+    return next(((bus, model) for kind, bus, model in CONTROLLERS if cls and issubclass(cls, kind)), None)
+
+
+@cache
+def _nic_model(type_name: str) -> str:
+    cls = bulk.find_class(type_name)
+    return next((model for kind, model in NIC_MODELS if cls and issubclass(cls, kind)), type_name)
+
+
+def _controller(device: ET.Element) -> dict[str, Any] | None:
+    found = _controller_kind(bulk.xsi_type(device))
+    if found is None:
+        return None
+    bus, model = found
+    f = fields(device)
+    return {"type": bus, "model": model, "index": number(f.get("busNumber")), "key": number(f.get("key"))}
+
+
 def _disk(device: ET.Element, controllers: dict[int | None, dict[str, Any]], names: Names) -> dict[str, Any]:
-    backing = child(device, "backing")
-    controller_key = number(device, "controllerKey")
+    f = fields(device)
+    backing = fields(f.get("backing"))
+    controller_key = number(f.get("controllerKey"))
     controller = controllers.get(controller_key)
     bus = controller["type"] if controller else None
-    unit = number(device, "unitNumber")
-    key = number(device, "key")
-    datastore = names.datastores.get(text(backing, "datastore") or "", ("", ""))
+    unit = number(f.get("unitNumber"))
+    key = number(f.get("key"))
+    datastore = names.datastores.get(text(backing.get("datastore")) or "", ("", ""))
     # vCenter may leave capacityInBytes unset on older disks; capacityInKB is always there.
-    size = number(device, "capacityInBytes") or (number(device, "capacityInKB") or 0) * 1024
+    size = number(f.get("capacityInBytes")) or (number(f.get("capacityInKB")) or 0) * 1024
     return {
         "target": f"{bus}{controller['index']}:{unit}" if controller else f"disk{key}",
         "bus": bus,
         "device": "disk",
-        "path": text(backing, "fileName") or None,
+        "path": text(backing.get("fileName")) or None,
         "format": "vmdk",
         "size_bytes": size or None,
         "key": key,
@@ -274,32 +303,33 @@ def _disk(device: ET.Element, controllers: dict[int | None, dict[str, Any]], nam
         "unit": unit,
         "datastore": datastore[0] or None,
         "datastore_url": datastore[1] or None,
-        "disk_uuid": text(backing, "uuid"),
-        "thin": flag(backing, "thinProvisioned"),
+        "disk_uuid": text(backing.get("uuid")),
+        "thin": flag(backing.get("thinProvisioned")),
     }
 
 
 def _nic(device: ET.Element, names: Names) -> dict[str, Any]:
-    backing = child(device, "backing")
+    f = fields(device)
+    backing_element = f.get("backing")
+    backing = fields(backing_element)
     portgroup_key: str | None = None
     vlan: int | None = None
     source: str | None
-    if backing is not None and is_a(backing, DVPORT_BACKING):
+    if backing_element is not None and is_a(backing_element, DVPORT_BACKING):
         kind = "dvportgroup"
-        portgroup_key = text(backing, "port", "portgroupKey")
+        portgroup_key = text(fields(backing.get("port")).get("portgroupKey"))
         source, vlan = names.portgroups.get(portgroup_key or "", (portgroup_key, None))
-    elif backing is not None and is_a(backing, OPAQUE_BACKING):
-        kind, source = "opaque", text(backing, "opaqueNetworkId")
+    elif backing_element is not None and is_a(backing_element, OPAQUE_BACKING):
+        kind, source = "opaque", text(backing.get("opaqueNetworkId"))
     else:
         kind = "network"
-        source = names.networks.get(text(backing, "network") or "") or text(backing, "deviceName")
-    model = next((m for cls, m in NIC_MODELS if is_a(device, cls)), bulk.xsi_type(device))
+        source = names.networks.get(text(backing.get("network")) or "") or text(backing.get("deviceName"))
     return {
-        "mac": text(device, "macAddress"),
+        "mac": text(f.get("macAddress")),
         "kind": kind,
         "source": source,
-        "model": model,
-        "key": number(device, "key"),
+        "model": _nic_model(bulk.xsi_type(device)),
+        "key": number(f.get("key")),
         "vlan": vlan,
         "portgroup_key": portgroup_key,
     }
