@@ -225,10 +225,8 @@ def main() -> None:
                         seconds[mode].append(time.perf_counter() - t0)
                     calls[mode] = counter.calls
                     seen[mode] = fingerprint(found)
-                    took = seconds[mode][-1]
-                    log(
-                        f"{mode:>9} round {round_no + 1}: {took:7.3f} s, {len(found)} VMs, {counter.calls} SOAP calls"
-                    )
+                    took, n = seconds[mode][-1], len(found)
+                    log(f"{mode:>9} round {round_no + 1}: {took:7.3f} s, {n} VMs, {counter.calls} SOAP calls")
         finally:
             sessions.close_all()
     if len(seen["discover"]) != vms or not seen["discover"] == seen["driver"] == seen["naive"]:
