@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 from pyVmomi import VmomiSupport, vim
 
@@ -29,6 +29,7 @@ from orchestrator.domain.errors import ProviderError
 from providers.vsphere.connection import VCenterSession
 
 VIM = "urn:vim25"
+SOAP = "{http://schemas.xmlsoap.org/soap/envelope/}"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _ENVELOPE = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -173,7 +174,7 @@ def _call(session: VCenterSession, action: str, body: str) -> ET.Element | None:
             _ENVELOPE.format(body=body).encode(),
             {
                 "Cookie": session.cookie(),
-                "SOAPAction": quoteattr(action)[1:-1],
+                "SOAPAction": action,
                 "Content-Type": "text/xml; charset=utf-8",
             },
         )
@@ -183,15 +184,20 @@ def _call(session: VCenterSession, action: str, body: str) -> ET.Element | None:
         conn.close()
     if response.status not in (200, 500):
         raise http.client.HTTPException(f"{response.status} {response.reason}")
+    return returnval(s.host, data)
+
+
+def returnval(host: str, data: bytes) -> ET.Element | None:
+    """The ``returnval`` of a SOAP answer from vCenter ``host``; its fault raised."""
     if b"<!DOCTYPE" in data:
         # SOAP forbids document types; entity expansion (an XML bomb) and external entities
         # need one. Without it the C parser is safe, and several times faster than defusedxml's.
-        raise ProviderError(f"vCenter {s.host}: its answer carries a document type, refused", retryable=False)
+        raise ProviderError(f"vCenter {host}: its answer carries a document type, refused", retryable=False)
     root = ET.fromstring(data)  # noqa: S314 - refused above when it declares anything
-    body_element = root.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
-    fault = body_element.find("{http://schemas.xmlsoap.org/soap/envelope/}Fault") if body_element else None
-    if fault is not None or response.status == 500:
-        raise _fault(s.host, fault)
+    body_element = root.find(f"{SOAP}Body")
+    fault = body_element.find(f"{SOAP}Fault") if body_element is not None else None
+    if fault is not None:
+        raise _fault(host, fault)
     answer = body_element[0] if body_element is not None and len(body_element) else None
     return answer.find(tag("returnval")) if answer is not None else None
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pyVmomi import vim
 
 from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers import hypervisor
-from providers.vsphere.connection import sessions
+from providers.vsphere import bulk
+from providers.vsphere.connection import VCenterSettings, sessions
 from providers.vsphere.host import VSphereHost
 from tests.peers import vcsim
 
@@ -132,3 +134,42 @@ def test_connection_shows_no_password_even_when_sealed(vcenter: vcsim.Vcsim) -> 
     with pytest.raises(InvalidArgument) as bad:
         VSphereHost.check_connection({**checked, "password": ""})
     assert bad.value.field == "connection.password"
+
+
+def test_bulk_reads_say_vcenters_fault(vcenter: vcsim.Vcsim) -> None:
+    session = sessions.get(VCenterSettings.from_config(vcenter.connection()))
+    content = session.service_instance().content
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    assert len(list(bulk.retrieve(session, content, view, {"VirtualMachine": ["name"]}))) == 2
+    view.DestroyView()
+    with pytest.raises(
+        ProviderError, match=r"vCenter 127\.0\.0\.1: reading the inventory: ManagedObjectNotFound"
+    ):
+        list(bulk.retrieve(session, content, view, {"VirtualMachine": ["name"]}))
+
+    # The view was the call's own: the driver's discovery is untouched.
+    assert len(VSphereHost(vcenter.connection()).discover()) == 2
+
+
+# vCenter's answer to a call on a session it ended (the simulator answers property reads
+# without one, so this is vCenter's own wording).
+EXPIRED = b"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/"
+ xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+ xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode>
+<faultstring>The session is not authenticated.</faultstring>
+<detail><NotAuthenticatedFault xmlns="urn:vim25" xsi:type="NotAuthenticated">
+<object type="PropertyCollector">propertyCollector</object><privilegeId>System.View</privilegeId>
+</NotAuthenticatedFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"""
+
+
+def test_an_ended_session_is_not_authenticated_so_the_session_logs_in_again() -> None:
+    with pytest.raises(vim.fault.NotAuthenticated):
+        bulk.returnval("vc.example.com", EXPIRED)
+
+
+def test_an_answer_with_a_document_type_is_refused_unparsed() -> None:
+    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
+    with pytest.raises(ProviderError, match=r"vCenter vc\.example\.com: its answer carries a document type"):
+        bulk.returnval("vc.example.com", bomb)
