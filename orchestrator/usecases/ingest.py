@@ -15,6 +15,11 @@ and the record is re-linked: the new UUID kept in the details as ``domain``, the
 pointed at the new images. The VM's id does not change, so its restore points, offering and
 schedules stay attached. Each managed VM also takes the state (Running, Stopped) its domain
 is in, which an in-place restore relies on.
+
+A vCenter host (hypervisor ``vmware``) is the same flow: a VM's id is its instance UUID, so
+one registered again under a new moref is found under its own UUID and re-linked when its
+moref or .vmx path changed (``hypervisor.relocated``); each disk's pool is the zone's pool
+named as its datastore, else the one whose path is the datastore's URL path.
 """
 
 from __future__ import annotations
