@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, NotRequired, TypedDict
 
 from providers.registry import load_entry_point, not_a
 
@@ -33,6 +33,9 @@ class DiscoveredDisk(TypedDict):
     path: str | None
     format: str | None
     size_bytes: int | None
+    # On a vSphere datastore (``path`` is then ``[datastore] dir/file.vmdk``): its name and URL.
+    datastore: NotRequired[str | None]
+    datastore_url: NotRequired[str | None]
 
 
 class DiscoveredVM(TypedDict):
@@ -48,13 +51,22 @@ class DiscoveredVM(TypedDict):
     disks: list[DiscoveredDisk]
     has_guest_agent: bool
     xml: str  # the hypervisor's own definition, kept to rebuild the VM on restore
+    # vSphere's managed object reference and .vmx path (see LOCATOR_KEYS).
+    moref: NotRequired[str]
+    vmx_path: NotRequired[str | None]
 
 
 # What a VM's inventory record keeps of its discovered description (and so each restore
 # point): enough to rebuild the VM, and to find its domain and disks again after they change.
+# A driver's own keys (vSphere's moref, datacenter, ...) are kept beside these.
 DETAIL_KEYS = ("vcpus", "memory_bytes", "nics", "controllers", "disks", "has_guest_agent", "xml")
+# What describes the VM now rather than what it is: never kept as a detail.
+_NOT_DETAILS = ("uuid", "name", "state")
+# Where the hypervisor finds the instance besides its UUID (vSphere: its managed object
+# reference and its .vmx file): both change when a VM is registered again.
+LOCATOR_KEYS = ("moref", "vmx_path")
 # The VM's own instance on its host: a copy of the VM under a new name gets its own.
-INSTANCE_KEYS = ("instance_name", "domain", "disks", "xml")
+INSTANCE_KEYS = ("instance_name", "domain", "disks", "xml", "bios_uuid", *LOCATOR_KEYS)
 
 
 def vm_details(
@@ -68,9 +80,16 @@ def vm_details(
     only when it is not the VM's own id (a re-linked VM whose domain was recreated)."""
     details = {**_not_instance(previous or {}), "instance_name": found["name"]}
     details |= {k: found.get(k) for k in DETAIL_KEYS}
+    details |= {k: v for k, v in found.items() if k not in _NOT_DETAILS}
     if found["uuid"] != vm_id:
         details["domain"] = found["uuid"]
     return details
+
+
+def relocated(details: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """Whether the hypervisor now finds the instance a VM's ``details`` describe at another
+    address (``LOCATOR_KEYS``) than the one they record."""
+    return any(k in found and details.get(k) != found[k] for k in LOCATOR_KEYS)
 
 
 def copied_details(details: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -129,6 +129,20 @@ def host_remove(app: App, host_ref: str, as_json: bool) -> None:
 @click.option(
     "--libvirt-uri", default="qemu:///system", show_default=True, help="URI `virsh -c` uses on the host."
 )
+@click.option(
+    "--vcenter", "vcenter_url", metavar="URL", help="A vCenter host: its SDK URL (https://HOST/sdk)."
+)
+@click.option("--username", help="vCenter: the user to log in as.")
+@click.option(
+    "--password-file",
+    type=click.File("r"),
+    help="vCenter: a file holding the password ('-' for standard input); asked for when not given.",
+)
+@click.option("--datacenter", help="vCenter: the datacenter the host covers (default: the first).")
+@click.option("--cluster", help="vCenter: only this cluster of the datacenter.")
+@click.option(
+    "--ca-file", type=click.Path(path_type=Path), help="vCenter: PEM of the CA that signed its certificate."
+)
 @json_option
 @pass_app
 @handle_errors
@@ -141,15 +155,25 @@ def host_connect(
     accept_new_host_key: bool,
     local: bool,
     libvirt_uri: str,
+    vcenter_url: str | None,
+    username: str | None,
+    password_file: TextIO | None,
+    datacenter: str | None,
+    cluster: str | None,
+    ca_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Set how workers reach a host. Host keys are checked strictly against --known-hosts.
+    """Set how workers reach a host. Host keys are checked strictly against --known-hosts;
+    a vCenter's certificate against --ca-file (else the system's CAs). A vCenter's password
+    is stored sealed and never shown.
 
     Paths are absolute paths on the workers. One that is not a file on this machine is
     stored with a warning (the workers may run elsewhere)."""
-    if local == bool(ssh_target):
-        raise click.UsageError("give either --ssh [USER@]ADDRESS[:PORT] or --local")
+    if sum((local, bool(ssh_target), bool(vcenter_url))) != 1:
+        raise click.UsageError("give one of --ssh [USER@]ADDRESS[:PORT], --local or --vcenter URL")
     connection: dict[str, Any] = {"transport": "local", "libvirt_uri": libvirt_uri}
+    if vcenter_url:
+        connection = _vcenter(vcenter_url, username, password_file, datacenter, cluster, ca_file)
     if ssh_target:
         user, _, address = ssh_target.rpartition("@")
         address, _, port = address.partition(":")
@@ -171,6 +195,31 @@ def host_connect(
     if not as_json:
         for warning in connected.warnings:
             click.secho(f"warning: {warning}", err=True, fg="yellow")
+
+
+def _vcenter(
+    url: str,
+    username: str | None,
+    password_file: TextIO | None,
+    datacenter: str | None,
+    cluster: str | None,
+    ca_file: Path | None,
+) -> dict[str, Any]:
+    if not username:
+        raise click.UsageError("--vcenter needs --username")
+    if password_file is not None:
+        password = password_file.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(f"password of {username}", hide_input=True, err=True)
+    connection = {
+        "url": url,
+        "username": username,
+        "password": password,
+        "datacenter": datacenter,
+        "cluster": cluster,
+        "ca_file": str(ca_file) if ca_file else None,
+    }
+    return {k: v for k, v in connection.items() if v is not None}
 
 
 def _relinked_row(relinked: dict[str, Any]) -> dict[str, Any]:

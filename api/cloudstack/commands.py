@@ -8,8 +8,8 @@ from typing import Any, TypedDict
 
 from api.cloudstack import render
 from api.cloudstack.params import Params
-from orchestrator.domain.errors import InvalidArgument, NotFound, Unsupported
-from orchestrator.domain.jobparams import RestoreVm
+from orchestrator.domain.errors import Conflict, InvalidArgument, NotFound, Unsupported
+from orchestrator.domain.jobparams import Ingest, RestoreVm
 from orchestrator.domain.models import (
     BackupOffering,
     BackupSchedule,
@@ -25,6 +25,7 @@ from orchestrator.usecases import (
     assignments,
     backup_providers,
     backups,
+    ingest,
     inventory,
     jobs,
     lookup,
@@ -132,6 +133,62 @@ def delete_host(call: Call) -> dict[str, Any]:
 def delete_pool(call: Call) -> dict[str, Any]:
     inventory.remove_pool(call.scope, call.params.required("id"))
     return {"success": True}
+
+
+# -- ingestion (CloudStack's VM import) --------------------------------------------------------
+
+
+def _unmanaged(call: Call) -> tuple[str, list[dict[str, Any]]]:
+    """The ``clusterid`` host's unmanaged VMs, as its latest discovery found them. Discovery is
+    a job (reaching a vCenter or a KVM host takes seconds): the dispatcher repeats it, and
+    ``POST /hosts/{id}/discover`` or ``backupctl host rediscover`` runs one now."""
+    host = call.params.required("clusterid")
+    found = ingest.unmanaged(call.scope, host)
+    if found.job is None:
+        raise Conflict(
+            f"host {host} has not been discovered yet: run a discovery (POST /hosts/{host}/discover "
+            "or backupctl host rediscover), then list again",
+            field="clusterid",
+        )
+    return found.job.subject_id, found.vms
+
+
+@command("listUnmanagedInstances", admin=True)
+def list_unmanaged(call: Call) -> Listing:
+    host_id, found = _unmanaged(call)
+    p = call.params
+    if name := p.str("name"):
+        found = [vm for vm in found if vm["name"] == name]
+    if keyword := p.str("keyword"):
+        found = [vm for vm in found if keyword.lower() in vm["name"].lower()]
+    paging = _paging(p)
+    start = (paging["page"] - 1) * paging["pagesize"]
+    host = inventory.find_host(call.scope, host_id)
+    rows = [render.unmanaged_instance(vm, host) for vm in found[start : start + paging["pagesize"]]]
+    return Listing("unmanagedinstance", rows, len(found))
+
+
+# Required or common in CloudStack's importUnmanagedInstance but about the cloud's own sizing
+# and template, which this service does not keep: accepted and left to the cloud.
+_CLOUD_ONLY = ("serviceofferingid", "templateid")
+
+
+@command("importUnmanagedInstance", admin=True, is_async=True)
+def import_unmanaged(call: Call) -> Job:
+    p = call.params
+    host_id, found = _unmanaged(call)
+    name = p.required("name")
+    for ignored in _CLOUD_ONLY:
+        p.str(ignored)
+    vm = next((vm for vm in found if vm["name"] == name), None)
+    if vm is None:
+        raise InvalidArgument(
+            f"no unmanaged instance named {name} on cluster {host_id} (as last discovered)", field="name"
+        )
+    owner = p.str("account") or call.scope.actor.name
+    return ingest.import_vm(
+        call.scope, host=host_id, uuid=vm["uuid"], account=owner, name=p.str("displayname")
+    )
 
 
 # -- accounts ----------------------------------------------------------------------------------
@@ -404,6 +461,8 @@ def job_result(scope: Scope, job: Job) -> dict[str, Any] | None:
         return {"backup": render.backup(backups.show(scope, job.subject_id))}
     if job.kind is JobKind.RESTORE_VM and (restored := RestoreVm.of(job)).target is not None:
         return {"virtualmachine": render.vm(inventory.show_vm(scope, restored.vm_id))}
+    if job.kind is JobKind.INGEST and Ingest.of(job).action == "import" and job.result:
+        return {"virtualmachine": render.vm(inventory.show_vm(scope, job.result["vm_id"]))}
     if job.kind.value == "restore_volume" and job.result:
         volume = scope.session.get(Volume, job.result["volume_id"])
         return {"volume": render.volume(volume)} if volume else {"success": True}

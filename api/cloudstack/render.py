@@ -11,6 +11,7 @@ from orchestrator.domain.models import (
     BackupOffering,
     BackupProvider,
     BackupSchedule,
+    Host,
     Job,
     JobState,
     Role,
@@ -86,6 +87,49 @@ def vm(row: VirtualMachine) -> dict[str, Any]:
         "hostid": row.host_id,
         "backupofferingid": row.backup_offering_id,
         "backupofferingname": row.backup_offering.name if row.backup_offering else None,
+    }
+
+
+def unmanaged_instance(found: dict[str, Any], host: Host) -> dict[str, Any]:
+    """A VM a host runs outside the inventory, as CloudStack's UnmanagedInstanceResponse
+    names it (``clusterid`` is the host record: for a vCenter, its datacenter or cluster)."""
+    on = {"Running": "PowerOn", "Stopped": "PowerOff"}
+    disks = [d for d in found.get("disks", []) if d.get("device") == "disk"]
+    nics = found.get("nics", [])
+    return {
+        "name": found["name"],
+        "clusterid": host.id,
+        "hostname": found.get("esx_host") or host.name,
+        "powerstate": on.get(found.get("state", ""), "PowerUnknown"),
+        "cpunumber": found.get("vcpus"),
+        "memory": (found.get("memory_bytes") or 0) // 2**20,
+        "osid": found.get("guest_id"),
+        "osdisplayname": found.get("guest_os"),
+        "disk": [
+            {
+                "id": str(disk.get("key", disk["target"])),
+                "label": disk["target"],
+                "capacity": disk.get("size_bytes"),
+                "imagepath": disk.get("path"),
+                "controller": disk.get("bus"),
+                "controllerunit": disk.get("unit"),
+                "position": position,
+                "datastorename": disk.get("datastore"),
+                "datastorepath": disk.get("datastore_url"),
+            }
+            for position, disk in enumerate(disks)
+        ],
+        "nic": [
+            {
+                "id": str(nic.get("key", position)),
+                "deviceid": str(position),
+                "networkname": nic.get("source"),
+                "macaddress": nic.get("mac"),
+                "vlanid": nic.get("vlan"),
+                "adaptertype": nic.get("model"),
+            }
+            for position, nic in enumerate(nics)
+        ],
     }
 
 

@@ -242,7 +242,10 @@ class HostConnection(Strict):
         required=True,
         metadata={
             "description": 'For KVM: {"transport": "ssh", "address", "port", "username", "key_file", '
-            '"known_hosts", "accept_new_host_key", "libvirt_uri"} or {"transport": "local"}.'
+            '"known_hosts", "accept_new_host_key", "libvirt_uri"} or {"transport": "local"}. For a vCenter '
+            '(hypervisor vmware): {"url", "username", "password", "datacenter", "cluster", "ca_file", '
+            '"timeout_seconds"}; the password is stored sealed and shown as ********, which sent back '
+            "keeps it."
         },
     )
 

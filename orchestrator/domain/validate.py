@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 import unicodedata
 from collections.abc import Mapping
 from enum import Enum
@@ -136,6 +137,21 @@ def folder_path(value: str | None, field: str = "path") -> str:
     if out == "/":
         raise InvalidArgument(f"{field}: must not be the root directory /", field=field)
     return out
+
+
+_DATASTORE_PATH = re.compile(r"\[([^\]]+)\] (\S.*)")
+
+
+def datastore_path(value: str, field: str = "path") -> str:
+    """A vSphere datastore path, ``[datastore] dir/file.vmdk``, normalised: the file must lie
+    inside the datastore (no ``..`` leading out of it)."""
+    match = _DATASTORE_PATH.fullmatch(value)
+    inside = posixpath.normpath(match.group(2)) if match else ""
+    if match is None or inside.startswith(("/", "..")) or inside == ".":
+        raise InvalidArgument(
+            f"{field}: {value!r} is not a file on a datastore, such as [datastore] dir/file.vmdk", field=field
+        )
+    return f"[{match.group(1)}] {inside}"
 
 
 def path_in_folder(value: str | None, folder: str, field: str, what: str) -> str:

@@ -15,6 +15,11 @@ and the record is re-linked: the new UUID kept in the details as ``domain``, the
 pointed at the new images. The VM's id does not change, so its restore points, offering and
 schedules stay attached. Each managed VM also takes the state (Running, Stopped) its domain
 is in, which an in-place restore relies on.
+
+A vCenter host (hypervisor ``vmware``) is the same flow: a VM's id is its instance UUID, so
+one registered again under a new moref is found under its own UUID and re-linked when its
+moref or .vmx path changed (``hypervisor.relocated``); each disk's pool is the zone's pool
+named as its datastore, else the one whose path is the datastore's URL path.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from orchestrator.domain.models import (
     Host,
     Job,
     JobKind,
+    JobState,
     StoragePool,
     VirtualMachine,
     VMState,
@@ -48,7 +54,14 @@ from orchestrator.usecases import accounts, audit, inventory, jobs
 from orchestrator.usecases.refs import vm_ref, volume_ref
 from providers import hypervisor
 from providers.base import VolumeRef
-from providers.hypervisor import DiscoveredDisk, DiscoveredVM, domain_uuid, vm_details
+from providers.hypervisor import (
+    LOCATOR_KEYS,
+    DiscoveredDisk,
+    DiscoveredVM,
+    domain_uuid,
+    relocated,
+    vm_details,
+)
 
 
 def _host(scope: Scope, host: str) -> Host:
@@ -126,7 +139,53 @@ def import_vm(scope: Scope, *, host: str, uuid: str, account: str, name: str | N
     if name is not None:
         name = validate.name(name)
     _refuse_known(scope.session, row, uuid)
+    if (seen := _last_seen(scope.session, row, uuid)) is not None:
+        # Refused now rather than by a failed job: the disks need pools, as last discovered.
+        _volumes(scope.session, row, seen)
     return _ingest_job(scope, row, IngestParams(action="import", uuid=uuid, account_id=owner.id, name=name))
+
+
+@dataclass(frozen=True)
+class Unmanaged:
+    """The host's unmanaged VMs as its latest finished discovery listed them (less those
+    imported since), and that discovery's job; ``job`` is None when none has finished yet."""
+
+    vms: list[dict[str, Any]]
+    job: Job | None
+
+
+def unmanaged(scope: Scope, host: str) -> Unmanaged:
+    """What the host's latest finished discovery found unmanaged, without reaching the host
+    (discovery is a job; the dispatcher repeats it every ``rediscover_seconds``)."""
+    scope.actor.require_admin("list unmanaged virtual machines")
+    row = _connected_host(scope, host)
+    job = _last_discovery(scope.session, row)
+    if job is None:
+        return Unmanaged([], None)
+    found = list((job.result or {}).get("unmanaged", []))
+    claimed = _claimed(scope.session, row, found)
+    return Unmanaged([vm for vm in found if vm["uuid"] not in claimed], job)
+
+
+def _last_discovery(session: Session, host: Host) -> Job | None:
+    return session.scalars(
+        select(Job)
+        .where(
+            Job.kind == JobKind.INGEST,
+            Job.subject_type == "host",
+            Job.subject_id == host.id,
+            Job.state == JobState.SUCCEEDED,
+            Job.params["action"].as_string() == "discover",
+        )
+        .order_by(Job.finished_at.desc())
+        .limit(1)
+    ).first()
+
+
+def _last_seen(session: Session, host: Host, uuid: str) -> DiscoveredVM | None:
+    job = _last_discovery(session, host)
+    found = (job.result or {}).get("unmanaged", []) if job is not None else []
+    return next((vm for vm in found if vm.get("uuid") == uuid), None)
 
 
 def _connected_host(scope: Scope, host: str) -> Host:
@@ -215,10 +274,15 @@ def _discover(core: Core, session: Session, job: Job, found: list[DiscoveredVM])
     }
 
 
+# What drivers call a VM that holds none of its disks open: libvirt's "shut off", and the
+# inventory's own "Stopped" (vSphere's poweredOff).
+_STOPPED = ("shut off", VMState.STOPPED.value)
+
+
 def _state_of(domain: DiscoveredVM) -> VMState:
     """A domain that may still have its disks open (running, paused, shutting down...) is
     Running: an in-place restore must not write under it."""
-    return VMState.STOPPED if domain["state"] == "shut off" else VMState.RUNNING
+    return VMState.STOPPED if domain["state"] in _STOPPED else VMState.RUNNING
 
 
 def _refresh_states(scope: Scope, host: Host, found: list[DiscoveredVM]) -> list[dict[str, Any]]:
@@ -253,8 +317,9 @@ def _claimed(session: Session, host: Host, found: list[DiscoveredVM]) -> set[str
 def _relink_host(
     scope: Scope, host: Host, found: list[DiscoveredVM], claimed: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Re-link each managed VM of the host whose domain has another UUID, name or disk paths
-    now; what was re-linked, and the VMs whose new domain was found but cannot be followed.
+    """Re-link each managed VM of the host whose domain has another UUID, name, address
+    (vSphere's moref and .vmx path) or disk paths now; what was re-linked, and the VMs whose
+    new domain was found but cannot be followed.
     ``claimed`` (the domains the inventory stands for) gains each domain followed."""
     by_uuid = {vm["uuid"]: vm for vm in found}
     by_name = {vm["name"]: vm for vm in found}
@@ -278,9 +343,11 @@ def _relink_host(
             )
             continue
         renamed = instance_name is not None and instance_name != domain["name"]
-        if domain["uuid"] == was and not renamed and not moved:
+        moved_instance = relocated(vm.details, domain)
+        if domain["uuid"] == was and not renamed and not moved and not moved_instance:
             continue
         before = {v.id: v.path for v in vm.live_volumes}
+        previous = dict(vm.details)
         inventory.relink(
             scope.session,
             replace(vm_ref(vm), details=vm_details(domain, vm.id, vm.details), volumes=tuple(moved)),
@@ -294,6 +361,7 @@ def _relink_host(
                 "domain": {"from": was, "to": domain["uuid"]},
                 "instance_name": {"from": instance_name, "to": domain["name"]},
                 "volumes": [{"id": v.id, "from": before[v.id], "to": v.path} for v in moved],
+                **{k: {"from": previous.get(k), "to": domain.get(k)} for k in LOCATOR_KEYS if k in domain},
             }
         )
     return relinked, not_relinked
@@ -386,6 +454,8 @@ def _volumes(session: Session, host: Host, vm: DiscoveredVM) -> list[dict[str, A
 
 
 def _pool_of(disk: DiscoveredDisk, pools: list[StoragePool], vm_name: str) -> StoragePool:
+    if "datastore" in disk:
+        return _datastore_pool(disk, pools, vm_name)
     if not disk["path"]:
         raise InvalidArgument(f"disk {disk['target']} of {vm_name} is not a file or device path")
     path = validate.absolute_path(disk["path"], f"disk {disk['target']} of {vm_name}")
@@ -397,6 +467,27 @@ def _pool_of(disk: DiscoveredDisk, pools: list[StoragePool], vm_name: str) -> St
             f"zone (pools: {known}); register the pool that holds it"
         )
     return max(holding, key=lambda p: len(p.path))
+
+
+def _datastore_pool(disk: DiscoveredDisk, pools: list[StoragePool], vm_name: str) -> StoragePool:
+    """The pool of a disk on a vSphere datastore: the zone's pool named as the datastore, else
+    the one whose path is the datastore's URL path (``ds:///vmfs/volumes/<id>/`` is
+    ``/vmfs/volumes/<id>``)."""
+    name = disk.get("datastore")
+    url = disk.get("datastore_url") or ""
+    url_path = url.removeprefix("ds://").rstrip("/") if url.startswith(("ds:///", "/")) else ""
+    pool = next((p for p in pools if p.name == name), None) or next(
+        (p for p in pools if url_path and p.path == url_path), None
+    )
+    if pool is not None:
+        return pool
+    where = f"{name}" + (f" ({url})" if url else "")
+    raise InvalidArgument(
+        f"disk {disk['target']} of {vm_name} is on datastore {where}, which no storage pool of the host's "
+        f"zone stands for: register a pool named {name!r}"
+        + (f" or with path {url_path}" if url_path else ""),
+        field="datastore",
+    )
 
 
 def _size(disk: DiscoveredDisk, vm_name: str) -> int:

@@ -326,7 +326,11 @@ def _add_volume(scope: Scope, vm: VirtualMachine, spec: VolumeSpec, device_id: i
         raise InvalidArgument(f"volume format {spec.format!r} is not one of {VOLUME_FORMATS}", field="format")
     # Backups read and restores write this path: outside its pool it could be any file of
     # the host (/etc/shadow), read into a tenant's restore point or overwritten by a restore.
-    path = validate.path_in_folder(spec.path, p.path, "path", f"storage pool {p.name!r} at")
+    if spec.path.startswith("["):
+        # A vSphere disk: read and written through vCenter, never as a file of some machine.
+        path = validate.datastore_path(spec.path)
+    else:
+        path = validate.path_in_folder(spec.path, p.path, "path", f"storage pool {p.name!r} at")
     # Through the relationship, so vm.volumes is right without a reload.
     volume = Volume(
         vm=vm,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.cli.test_backupctl import cloud, data, run  # noqa: F401  (fixtures)
+from tests.peers import vcsim
 from tests.providers.kvm.fixtures.rebuilt_node import rebuilt_node
 from tests.providers.kvm.test_domains import virsh  # noqa: F401  (a failure in CI without virsh)
+from tests.providers.vsphere.conftest import vcenter, vcsim_binary  # noqa: F401  (fixtures)
 
 NODE = Path(__file__).parents[1] / "providers" / "kvm" / "fixtures" / "node.xml"
 WEB1 = "6e0d9a84-3b1f-4c1e-9a57-0c3a2f1e7b01"
@@ -36,7 +38,7 @@ def test_connect_discover_and_import(run, cloud, virsh):  # noqa: F811
 def test_connect_needs_one_way_to_reach_the_host(run, cloud):  # noqa: F811
     neither = run("host", "connect", "kvm-01", ok=False)
     assert neither.exit_code == 2
-    assert "give either --ssh" in neither.output
+    assert "give one of --ssh" in neither.output
     refused = run("host", "connect", "kvm-01", "--ssh", "root@10.0.0.5", "--json", ok=False)
     assert refused.exit_code == 2
     assert "connection." in refused.output
@@ -107,3 +109,36 @@ def test_connect_refuses_a_relative_key_path(run, cloud):  # noqa: F811
     )
     assert refused.exit_code == 2
     assert "connection.key_file: must be an absolute path" in refused.output
+
+
+def test_a_vcenter_is_connected_without_echoing_its_password_then_discovered_and_imported(
+    run,  # noqa: F811
+    cloud,  # noqa: F811
+    vcenter: vcsim.Vcsim,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    run("host", "register", "vc-01", "--zone", "zone-1", "--hypervisor", "vmware")
+    run("pool", "register", "LocalDS_0", "--zone", "zone-1", "--path", "/vmfs/volumes/local0")
+    secret = tmp_path / "password"
+    secret.write_text(vcenter.password + "\n")
+    vc = ("--vcenter", vcenter.url, "--username", vcenter.username, "--ca-file", str(vcenter.ca_file))
+    connected = run("host", "connect", "vc-01", *vc, "--password-file", str(secret), "--cluster", "DC0_C0")
+    shown = data(run("host", "connect", "vc-01", *vc, "--password-file", str(secret), "--json"))
+    assert shown["connection"]["password"] == "********"
+    assert shown["connection"]["url"] == vcenter.url
+    listed = run("host", "list", "--json")
+    assert vcenter.password not in connected.output + listed.output + run("audit", "--json").output
+    no_user = run("host", "connect", "vc-01", "--vcenter", vcenter.url, ok=False)
+    assert no_user.exit_code == 2
+    assert "--vcenter needs --username" in no_user.output
+
+    table = run("vm", "unmanaged", "--host", "vc-01").stdout
+    assert "scsi0:0=[LocalDS_0] DC0_C0_RP0_VM0/disk1.vmdk" in table
+    found = {vm["name"]: vm for vm in data(run("vm", "unmanaged", "--host", "vc-01", "--json"))}
+    uuid = found["DC0_C0_RP0_VM0"]["uuid"]
+    job = data(run("vm", "import", uuid, "--host", "vc-01", "--account", "alice", "--json"))
+    assert job["result"]["vm_id"] == uuid
+    vm = data(run("vm", "show", uuid, "--json", as_="alice"))
+    assert [(v["type"], v["path"]) for v in vm["volumes"]] == [
+        ("ROOT", "[LocalDS_0] DC0_C0_RP0_VM0/disk1.vmdk")
+    ]
