@@ -30,3 +30,8 @@ def test_vsphere_benchmark_quick_json(vcsim_binary: Path) -> None:  # noqa: F811
     # The figure's target is 10; on a loaded CI machine the margin is kept loose.
     assert result["ratio"] > 3, result
     assert result["ratio"] == result["naive_discover_seconds"] / result["discover_seconds"]
+    # The data path: byte-exact restores, and an incremental reading about the changed share.
+    assert result["restore_byte_exact"] is True, result
+    for key in ("backup_mb_s", "restore_mb_s", "cp_mb_s"):
+        assert positive(result[key]), (key, result[key])
+    assert 0 < result["incremental_read_fraction"] <= 0.05, result
