@@ -25,8 +25,8 @@ from orchestrator.bootstrap import build_core
 from orchestrator.domain.models import Job
 from orchestrator.engine.core import Core
 from orchestrator.infra.config import Settings
-from orchestrator.infra.db import Database
 from tests.conftest import IN_CI, postgres_schema
+from tests.migrated import MigratedSchema
 from workers.runner import celery_runner
 
 REDIS_URL = os.environ.get("BACKUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -70,9 +70,9 @@ def settings(database_url: str, tmp_path: Path, broker: redis.Redis) -> Settings
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
+def core(settings: Settings, migrated: MigratedSchema) -> Iterator[Core]:
     """The API's side: jobs created here are published to Redis."""
-    db = Database(settings.database_url)
+    db = migrated.database(settings.database_url)
     yield build_core(settings, db=db, runner=celery_runner(settings))
     db.dispose()
 
