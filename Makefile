@@ -25,8 +25,14 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# Two passes, each failing the build. Most tests wait on processes and databases rather
+# than compute, so they run on PYTEST_WORKERS xdist workers; the "serial" ones (benchmarks,
+# a PostgreSQL restart) then run alone, as they disturb or measure the whole machine.
+PYTEST_WORKERS ?= 4
+
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

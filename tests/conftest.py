@@ -24,6 +24,7 @@ from orchestrator.engine.runner import Queued
 from orchestrator.infra.config import Settings
 from orchestrator.infra.db import Database
 from orchestrator.usecases import accounts, assignments, backup_providers, inventory, offerings
+from tests.migrated import MigratedSchema
 
 POSTGRES_URL = os.environ.get(
     "BACKUP_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -84,9 +85,15 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", database_url=database_url, retry_base_seconds=0.0)
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> MigratedSchema:
+    """Opens a test's fresh database at the newest revision without migrating it again."""
+    return MigratedSchema(tmp_path_factory.mktemp("migrated"), postgres_schema)
+
+
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
-    db = Database(settings.database_url)
+def core(settings: Settings, migrated: MigratedSchema) -> Iterator[Core]:
+    db = migrated.database(settings.database_url)
     yield build_core(settings, db=db)
     db.dispose()
 

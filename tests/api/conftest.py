@@ -14,13 +14,13 @@ from orchestrator.bootstrap import build_core
 from orchestrator.engine.core import Core
 from orchestrator.engine.local_runners import ThreadRunner
 from orchestrator.infra.config import Settings
-from orchestrator.infra.db import Database
 from orchestrator.usecases import accounts
+from tests.migrated import MigratedSchema
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
-    db = Database(settings.database_url)
+def core(settings: Settings, migrated: MigratedSchema) -> Iterator[Core]:
+    db = migrated.database(settings.database_url)
     runner = ThreadRunner(workers=2)
     yield build_core(settings, db=db, runner=runner)
     runner.shutdown()

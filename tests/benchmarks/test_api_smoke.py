@@ -13,6 +13,8 @@ import pytest
 from tests.benchmarks.quick import positive, run_quick
 from tests.conftest import POSTGRES_URL
 
+pytestmark = pytest.mark.serial  # a benchmark: its figures want the machine to itself
+
 STATES = ("vacuumed", "fresh")
 QUERIES = ("by_vm", "by_account", "by_large_account")
 

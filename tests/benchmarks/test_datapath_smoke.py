@@ -15,6 +15,8 @@ import pytest
 
 from tests.benchmarks.quick import positive, require, run_quick
 
+pytestmark = pytest.mark.serial  # a benchmark: its figures want the machine to itself
+
 TOOLS = ("this", "this_encrypted", "restic", "borg", "cp")
 
 

@@ -19,6 +19,9 @@ from kombu import Connection
 from tests.benchmarks.quick import positive, require, run_quick
 from tests.conftest import POSTGRES_URL
 
+# Purges the broker's queues; its recovery times want the machine to itself.
+pytestmark = pytest.mark.serial
+
 REDIS_URL = os.environ.get("BACKUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 AMQP_URL = os.environ.get("BACKUP_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 FAULTS = ("kill-worker", "flush", "db-down")

@@ -16,6 +16,9 @@ import pytest
 from tests.benchmarks.quick import positive, run_quick
 from tests.conftest import IN_CI
 
+# May start and stop the system's libvirtd; a benchmark wants the machine to itself.
+pytestmark = pytest.mark.serial
+
 TOOLS = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "qemu-io", "stdbuf")
 
 

@@ -4,7 +4,11 @@ compare strategies on a common clock (wait from due, slack to the deadline) per 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.benchmarks.quick import positive, run_quick
+
+pytestmark = pytest.mark.serial  # a benchmark: its figures want the machine to itself
 
 STRATEGIES = {"herd", "fifo", "jitter_hashed", "jitter_random", "planner"}
 

@@ -16,6 +16,8 @@ import redis
 from tests.benchmarks.quick import positive, run_quick
 from tests.conftest import IN_CI, POSTGRES_URL
 
+pytestmark = pytest.mark.serial  # a benchmark: its figures want the machine to itself
+
 REDIS_URL = os.environ.get("BACKUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 COUNTS = {"1", "2", "4"}
 RATES = ("jobs_per_s", "bare_celery_jobs_per_s", "durable_floor_jobs_per_s", "enqueue_jobs_per_s")

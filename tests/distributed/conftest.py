@@ -1,8 +1,11 @@
 """The distributed mode for real: PostgreSQL, Redis, and ``backupctl worker`` /
 ``backupctl dispatcher`` processes started by the tests.
 
-Redis is reached at ``BACKUP_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 11, which
-the tests flush). With ``CI=true`` a missing Redis fails the run instead of skipping.
+Redis is reached at ``BACKUP_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 11). Each
+test flushes its database, so under ``pytest -n`` each worker takes one of the
+``BACKUP_TEST_REDIS_DATABASES`` (default 4) counted up from that one, skipping the
+benchmarks' (``BACKUP_BENCH_REDIS_URL``, default 12); workers that share one take turns.
+With ``CI=true`` a missing Redis fails the run instead of skipping.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -26,11 +30,30 @@ from orchestrator.bootstrap import build_core
 from orchestrator.domain.models import Job
 from orchestrator.engine.core import Core
 from orchestrator.infra.config import Settings
-from orchestrator.infra.db import Database
 from tests.conftest import IN_CI, postgres_schema
+from tests.migrated import MigratedSchema
+from tests.shared import machine_lock, worker_index
 from workers.runner import celery_runner
 
-REDIS_URL = os.environ.get("BACKUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+REDIS_DATABASE_COUNT = 16  # Redis's default
+
+
+def redis_urls() -> list[str]:
+    """The Redis databases the tests may flush, one URL each."""
+    base = urlsplit(os.environ.get("BACKUP_TEST_REDIS_URL", "redis://127.0.0.1:6379/11"))
+    bench = urlsplit(os.environ.get("BACKUP_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"))
+    count = int(os.environ.get("BACKUP_TEST_REDIS_DATABASES", "4"))
+    first = int(base.path.strip("/") or 0)
+    benchmarks = int(bench.path.strip("/") or 0) if bench.netloc == base.netloc else None
+    databases = [db for db in range(first, REDIS_DATABASE_COUNT) if db != benchmarks][:count]
+    return [base._replace(path=f"/{db}").geturl() for db in databases or [first]]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """This worker's Redis database."""
+    urls = redis_urls()
+    return urls[worker_index() % len(urls)]
 
 
 @pytest.fixture
@@ -41,27 +64,28 @@ def database_url(postgres_ready: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def broker() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
+def broker(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
     try:
         client.ping()
     except redis.ConnectionError as exc:
         if IN_CI:
-            pytest.fail(f"Redis is required in CI but unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    client.flushdb()
-    yield client
-    client.flushdb()
+            pytest.fail(f"Redis is required in CI but unreachable at {redis_url}: {exc}")
+        pytest.skip(f"Redis unreachable at {redis_url}: {exc}")
+    with machine_lock(f"redis {redis_url}"):
+        client.flushdb()
+        yield client
+        client.flushdb()
     client.close()
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, broker: redis.Redis) -> Settings:
+def settings(database_url: str, tmp_path: Path, redis_url: str, broker: redis.Redis) -> Settings:
     # Short leases and graces so that failures are noticed within seconds.
     return Settings(
         home=tmp_path / "home",
         database_url=database_url,
-        broker_url=REDIS_URL,
+        broker_url=redis_url,
         retry_base_seconds=0.2,
         lease_seconds=3,
         defer_seconds=0.3,
@@ -71,9 +95,9 @@ def settings(database_url: str, tmp_path: Path, broker: redis.Redis) -> Settings
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
+def core(settings: Settings, migrated: MigratedSchema) -> Iterator[Core]:
     """The API's side: jobs created here are published to Redis."""
-    db = Database(settings.database_url)
+    db = migrated.database(settings.database_url)
     yield build_core(settings, db=db, runner=celery_runner(settings))
     db.dispose()
 

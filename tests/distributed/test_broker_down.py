@@ -14,8 +14,8 @@ from orchestrator.bootstrap import build_core
 from orchestrator.domain.models import JobState
 from orchestrator.engine.core import Core
 from orchestrator.infra.config import Settings
-from orchestrator.infra.db import Database
 from orchestrator.usecases import accounts, backups, jobs
+from tests.migrated import MigratedSchema
 from workers.runner import celery_runner
 
 # Nothing listens on port 1: every connection is refused at once.
@@ -23,10 +23,10 @@ DEAD_BROKER = "redis://127.0.0.1:1/13"
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
+def core(settings: Settings, migrated: MigratedSchema) -> Iterator[Core]:
     """The world's core publishes to a broker that is down."""
     down = replace(settings, broker_url=DEAD_BROKER)
-    db = Database(down.database_url)
+    db = migrated.database(down.database_url)
     yield build_core(down, db=db, runner=celery_runner(down))
     db.dispose()
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from kombu import Connection
@@ -20,13 +22,14 @@ from orchestrator.infra.config import Settings
 from tests.conftest import IN_CI, World
 from tests.distributed.conftest import Processes, wait_for
 from tests.distributed.test_workers import back_up, finished, slow_vms
+from tests.shared import machine_lock
 from workers.runner import CeleryRunner
 
 AMQP_URL = os.environ.get("BACKUP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture
-def amqp() -> str:
+def amqp() -> Iterator[str]:
     try:
         with Connection(AMQP_URL, connect_timeout=5) as conn:
             conn.ensure_connection(max_retries=1)
@@ -34,7 +37,10 @@ def amqp() -> str:
         if IN_CI:
             pytest.fail(f"RabbitMQ is required in CI but unreachable at {AMQP_URL}: {exc}")
         pytest.skip(f"RabbitMQ unreachable at {AMQP_URL}: {exc}")
-    return AMQP_URL
+    # Workers consume the vhost's queues that every run shares (``default``, ``ingest``).
+    where = urlsplit(AMQP_URL)
+    with machine_lock(f"rabbitmq {where.hostname}:{where.port} {where.path}"):
+        yield AMQP_URL
 
 
 @pytest.fixture

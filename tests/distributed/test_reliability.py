@@ -128,6 +128,7 @@ def _postgres_restart_command() -> list[str] | None:
     )
 
 
+@pytest.mark.serial  # every other test's connections drop with the server
 def test_database_restart_while_workers_run(world: World, processes: Processes) -> None:
     command = _postgres_restart_command()
     if command is None:
