@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.benchmarks.quick import positive, run_quick
 from tests.providers.vsphere.conftest import vcsim_binary  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.serial  # a benchmark: its figures want the machine to itself
 
 
 def test_vsphere_benchmark_quick_json(vcsim_binary: Path) -> None:  # noqa: F811

@@ -17,7 +17,7 @@ if [ ! -x "$binary" ]; then
     mkdir -p "$work/src/vcsim"
     cp "$here/main.go" "$work/src/vcsim/"
     (cd "$work/src/vcsim" && GO111MODULE=off GOPROXY=off \
-        GOPATH="$work:$gocode" GOCACHE="$cache/go-build" go build -o "$binary.tmp" .) >&2
-    mv "$binary.tmp" "$binary"
+        GOPATH="$work:$gocode" GOCACHE="$cache/go-build" go build -o "$binary.$$.tmp" .) >&2
+    mv "$binary.$$.tmp" "$binary"
 fi
 echo "$binary"
