@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from orchestrator.domain.errors import InvalidArgument
+
+T = TypeVar("T")
 
 # What a shell would read as redirection, pipes, lists or subshells.
 SHELL_OPERATOR_CHARS = frozenset("();<>|&")
@@ -135,6 +137,20 @@ class Fields:
         if path == Path("/"):
             raise self.error(key, "must not be the root directory /")
         return path
+
+    def per_key(self, key: str, read: Callable[[Any], T], shape: str) -> dict[str, T]:
+        """The setting as a mapping (``shape`` shows it in errors), each value read by ``read``;
+        an ``InvalidArgument`` from ``read`` is reported as ``<key>.<entry>: ...``."""
+        raw = self.raw.get(key, {})
+        if not isinstance(raw, Mapping):
+            raise self.error(key, f"must be {shape}")
+        read_all = {}
+        for entry, value in raw.items():
+            try:
+                read_all[str(entry)] = read(value)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{key}.{entry}: {exc.message}", field=f"{self.prefix}{key}") from None
+        return read_all
 
     def command(self, key: str) -> tuple[str, ...]:
         """The setting as a non-empty argv, from a shell-quoted string or a list of strings; () if absent."""

@@ -68,19 +68,6 @@ REFUSED_NAS_KEYS = frozenset(
 _SECONDS = "a number of seconds > 0"
 
 
-def _hosts(config: Fields) -> dict[str, HostConnection]:
-    raw = config.raw.get("hosts", {})
-    if not isinstance(raw, Mapping):
-        raise config.error("hosts", 'must be {"<host id>": {"transport": "local"} or ssh settings, ...}')
-    hosts = {}
-    for host_id, connection in raw.items():
-        try:
-            hosts[str(host_id)] = HostConnection.from_config(connection)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"hosts.{host_id}: {exc.message}", field="hosts") from None
-    return hosts
-
-
 class KvmProvider(ProviderDriver):
     """KVM VMs on libvirt hosts into a NAS repository, all disks of a VM at one instant."""
 
@@ -94,7 +81,9 @@ class KvmProvider(ProviderDriver):
             raise fields.error(
                 refused[0], "not used by the kvm driver (libvirt snapshots every disk at once); remove it"
             )
-        self.hosts = _hosts(fields)
+        self.hosts = fields.per_key(
+            "hosts", HostConnection.from_config, '{"<host id>": {"transport": "local"} or ssh settings, ...}'
+        )
         self.quiesce = fields.flag("quiesce")
         self.options = KvmSnapshotOptions(
             quiesce_fallback=fields.flag("quiesce_fallback"),

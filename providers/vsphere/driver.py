@@ -62,19 +62,6 @@ REFUSED_NAS_KEYS = frozenset(
 )
 
 
-def _hosts(config: Fields) -> dict[str, VCenterSettings]:
-    raw = config.raw.get("hosts", {})
-    if not isinstance(raw, Mapping):
-        raise config.error("hosts", 'must be {"<host id>": {"url": ..., "username": ..., ...}, ...}')
-    hosts = {}
-    for host_id, connection in raw.items():
-        try:
-            hosts[str(host_id)] = VCenterSettings.from_config(connection)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"hosts.{host_id}: {exc.message}", field="hosts") from None
-    return hosts
-
-
 class VSphereProvider(ProviderDriver):
     """vSphere VMs into a NAS repository, all disks of a VM from one snapshot."""
 
@@ -88,7 +75,9 @@ class VSphereProvider(ProviderDriver):
             raise fields.error(
                 refused[0], "not used by the vsphere driver (a vSphere snapshot covers every disk); remove it"
             )
-        self.hosts = _hosts(fields)
+        self.hosts = fields.per_key(
+            "hosts", VCenterSettings.from_config, '{"<host id>": {"url": ..., "username": ..., ...}, ...}'
+        )
         self.quiesce = fields.flag("quiesce")
         self.options = VSphereOptions(
             quiesce_fallback=fields.flag("quiesce_fallback"), cbt=fields.flag("cbt", True)
