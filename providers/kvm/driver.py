@@ -1,9 +1,11 @@
 """The ``kvm`` provider: libvirt freezes all of a VM's disks at once, the NAS driver moves the data.
 
-Composition, not inheritance: a ``NasProvider`` built from this provider's repository
+Composition for the data: a ``NasProvider`` built from this provider's repository
 settings does every repository operation, with a ``KvmSnapshot`` plugged in as its snapshot
 source. This driver adds what only the hypervisor can do: one atomic external snapshot of
 every disk, merging it back, repairing what killed workers left, and reaching the VM's host.
+What every hypervisor's provider shares (refused NAS snapshot keys, the ``hosts`` fallback,
+``quiesce``, handing repository work to the NAS provider) is ``HypervisorBackedProvider``.
 
 Configuration: every NAS key (``repository``, ``chunk_size``, ``encryption``, ...) except the
 snapshot ones (the snapshot is libvirt's here), plus:
@@ -34,57 +36,35 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestrator.domain.errors import InvalidArgument, ProviderError
 from providers.base import (
-    BackupRequest,
-    BackupResult,
-    Capability,
     Progress,
-    ProviderDriver,
-    ProviderOffering,
     RestorePointRef,
-    StoredPoint,
     VMRef,
-    VolumeRef,
 )
-from providers.config import Fields
 from providers.kvm.domains import Libvirt
 from providers.kvm.restore import KvmRestore, RestoreOptions
 from providers.kvm.snapshot import KvmSnapshot, KvmSnapshotOptions
 from providers.kvm.transport import HostConnection, Transport
-from providers.nas.driver import CAPABILITIES as NAS_CAPABILITIES
-from providers.nas.driver import NasProvider
+from providers.nas.hypervisor_backed import HypervisorBackedProvider
 
-KVM_KEYS = frozenset(
-    {"hosts", "quiesce", "quiesce_fallback", "command_timeout_s", "commit_timeout_s", "shutdown_timeout_s"}
-)
-# The snapshot is libvirt's: the NAS ways of freezing a VM would be silently ignored.
-REFUSED_NAS_KEYS = frozenset(
-    {"snapshot", "snapshot_command", "release_command", "freeze_command", "thaw_command"}
-)
-
+KVM_KEYS = frozenset({"quiesce_fallback", "command_timeout_s", "commit_timeout_s", "shutdown_timeout_s"})
 
 # How a timeout setting is worded in errors.
 _SECONDS = "a number of seconds > 0"
 
 
-class KvmProvider(ProviderDriver):
+class KvmProvider(HypervisorBackedProvider[HostConnection]):
     """KVM VMs on libvirt hosts into a NAS repository, all disks of a VM at one instant."""
 
     driver = "kvm"
+    freezes_disks = "libvirt snapshots every disk at once"
+    hosts_shape = '{"<host id>": {"transport": "local"} or ssh settings, ...}'
+    restores: KvmRestore
+    own_keys = KVM_KEYS
 
     def __init__(self, name: str, config: Mapping[str, Any], data_dir: Path) -> None:
         super().__init__(name, config, data_dir)
-        fields = Fields(config)
-        refused = sorted(REFUSED_NAS_KEYS & set(config))
-        if refused:
-            raise fields.error(
-                refused[0], "not used by the kvm driver (libvirt snapshots every disk at once); remove it"
-            )
-        self.hosts = fields.per_key(
-            "hosts", HostConnection.from_config, '{"<host id>": {"transport": "local"} or ssh settings, ...}'
-        )
-        self.quiesce = fields.flag("quiesce")
+        fields = self.fields
         self.options = KvmSnapshotOptions(
             quiesce_fallback=fields.flag("quiesce_fallback"),
             command_timeout_s=fields.number("command_timeout_s", 60.0, above=0, what=_SECONDS),
@@ -93,8 +73,7 @@ class KvmProvider(ProviderDriver):
         self._transports: dict[HostConnection, Transport] = {}
         self._lock = threading.Lock()
         self.snapshots = KvmSnapshot(self._libvirt, self.options)
-        nas_config = {k: v for k, v in config.items() if k not in KVM_KEYS}
-        self.nas = NasProvider(name, nas_config, data_dir, snapshot_source=self.snapshots)
+        self.nas = self.repository(self.snapshots)
         self.restores = KvmRestore(
             self.snapshots,
             self.nas,
@@ -105,21 +84,14 @@ class KvmProvider(ProviderDriver):
             ),
         )
 
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        caps = NAS_CAPABILITIES | {Capability.MULTI_VOLUME_CONSISTENT, Capability.STOP_VM}
-        return caps | {Capability.QUIESCE} if self.quiesce else caps
-
-    def data_folders(self) -> Mapping[str, str]:
-        return self.nas.data_folders()
-
-    def list_offerings(self, zone_id: str | None) -> list[ProviderOffering]:
-        return self.nas.list_offerings(zone_id)
+    @classmethod
+    def read_host(cls, connection: Mapping[str, Any]) -> HostConnection:
+        return HostConnection.from_config(connection)
 
     # -- hosts
 
     def _libvirt(self, vm: VMRef) -> Libvirt:
-        settings = self._settings(vm)
+        settings = self.host_settings(vm)
         with self._lock:
             transport = self._transports.get(settings)
             if transport is None:
@@ -127,29 +99,6 @@ class KvmProvider(ProviderDriver):
                 # Keyed by the settings, so a host given new ones is reached the new way.
                 transport = self._transports[settings] = settings.open()
         return Libvirt(transport, settings.libvirt_uri, timeout=self.options.command_timeout_s)
-
-    def _settings(self, vm: VMRef) -> HostConnection:
-        """The host's inventory record's settings, else this provider's ``hosts`` entry."""
-        if not vm.host_id:
-            raise ProviderError(
-                f"VM {vm.name} has no host; the kvm driver reaches a VM through it", retryable=False
-            )
-        if vm.host is not None and vm.host.connection:
-            try:
-                return HostConnection.from_config(vm.host.connection)
-            except InvalidArgument as exc:
-                raise ProviderError(
-                    f"host {vm.host_id} of VM {vm.name}: {exc.message} (fix it with backupctl host connect)",
-                    retryable=False,
-                ) from None
-        settings = self.hosts.get(vm.host_id)
-        if settings is None:
-            raise ProviderError(
-                f"VM {vm.name} is on host {vm.host_id}, which has no connection settings: set them with "
-                f"backupctl host connect (provider {self.name!r} has no hosts entry for it either)",
-                retryable=False,
-            )
-        return settings
 
     def close(self) -> None:
         with self._lock:
@@ -159,25 +108,9 @@ class KvmProvider(ProviderDriver):
 
     # -- operations
 
-    def take_backup(self, request: BackupRequest, progress: Progress) -> BackupResult:
-        if request.quiesce and not self.quiesce:
-            raise ProviderError(
-                f"provider {self.name!r} is not configured to quiesce (set quiesce: true)", retryable=False
-            )
-        return self.nas.take_backup(request, progress)
-
     def repair(self, vm: VMRef) -> list[Any]:
         """Merge back overlays a killed backup left on the VM (every backup does this first)."""
         return self.snapshots.repair(vm)
-
-    def delete_backup(self, point: RestorePointRef, *, forced: bool) -> None:
-        self.nas.delete_backup(point, forced=forced)
-
-    def abandon_backup(self, restore_point_id: str, attempt: int) -> None:
-        self.nas.abandon_backup(restore_point_id, attempt)
-
-    def list_restore_points(self) -> list[StoredPoint]:
-        return self.nas.list_restore_points()
 
     def restore_vm(self, point: RestorePointRef, target: VMRef, progress: Progress) -> VMRef | None:
         if target.id != point.vm.id:
@@ -188,12 +121,3 @@ class KvmProvider(ProviderDriver):
             return self.restores.new_vm(point, target, progress, recreate=True)
         self.restores.in_place(point, target, progress)
         return None
-
-    def restore_volume(
-        self, point: RestorePointRef, volume: VolumeRef, target: VMRef, progress: Progress
-    ) -> VolumeRef:
-        # A new image file beside the original, attached to the target's domain.
-        return self.restores.volume(point, volume, target, progress)
-
-    def verify(self, point: RestorePointRef) -> None:
-        self.nas.verify(point)
