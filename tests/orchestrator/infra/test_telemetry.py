@@ -43,8 +43,13 @@ def scrape(core: Core) -> tuple[list[str], Samples]:
 
 def test_names_follow_prometheus_conventions(world: World) -> None:
     families, samples = scrape(world.core)
+    names = {family.split(":")[0] for family in families}
     for family in families:
         name, kind = family.split(":")
+        if name.endswith("_created") and name.removesuffix("_created") in names:
+            # The text format gives a histogram or summary with observations (made by any
+            # earlier test in this process) a ``<name>_created`` gauge family of its own.
+            continue
         assert name.startswith("backup_orchestrator_"), name
         assert re.fullmatch(r"[a-z_]+", name), name
         # Base units only, spelled out, last in the name.
