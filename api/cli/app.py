@@ -41,6 +41,12 @@ class App:
     def core(self) -> Core:
         return build_core(self.settings, runner=runner_for(self.settings))
 
+    def close(self) -> None:
+        """Release the database connections, should a command have opened any: a process
+        that runs many commands (a test, a script importing the CLI) would keep them all."""
+        if "core" in self.__dict__:
+            self.core.db.dispose()
+
     @cached_property
     def actor(self) -> Actor:
         validate.unicode_strings(self.as_account, "as")

@@ -48,6 +48,7 @@ def cli(ctx: click.Context, as_account: str | None) -> None:
     Data lives in $BACKUP_HOME (SQLite by default); BACKUP_DATABASE_URL selects PostgreSQL.
     """
     ctx.obj = App(as_account)
+    ctx.call_on_close(ctx.obj.close)
 
 
 for command in (
